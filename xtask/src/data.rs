@@ -1,0 +1,153 @@
+//! `cargo xtask data` and `cargo xtask fixtures`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mnist_data::{idx, standard_file_names, HubSource, Source, Split, NUM_CLASSES};
+use sha2::{Digest, Sha256};
+
+use crate::fs_util::write_atomic;
+
+/// Which data to load; exactly one of the three, the fixtures when none is given.
+#[derive(Args, Debug, Clone)]
+#[group(multiple = false)]
+pub struct SourceArgs {
+    /// A directory with the four standard IDX files (MNIST or Fashion-MNIST).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A Hugging Face Hub dataset repository, e.g. ylecun/mnist.
+    #[arg(long, value_name = "REPO")]
+    pub hub: Option<String>,
+    /// The bundled fixtures (500 train and 500 test images).
+    #[arg(long)]
+    pub fixtures: bool,
+    /// Branch, tag or commit of the Hub repository.
+    #[arg(long, default_value = "main", requires = "hub")]
+    pub revision: String,
+    /// Hub endpoint (default: $HF_ENDPOINT or the public Hub).
+    #[arg(long, requires = "hub")]
+    pub endpoint: Option<String>,
+}
+
+impl SourceArgs {
+    /// The source these flags name.
+    pub fn source(&self) -> Source {
+        if let Some(dir) = &self.data_dir {
+            Source::Dir(dir.clone())
+        } else if let Some(repo) = &self.hub {
+            Source::Hub(HubSource {
+                revision: self.revision.clone(),
+                endpoint: self.endpoint.clone(),
+                progress: true,
+                ..HubSource::new(repo.clone())
+            })
+        } else {
+            Source::Fixtures
+        }
+    }
+}
+
+/// Prints the origin, then a table of per-class counts for both splits.
+pub fn print_counts(args: &SourceArgs) -> Result<()> {
+    let splits = args.source().load()?;
+    println!("source: {}", splits.origin);
+    print!("{:<6}", "split");
+    for c in 0..NUM_CLASSES {
+        print!("{c:>7}");
+    }
+    println!("{:>8}", "total");
+    for (name, d) in [("train", &splits.train), ("test", &splits.test)] {
+        print!("{name:<6}");
+        for n in d.class_counts() {
+            print!("{n:>7}");
+        }
+        println!("{:>8}", d.len());
+    }
+    Ok(())
+}
+
+/// Flags of `cargo xtask fixtures`.
+#[derive(Args, Debug)]
+pub struct FixturesArgs {
+    /// Directory with the full MNIST files.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Images per class taken from each split (the first ones in file order).
+    #[arg(long, default_value_t = 50)]
+    pub per_class: usize,
+    /// Output directory.
+    #[arg(long, default_value = "fixtures/mnist-mini")]
+    pub out: PathBuf,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Writes the class-balanced subsets of both splits as IDX gz files plus a README with
+/// provenance, licence and checksums.
+pub fn make_fixtures(args: &FixturesArgs) -> Result<()> {
+    let splits = mnist_data::load_dir(&args.data_dir)?;
+    let mut table = String::new();
+    let mut index_lists = String::new();
+    for (split, data) in [(Split::Train, &splits.train), (Split::Test, &splits.test)] {
+        let indices = data.balanced_indices(args.per_class)?;
+        let subset = data.select(&indices)?;
+        let (img_name, lab_name) = standard_file_names(split);
+        let images =
+            idx::encode_images(subset.len(), subset.rows(), subset.cols(), subset.pixels());
+        let labels = idx::encode_labels(subset.labels());
+        for (name, raw) in [(img_name, images), (lab_name, labels)] {
+            let gz = idx::gzip(&raw);
+            let file = format!("{name}.gz");
+            write_atomic(&args.out.join(&file), &gz)?;
+            let _ = writeln!(
+                table,
+                "| {file} | {} | {} | {} |",
+                gz.len(),
+                sha256_hex(&gz),
+                sha256_hex(&raw)
+            );
+        }
+        let _ = writeln!(
+            index_lists,
+            "- {} ({} images): {}",
+            split.file_prefix(),
+            indices.len(),
+            indices
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let readme = format!(
+        "# mnist-mini: the bundled MNIST fixtures\n\n\
+         The first {per} images of every class, in file order, of each MNIST split \
+         ({n} train and {n} test images), so that everything runs offline. Test image 0 \
+         here is MNIST test image 0 (a 7), the image the study attacks.\n\n\
+         Made by `cargo xtask fixtures --data-dir DIR --per-class {per}` from the original \
+         MNIST files (sha256 of the uncompressed full test images: \
+         0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7). \
+         Same IDX format, gzip-compressed (deterministic header: no name, mtime 0).\n\n\
+         MNIST is by Yann LeCun, Corinna Cortes and Christopher J. C. Burges and is \
+         licensed under CC BY-SA 3.0 (https://creativecommons.org/licenses/by-sa/3.0/); \
+         this subset is under the same licence.\n\n\
+         | file | bytes | sha256 (gz) | sha256 (uncompressed) |\n| --- | --- | --- | --- |\n\
+         {table}\n\
+         Indices taken from the full files:\n\n{index_lists}",
+        per = args.per_class,
+        n = args.per_class * NUM_CLASSES,
+    );
+    write_atomic(&args.out.join("README.md"), readme.as_bytes())
+        .context("writing the fixtures README")?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
