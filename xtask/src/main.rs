@@ -3,6 +3,7 @@
 
 mod data;
 mod fs_util;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,10 @@ enum Command {
     Data(data::SourceArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
     Fixtures(data::FixturesArgs),
+    /// Train a model and checkpoint it every epoch.
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on the test split.
+    Eval(train::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +36,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data(args) => data::print_counts(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
+        Command::Train(args) => train::train(&args),
+        Command::Eval(args) => train::eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

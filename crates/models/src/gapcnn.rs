@@ -1,0 +1,97 @@
+//! `GapCnn`, the attacked classifier f1 whose CAM is studied: 3x3 convolutions ending in
+//! a 128 x 7 x 7 map, global average pooling and one linear layer (no batch norm, so a
+//! per-example gradient never depends on the rest of the batch).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::layers::{global_average_pool, Conv, ConvShape, Dense};
+use crate::params::{Architecture, ParamSpec};
+use crate::traits::{CamModel, Classifier, FeatureClassifier};
+
+/// Channels of the five convolutions (conv1..conv5); conv5's count is K, the CAM depth.
+pub const CHANNELS: [usize; 5] = [32, 32, 64, 64, 128];
+
+fn conv_shapes() -> [ConvShape; 5] {
+    let c = CHANNELS;
+    [
+        ConvShape::same(1, c[0], 3, 1),
+        ConvShape::same(c[0], c[1], 3, 1),
+        ConvShape::same(c[1], c[2], 3, 1),
+        ConvShape::same(c[2], c[3], 3, 1),
+        ConvShape::same(c[3], c[4], 3, 1),
+    ]
+}
+
+/// conv1 32, conv2 32, max-pool 2, conv3 64, conv4 64, max-pool 2, conv5 128 (ReLU
+/// after each, 3x3, padding 1), global average pooling, `fc` 128 -> 10. PyTorch
+/// equivalent: the same names in an `nn.Module` with attributes conv1..conv5 and fc.
+#[derive(Debug, Clone)]
+pub struct GapCnn {
+    convs: Vec<Conv>,
+    fc: Dense,
+}
+
+impl Architecture for GapCnn {
+    const KIND: &'static str = "gapcnn";
+
+    fn param_specs() -> Vec<ParamSpec> {
+        let mut specs: Vec<ParamSpec> = conv_shapes()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.specs(&format!("conv{}", i + 1)))
+            .collect();
+        specs.extend(Dense::specs("fc", CHANNELS[4], 10));
+        specs
+    }
+
+    fn from_varbuilder(vb: &VarBuilder) -> Result<Self> {
+        let convs = conv_shapes()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Conv::load(vb, &format!("conv{}", i + 1), *s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            convs,
+            fc: Dense::load(vb, "fc", CHANNELS[4], 10)?,
+        })
+    }
+}
+
+impl GapCnn {
+    /// The last feature maps (`N x 128 x 7 x 7`, after ReLU), before pooling.
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (i, conv) in self.convs.iter().enumerate() {
+            h = conv.forward(&h)?.relu()?;
+            if i == 1 || i == 3 {
+                h = h.max_pool2d(2)?;
+            }
+        }
+        Ok(h)
+    }
+}
+
+impl Classifier for GapCnn {
+    fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        self.logits_from_features(&self.features(images)?)
+    }
+}
+
+impl FeatureClassifier for GapCnn {
+    fn features_and_logits(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+        let f = self.features(images)?;
+        let logits = self.logits_from_features(&f)?;
+        Ok((f, logits))
+    }
+
+    fn logits_from_features(&self, features: &Tensor) -> Result<Tensor> {
+        self.fc.forward(&global_average_pool(features)?)
+    }
+}
+
+impl CamModel for GapCnn {
+    fn head(&self) -> (&Tensor, &Tensor) {
+        (self.fc.weight(), self.fc.bias())
+    }
+}

@@ -1,0 +1,293 @@
+//! The few layers the models are made of, as plain tensors: convolution, linear,
+//! a differentiable bilinear resize, and parameter-spec helpers.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::params::{Init, ParamSpec};
+
+/// A 2-D convolution with bias (PyTorch layout: weight `out x in x k x k`).
+#[derive(Debug, Clone)]
+pub struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv {
+    /// Reads `{name}.weight` and `{name}.bias`.
+    pub fn load(vb: &VarBuilder, name: &str, shape: ConvShape) -> Result<Self> {
+        let w = vb.get(
+            (shape.out, shape.inp, shape.k, shape.k),
+            &format!("{name}.weight"),
+        )?;
+        let b = vb.get(shape.out, &format!("{name}.bias"))?;
+        Ok(Self {
+            weight: w,
+            bias: b,
+            stride: shape.stride,
+            padding: shape.padding,
+        })
+    }
+
+    /// The weight tensor.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+/// Shape of a square convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Input channels.
+    pub inp: usize,
+    /// Output channels.
+    pub out: usize,
+    /// Kernel size.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+impl ConvShape {
+    /// A `k x k` convolution with "same" padding at stride 1 (`k` odd).
+    pub fn same(inp: usize, out: usize, k: usize, stride: usize) -> Self {
+        Self {
+            inp,
+            out,
+            k,
+            stride,
+            padding: k / 2,
+        }
+    }
+
+    /// Weight and bias specs, PyTorch's default init.
+    pub fn specs(&self, name: &str) -> Vec<ParamSpec> {
+        let fan_in = self.inp * self.k * self.k;
+        vec![
+            ParamSpec::new(
+                format!("{name}.weight"),
+                &[self.out, self.inp, self.k, self.k],
+                Init::torch_default(fan_in),
+            ),
+            ParamSpec::new(
+                format!("{name}.bias"),
+                &[self.out],
+                Init::torch_default(fan_in),
+            ),
+        ]
+    }
+
+    /// Weight and bias specs, Xavier-uniform weights and zero biases (the SVAE's init).
+    pub fn xavier_specs(&self, name: &str) -> Vec<ParamSpec> {
+        let kk = self.k * self.k;
+        vec![
+            ParamSpec::new(
+                format!("{name}.weight"),
+                &[self.out, self.inp, self.k, self.k],
+                Init::xavier(self.inp * kk, self.out * kk),
+            ),
+            ParamSpec::new(format!("{name}.bias"), &[self.out], Init::Zeros),
+        ]
+    }
+}
+
+/// A fully connected layer (PyTorch layout: weight `out x in`).
+#[derive(Debug, Clone)]
+pub struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    /// Reads `{name}.weight` (`out x inp`) and `{name}.bias`.
+    pub fn load(vb: &VarBuilder, name: &str, inp: usize, out: usize) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((out, inp), &format!("{name}.weight"))?,
+            bias: vb.get(out, &format!("{name}.bias"))?,
+        })
+    }
+
+    /// Weight specs with PyTorch's default init.
+    pub fn specs(name: &str, inp: usize, out: usize) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new(
+                format!("{name}.weight"),
+                &[out, inp],
+                Init::torch_default(inp),
+            ),
+            ParamSpec::new(format!("{name}.bias"), &[out], Init::torch_default(inp)),
+        ]
+    }
+
+    /// Xavier-uniform weights, zero bias.
+    pub fn xavier_specs(name: &str, inp: usize, out: usize) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new(
+                format!("{name}.weight"),
+                &[out, inp],
+                Init::xavier(inp, out),
+            ),
+            ParamSpec::new(format!("{name}.bias"), &[out], Init::Zeros),
+        ]
+    }
+
+    /// Weight `out x inp`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Bias `out`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+}
+
+/// The `out x inp` matrix of a 1-D bilinear resize with TF1's legacy convention
+/// (`align_corners = false`, no half-pixel centres): output `i` samples input
+/// `i * inp / out`, interpolating between its floor and the next index (clamped).
+pub fn bilinear_matrix(inp: usize, out: usize) -> Vec<f32> {
+    let scale = inp as f64 / out as f64;
+    let mut m = vec![0f32; out * inp];
+    for i in 0..out {
+        let src = i as f64 * scale;
+        let lo = (src.floor() as usize).min(inp - 1);
+        let hi = (lo + 1).min(inp - 1);
+        let frac = (src - lo as f64) as f32;
+        m[i * inp + lo] += 1.0 - frac;
+        m[i * inp + hi] += frac;
+    }
+    m
+}
+
+/// A fixed bilinear resize of `N x C x h x w` maps, as two matrix products (rows, then
+/// columns), so it is exact and differentiable (candle has no bilinear backward).
+#[derive(Debug, Clone)]
+pub struct BilinearResize {
+    rows_t: Tensor,
+    cols_t: Tensor,
+    out: (usize, usize),
+}
+
+impl BilinearResize {
+    /// A resize from `inp` to `out` (height, width).
+    pub fn new(
+        inp: (usize, usize),
+        out: (usize, usize),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let rows = Tensor::from_vec(bilinear_matrix(inp.0, out.0), (out.0, inp.0), device)?;
+        let cols = Tensor::from_vec(bilinear_matrix(inp.1, out.1), (out.1, inp.1), device)?;
+        Ok(Self {
+            rows_t: rows.t()?.contiguous()?.to_dtype(dtype)?,
+            cols_t: cols.t()?.contiguous()?.to_dtype(dtype)?,
+            out,
+        })
+    }
+}
+
+impl Module for BilinearResize {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        // Columns: (N*C*h, w) x (w, W) -> (N*C*h, W).
+        let y = x.reshape((n * c * h, w))?.matmul(&self.cols_t)?;
+        // Rows: (N*C, W, h) x (h, H) -> (N*C, W, H), then back to N x C x H x W.
+        let y = y
+            .reshape((n * c, h, self.out.1))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let y = y.broadcast_matmul(&self.rows_t)?;
+        y.transpose(1, 2)?.reshape((n, c, self.out.0, self.out.1))
+    }
+}
+
+/// `log(1 + exp(x))`, computed stably and differentiably.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    let pos = x.relu()?;
+    let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    pos + tail
+}
+
+/// Mean over the two spatial dimensions: `N x K x h x w -> N x K`.
+pub fn global_average_pool(x: &Tensor) -> Result<Tensor> {
+    x.mean(D::Minus1)?.mean(D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_matches_tf1_legacy_resize() {
+        // tf.compat.v1.image.resize_bilinear(x, [4], align_corners=False) on [0, 1]:
+        // sources 0, 0.5, 1 (clamped), 1.5 -> 0, 0.5, 1, 1.
+        let m = bilinear_matrix(2, 4);
+        let x = [0.0f32, 1.0];
+        let y: Vec<f32> = (0..4)
+            .map(|i| m[i * 2] * x[0] + m[i * 2 + 1] * x[1])
+            .collect();
+        assert_eq!(y, vec![0.0, 0.5, 1.0, 1.0]);
+        // Rows of the matrix sum to 1, so constants stay constant.
+        let m = bilinear_matrix(7, 14);
+        for r in m.chunks(7) {
+            assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn resize_of_separable_map_is_separable() {
+        let dev = Device::Cpu;
+        let r = BilinearResize::new((7, 7), (14, 14), DType::F32, &dev).unwrap();
+        let x = Tensor::ones((2, 3, 7, 7), DType::F32, &dev).unwrap();
+        let y = r.forward(&x).unwrap();
+        assert_eq!(y.dims(), &[2, 3, 14, 14]);
+        let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(v.iter().all(|&a| (a - 1.0).abs() < 1e-6));
+        // A ramp along rows stays a ramp along rows.
+        let ramp = Tensor::arange(0f32, 7.0, &dev)
+            .unwrap()
+            .reshape((1, 1, 7, 1))
+            .unwrap()
+            .broadcast_as((1, 1, 7, 7))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let y = r
+            .forward(&ramp)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let rows: Vec<Vec<f32>> = y.to_vec2().unwrap();
+        assert_eq!(rows[3][0], 1.5);
+        assert_eq!(rows[3][13], 1.5);
+        assert_eq!(rows[13][5], 6.0);
+    }
+
+    #[test]
+    fn softplus_is_stable() {
+        let x = Tensor::new(&[-100f32, 0.0, 100.0], &Device::Cpu).unwrap();
+        let y: Vec<f32> = softplus(&x).unwrap().to_vec1().unwrap();
+        assert!(y[0] >= 0.0 && y[0] < 1e-30);
+        assert!((y[1] - 2f32.ln()).abs() < 1e-6);
+        assert!((y[2] - 100.0).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,234 @@
+//! Seeded parameter initialisation and safetensors checkpoints whose tensor names follow
+//! PyTorch state-dict conventions (`conv1.weight`, `fc.bias`), checked on load.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::error::{ModelError, Result};
+
+/// How a parameter starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform in `[-bound, bound]`.
+    Uniform(f64),
+    /// All zeros.
+    Zeros,
+}
+
+impl Init {
+    /// PyTorch's default for conv and linear weights and biases: `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`.
+    pub fn torch_default(fan_in: usize) -> Self {
+        Init::Uniform(1.0 / (fan_in as f64).sqrt())
+    }
+
+    /// Glorot/Xavier uniform: `U(-a, a)`, `a = sqrt(6 / (fan_in + fan_out))`.
+    pub fn xavier(fan_in: usize, fan_out: usize) -> Self {
+        Init::Uniform((6.0 / (fan_in + fan_out) as f64).sqrt())
+    }
+}
+
+/// One named parameter of an architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// State-dict name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Initialisation.
+    pub init: Init,
+}
+
+impl ParamSpec {
+    /// A parameter.
+    pub fn new(name: impl Into<String>, shape: &[usize], init: Init) -> Self {
+        Self {
+            name: name.into(),
+            shape: shape.to_vec(),
+            init,
+        }
+    }
+}
+
+/// An architecture whose parameters are listed up front, so that seeded init, saving and
+/// checked loading work the same for every model.
+pub trait Architecture: Sized {
+    /// Short name (`gapcnn`, `mlp`, `oracle`, `svae`), stored in checkpoints.
+    const KIND: &'static str;
+    /// Every parameter, with its state-dict name, shape and initialisation.
+    fn param_specs() -> Vec<ParamSpec>;
+    /// Builds the model from a var builder holding every parameter of [`Self::param_specs`].
+    fn from_varbuilder(vb: &VarBuilder) -> candle_core::Result<Self>;
+}
+
+/// Fills a `VarMap` with every parameter of `A`, drawn from `StdRng::seed_from_u64(seed)`
+/// in spec order (candle's own RNG cannot be seeded).
+pub fn init_varmap<A: Architecture>(seed: u64, dtype: DType, device: &Device) -> Result<VarMap> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let varmap = VarMap::new();
+    {
+        let data = varmap.data();
+        let mut data = data
+            .lock()
+            .map_err(|_| ModelError::InvalidInput("var map lock poisoned".into()))?;
+        for spec in A::param_specs() {
+            let n: usize = spec.shape.iter().product();
+            let values: Vec<f64> = match spec.init {
+                Init::Uniform(b) => (0..n).map(|_| rng.random_range(-b..=b)).collect(),
+                Init::Zeros => vec![0.0; n],
+            };
+            let t = Tensor::from_vec(values, spec.shape.as_slice(), device)?.to_dtype(dtype)?;
+            data.insert(spec.name.clone(), Var::from_tensor(&t)?);
+        }
+    }
+    Ok(varmap)
+}
+
+/// A freshly initialised model and the `VarMap` that owns its trainable variables.
+pub fn init_model<A: Architecture>(
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<(A, VarMap)> {
+    let varmap = init_varmap::<A>(seed, dtype, device)?;
+    let vb = VarBuilder::from_varmap(&varmap, dtype, device);
+    Ok((A::from_varbuilder(&vb)?, varmap))
+}
+
+/// Checks tensors against the specs of `A`: every name present, no extra one, shapes
+/// and dtype (f32) right. The message names the first offending tensor.
+pub fn check_tensors<A: Architecture>(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
+    let specs = A::param_specs();
+    for spec in &specs {
+        let t = tensors
+            .get(&spec.name)
+            .ok_or_else(|| format!("missing tensor `{}` (a {} has it)", spec.name, A::KIND))?;
+        if t.dims() != spec.shape.as_slice() {
+            return Err(format!(
+                "tensor `{}` has shape {:?}, a {} expects {:?}",
+                spec.name,
+                t.dims(),
+                A::KIND,
+                spec.shape
+            ));
+        }
+        if t.dtype() != DType::F32 {
+            return Err(format!(
+                "tensor `{}` has dtype {:?}, expected F32",
+                spec.name,
+                t.dtype()
+            ));
+        }
+    }
+    let mut extra: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !specs.iter().any(|s| &s.name == *k))
+        .collect();
+    extra.sort();
+    if let Some(name) = extra.first() {
+        return Err(format!(
+            "unexpected tensor `{name}`: not part of a {}",
+            A::KIND
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a safetensors file into named tensors (any dtype).
+pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    if !path.is_file() {
+        return Err(ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            message: "file not found".into(),
+        });
+    }
+    candle_core::safetensors::load(path, device).map_err(|e| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("not a readable safetensors file: {e}"),
+    })
+}
+
+/// Loads a checkpoint of `A`, refusing it (with the tensor named) when it does not fit.
+/// Weights are converted to `dtype` after the check.
+pub fn load_model<A: Architecture>(path: &Path, dtype: DType, device: &Device) -> Result<A> {
+    let tensors = read_safetensors(path, device)?;
+    check_tensors::<A>(&tensors).map_err(|message| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let vb = VarBuilder::from_tensors(tensors, dtype, device);
+    Ok(A::from_varbuilder(&vb)?)
+}
+
+/// Writes named tensors as f32 safetensors, atomically (a temporary file, then rename),
+/// with string metadata.
+pub fn save_tensors(
+    tensors: &HashMap<String, Tensor>,
+    metadata: &HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let mut owned: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        owned.push((name.clone(), t.to_dtype(DType::F32)?.contiguous()?));
+    }
+    owned.sort_by(|a, b| a.0.cmp(&b.0));
+    let views: Vec<(&str, &Tensor)> = owned.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let io_err = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    safetensors::serialize_to_file(views, Some(metadata.clone()), &tmp).map_err(|e| {
+        ModelError::Checkpoint {
+            path: tmp.clone(),
+            message: format!("cannot write: {e}"),
+        }
+    })?;
+    std::fs::rename(&tmp, path).map_err(io_err)
+}
+
+/// The current values of every variable of a `VarMap`.
+pub fn varmap_tensors(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
+    let data = varmap.data();
+    let data = data
+        .lock()
+        .map_err(|_| ModelError::InvalidInput("var map lock poisoned".into()))?;
+    Ok(data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect())
+}
+
+/// Saves the variables of a model as a checkpoint of `A` (atomically).
+pub fn save_model<A: Architecture>(varmap: &VarMap, path: &Path) -> Result<()> {
+    let metadata = HashMap::from([("kind".to_string(), A::KIND.to_string())]);
+    save_tensors(&varmap_tensors(varmap)?, &metadata, path)
+}
+
+/// The variables of a `VarMap` in the order of `A`'s specs (or of the given names).
+pub fn vars_named(varmap: &VarMap, names: &[String]) -> Result<Vec<(String, Var)>> {
+    let data = varmap.data();
+    let data = data
+        .lock()
+        .map_err(|_| ModelError::InvalidInput("var map lock poisoned".into()))?;
+    names
+        .iter()
+        .map(|n| {
+            data.get(n)
+                .map(|v| (n.clone(), v.clone()))
+                .ok_or_else(|| ModelError::InvalidInput(format!("no variable `{n}`")))
+        })
+        .collect()
+}
