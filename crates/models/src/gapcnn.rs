@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{global_average_pool, Conv, ConvShape, Dense};
+use crate::layers::{global_average_pool, max_pool, Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
 use crate::traits::{CamModel, Classifier, FeatureClassifier};
 
@@ -65,7 +65,7 @@ impl GapCnn {
         for (i, conv) in self.convs.iter().enumerate() {
             h = conv.forward(&h)?.relu()?;
             if i == 1 || i == 3 {
-                h = h.max_pool2d(2)?;
+                h = max_pool(&h, 2)?;
             }
         }
         Ok(h)

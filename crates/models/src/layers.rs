@@ -218,6 +218,21 @@ impl Module for BilinearResize {
     }
 }
 
+/// Max-pooling with a square `k x k` window and stride `k` (`H` and `W` divisible by
+/// `k`), written as a reshape and two max-reductions so that its gradient is right.
+///
+/// candle 0.11's `max_pool2d` backward scales the gradient by (number of maxima) / k^2
+/// instead of 1 / (number of maxima): a unique maximum gets a quarter of its gradient
+/// through a 2x2 pool, so input gradients through two pools come out 16 times too small
+/// (caught by the finite-difference tests). Reductions get it right.
+pub fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if h % k != 0 || w % k != 0 {
+        candle_core::bail!("max_pool: {h}x{w} is not divisible by the window {k}");
+    }
+    x.reshape((n, c, h / k, k, w / k, k))?.max(5)?.max(3)
+}
+
 /// `log(1 + exp(x))`, computed stably and differentiably.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     let pos = x.relu()?;
@@ -280,6 +295,37 @@ mod tests {
         assert_eq!(rows[3][0], 1.5);
         assert_eq!(rows[3][13], 1.5);
         assert_eq!(rows[13][5], 6.0);
+    }
+
+    #[test]
+    fn max_pool_matches_candle_forward_and_has_the_right_gradient() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let x =
+            crate::random::uniform(&mut rng, (2, 3, 6, 4), -1.0, 1.0, DType::F64, &dev).unwrap();
+        let ours = max_pool(&x, 2).unwrap();
+        let candle = x.max_pool2d(2).unwrap();
+        let a: Vec<f64> = ours.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f64> = candle.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b);
+        // d sum(maxpool(x)) / dx is 1 at each window's maximum and 0 elsewhere.
+        let v = Var::from_tensor(&x).unwrap();
+        let g = max_pool(v.as_tensor(), 2)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g: Vec<f64> = g
+            .get(v.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(g.iter().filter(|&&v| v == 1.0).count(), a.len());
+        assert_eq!(g.iter().filter(|&&v| v == 0.0).count(), g.len() - a.len());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{Conv, ConvShape, Dense};
+use crate::layers::{max_pool, Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
 use crate::traits::Classifier;
 
@@ -58,8 +58,10 @@ impl Architecture for Oracle {
 
 impl Classifier for Oracle {
     fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(images)?.relu()?.max_pool2d(2)?;
-        let h = self.conv2.forward(&h)?.relu()?.max_pool2d(2)?;
+        let h = self.conv1.forward(images)?.relu()?;
+        let h = max_pool(&h, 2)?;
+        let h = self.conv2.forward(&h)?.relu()?;
+        let h = max_pool(&h, 2)?;
         let h = self.fc1.forward(&h.flatten_from(1)?)?.relu()?;
         self.fc2.forward(&h)
     }
