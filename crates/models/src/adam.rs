@@ -90,6 +90,10 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // Gradients carry the op graph of the step that made them; the moments must
+            // not, or every step's graph stays alive through them (memory grows per step).
+            let g = g.detach();
+            let g = &g;
             let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
             let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
@@ -98,9 +102,9 @@ impl Adam {
             if c.weight_decay > 0.0 {
                 next = (next - (var.as_tensor() * (c.lr * c.weight_decay))?)?;
             }
-            var.set(&next)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            var.set(&next.detach())?;
+            self.m[i] = m.detach();
+            self.v[i] = v.detach();
         }
         Ok(())
     }
