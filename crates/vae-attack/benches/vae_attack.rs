@@ -1,0 +1,43 @@
+//! Throughput of the Type I attack: (image, target) pairs x iterations per second.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+use candle_core::{DType, Device, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use models::{init_model, GapCnn, Oracle, Svae};
+use vae_attack::{type_one_attack, LatentAttackConfig};
+
+fn type_one(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let (svae, _) = init_model::<Svae>(0, DType::F32, &dev).expect("svae");
+    let (f1, _) = init_model::<GapCnn>(1, DType::F32, &dev).expect("f1");
+    let (oracle, _) = init_model::<Oracle>(2, DType::F32, &dev).expect("oracle");
+    let pairs = 90;
+    let iters = 10;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let x = models::random::uniform(&mut rng, (pairs, 1, 28, 28), 0.0, 1.0, DType::F32, &dev)
+        .expect("x");
+    let keep = vec![7u32; pairs];
+    let targets: Vec<u32> = (0..pairs as u32).map(|i| i % 10).collect();
+    // No early stop and no recording: pure optimisation steps.
+    let config = LatentAttackConfig {
+        max_iters: iters,
+        early_stop: false,
+        record_every: 0,
+        frame_every: 0,
+        ..LatentAttackConfig::type_one()
+    };
+    let mut g = c.benchmark_group("type_one");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((pairs * iters) as u64));
+    g.bench_function("gapcnn_90_pairs_x_10_iterations", |b| {
+        b.iter(|| {
+            type_one_attack(&svae, &f1, &oracle, &x, &keep, &targets, &config).expect("attack")
+        })
+    });
+    g.finish();
+    let _ = Tensor::zeros(1, DType::F32, &dev);
+}
+
+criterion_group!(benches, type_one);
+criterion_main!(benches);
