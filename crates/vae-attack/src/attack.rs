@@ -140,10 +140,7 @@ struct Judge<'a> {
 
 impl Judge<'_> {
     /// Success per pair from the terms at the current z.
-    fn verdict(
-        &self,
-        terms: &LossTerms,
-    ) -> Result<(Vec<bool>, Vec<u32>, Option<Vec<u32>>, Option<Vec<u32>>)> {
+    fn verdict(&self, terms: &LossTerms) -> Result<Verdict> {
         let f2_pred = argmax_rows(&terms.f2_logits)?;
         let f1_pred = terms.f1_logits.as_ref().map(argmax_rows).transpose()?;
         let oracle_pred = self
