@@ -3,6 +3,9 @@
 /// The error type of `metrics`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MetricsError {
+    /// A model evaluation (forward or gradient) failed.
+    #[error("model evaluation failed: {0}")]
+    Model(String),
     /// An input with no elements where at least one is needed.
     #[error("{what} is empty")]
     EmptyInput {

@@ -9,7 +9,8 @@
 //!   Pearson correlation, centre-of-mass shift and [`ssim`];
 //! - **CLEVER**'s statistics: the reverse Weibull distribution, its maximum-likelihood
 //!   fit with a Kolmogorov–Smirnov check, and the score from per-batch gradient-norm
-//!   maxima ([`clever_score_from_maxima`]).
+//!   maxima ([`clever_score_from_maxima`]), and [`clever_score`] itself over any
+//!   `models::Classifier` (seeded sampling in the p-ball, batched gradient norms).
 //!
 //! ```
 //! use metrics::{clever_score_from_maxima, roc_curve, top_k_intersection, ReverseWeibull};
@@ -39,6 +40,7 @@
 mod attack_stats;
 mod classification;
 mod clever;
+mod clever_model;
 mod descriptive;
 mod error;
 mod kolmogorov_smirnov;
@@ -56,6 +58,7 @@ pub use classification::{
     ConfusionMatrix, OperatingPoint, RocCurve,
 };
 pub use clever::{clever_score_from_maxima, CleverConfig, CleverEstimate, Norm, CLEVER_MIN_PVALUE};
+pub use clever_model::{clever_score, CleverReport, CleverTarget};
 pub use descriptive::{mean, median, quantile, quantiles, NormSummary};
 pub use error::{MetricsError, Result};
 pub use kolmogorov_smirnov::{kolmogorov_survival, ks_statistic, ks_test, KsTest};
