@@ -1,3 +1,11 @@
-//! Experiment configuration, the full Type I / Type II evaluation and its artifacts (JSON, CSV, PNG, report).
-//!
-//! This crate is filled by its own issue; until then it exports nothing.
+//! The evaluation that reproduces "is CAM reliable?": configuration, the ROC comparison
+//! of Type I and Type II attacks, figures and report artifacts, written atomically.
+
+#![deny(missing_docs)]
+
+pub mod artifact;
+mod error;
+pub mod plot;
+pub mod roc;
+
+pub use error::{HarnessError, Result};

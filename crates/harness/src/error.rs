@@ -1,0 +1,41 @@
+//! Errors of the harness.
+
+use std::path::PathBuf;
+
+/// The error type of `harness`.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// Reading or writing an artifact failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A configuration file that cannot be used.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Drawing a figure failed.
+    #[error("figure {}: {message}", path.display())]
+    Plot {
+        /// The figure.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
