@@ -25,6 +25,14 @@ impl Init {
         Init::Uniform(1.0 / (fan_in as f64).sqrt())
     }
 
+    /// He/Kaiming uniform for layers followed by ReLU: `U(-a, a)`, `a = sqrt(6 / fan_in)`,
+    /// which keeps the activation scale through deep ReLU stacks (PyTorch's default
+    /// shrinks it by about sqrt(3) a layer, and a five-layer GAP network then starts
+    /// learning slowly).
+    pub fn he(fan_in: usize) -> Self {
+        Init::Uniform((6.0 / fan_in as f64).sqrt())
+    }
+
     /// Glorot/Xavier uniform: `U(-a, a)`, `a = sqrt(6 / (fan_in + fan_out))`.
     pub fn xavier(fan_in: usize, fan_out: usize) -> Self {
         Init::Uniform((6.0 / (fan_in + fan_out) as f64).sqrt())
