@@ -1,3 +1,80 @@
-//! Class activation maps and Grad-CAM with named conventions, upsampling and PNG overlays.
+//! Class activation maps (CAM) and Grad-CAM with named conventions, upsampling and
+//! PNG overlays, for any model of the `models` crate.
 //!
-//! This crate is filled by its own issue; until then it exports nothing.
+//! The shape follows pytorch-grad-cam: one base ([`weighted_feature_sum`]) computes a
+//! map as a weighted sum of feature channels, and each method only chooses the weights:
+//!
+//! - [`class_activation_map`] (any [`models::CamModel`]): the head's row,
+//!   `CAM_c(i, j) = sum_k W[c, k] F_k(i, j)`;
+//! - [`grad_cam`] (any [`models::FeatureClassifier`]): spatial means of the gradient of
+//!   the class logit with respect to the features (candle autograd);
+//! - [`single_channel_ablation_map`]: the study's defective map (the last channel
+//!   alone, for class 7), kept as a named ablation.
+//!
+//! Every method takes a batch and a [`Target`] (a class, the prediction, a class per
+//! image, or all classes at once) and returns signed [`ActivationMaps`]. Conventions
+//! are applied afterwards and by name: [`Upsampling`] (bilinear as OpenCV, or nearest
+//! by integer factors) and [`MapScaling`] (raw, ReLU, min-max as the official CAM code,
+//! ReLU + min-max as pytorch-grad-cam). Degenerate maps (constant, or nothing positive
+//! under ReLU) are reported per map as a [`MapStatus`], never silently zeroed.
+//! [`overlay`] and [`frame_strip`] render maps over the grey digit in viridis, with
+//! captions in a built-in bitmap font; [`write_png`] writes them atomically.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use cam::{class_activation_map, grad_cam, MapScaling, Target, Upsampling};
+//! use models::{init_model, random::uniform, GapCnn};
+//! use rand::{rngs::StdRng, SeedableRng};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dev = Device::Cpu;
+//! let (model, _) = init_model::<GapCnn>(0, DType::F32, &dev)?;
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let images = uniform(&mut rng, (2, 1, 28, 28), 0.0, 1.0, DType::F32, &dev)?;
+//!
+//! // CAM of each image's predicted class, 7 x 7, then 28 x 28 in [0, 1].
+//! let cam = class_activation_map(&model, &images, &Target::Predicted)?;
+//! assert_eq!(cam.maps.dims(), &[2, 7, 7]);
+//! let shown = cam
+//!     .upsampled((28, 28), Upsampling::Bilinear)?
+//!     .scaled(MapScaling::ReluMinMax)?;
+//! assert_eq!(shown.maps.dims(), &[2, 28, 28]);
+//! assert_eq!(shown.statuses.len(), 2);
+//!
+//! // For a GAP + linear head, Grad-CAM = ReLU(CAM) / (h w).
+//! let grad = grad_cam(&model, &images, &Target::Predicted)?.scaled(MapScaling::Relu)?;
+//! let expected = (cam.scaled(MapScaling::Relu)?.maps / 49.0)?;
+//! let gap = (grad.maps - expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+//! assert!(gap < 1e-5);
+//! # Ok(()) }
+//! ```
+//!
+//! The library never prints; errors are [`CamError`] values.
+
+#![deny(missing_docs)]
+
+mod activation_maps;
+mod class_activation_map;
+mod colormap;
+mod error;
+mod font;
+mod grad_cam;
+mod overlay;
+mod scaling;
+mod single_channel_ablation;
+mod target;
+mod upsampling;
+
+#[cfg(test)]
+mod test_model;
+
+pub use activation_maps::{weighted_feature_sum, ActivationMaps};
+pub use class_activation_map::class_activation_map;
+pub use colormap::Colormap;
+pub use error::{CamError, Result};
+pub use font::{draw_text, text_width, GLYPH_HEIGHT, GLYPH_WIDTH};
+pub use grad_cam::grad_cam;
+pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
+pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
+pub use single_channel_ablation::{single_channel_ablation_map, SingleChannelAblation};
+pub use target::{MapClasses, Target};
+pub use upsampling::{resize_matrix, upsample, Upsampling};

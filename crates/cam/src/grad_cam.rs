@@ -1,0 +1,109 @@
+//! Grad-CAM (Selvaraju et al., ICCV 2017): the channel weights are the spatial means of
+//! the gradient of the class logit with respect to the features,
+//! `alpha_k = mean_ij d logit_c / d F_k(i, j)`. Grad-CAM's map is `ReLU(sum_k alpha_k F_k)`:
+//! [`grad_cam`] returns the signed sum, and [`crate::MapScaling::Relu`] (or
+//! [`crate::MapScaling::ReluMinMax`], pytorch-grad-cam's) applies the ReLU.
+//!
+//! For a GAP + linear head `alpha_k = W[c, k] / (h w)`, so Grad-CAM is CAM / (h w).
+
+use candle_core::{Tensor, Var};
+use models::FeatureClassifier;
+
+use crate::activation_maps::ActivationMaps;
+use crate::error::{CamError, Result};
+use crate::target::{MapClasses, Target};
+
+/// Grad-CAM of a batch of images for `target`, for any [`FeatureClassifier`]: signed
+/// maps `N x h x w` (or `N x num_classes x h x w` for [`Target::AllClasses`]).
+///
+/// The logits of the whole batch are summed before differentiating, so every image
+/// gets its own gradient as long as the head treats images independently (no batch
+/// statistics), which holds for every model of this workspace.
+pub fn grad_cam<M: FeatureClassifier + ?Sized>(
+    model: &M,
+    images: &Tensor,
+    target: &Target,
+) -> Result<ActivationMaps> {
+    let (features, logits) = model.features_and_logits(images)?;
+    let features = features.detach();
+    let (n, k, _, _) = features.dims4().map_err(|_| {
+        CamError::Shape(format!(
+            "features must be N x K x h x w, got {:?}",
+            features.dims()
+        ))
+    })?;
+    let classes = target.resolve(&logits)?;
+    // The features become the leaf of a fresh graph: only the head is differentiated.
+    let leaf = Var::from_tensor(&features)?;
+    let head_logits = model.logits_from_features(leaf.as_tensor())?;
+    let selected: Vec<Tensor> = match &classes {
+        MapClasses::PerImage(cls) => {
+            let idx: Vec<u32> = cls.iter().map(|&c| c as u32).collect();
+            let idx = Tensor::from_vec(idx, (n, 1), features.device())?;
+            vec![head_logits.gather(&idx, 1)?.sum_all()?]
+        }
+        MapClasses::All(c) => (0..*c)
+            .map(|class| head_logits.narrow(1, class, 1)?.sum_all())
+            .collect::<candle_core::Result<_>>()?,
+    };
+    let mut alphas = Vec::with_capacity(selected.len());
+    for objective in selected {
+        let grads = objective.backward()?;
+        let alpha = match grads.get(leaf.as_tensor()) {
+            Some(g) => g.mean((2, 3))?,
+            // The head ignores the features: every weight is zero.
+            None => Tensor::zeros((n, k), features.dtype(), features.device())?,
+        };
+        alphas.push(alpha);
+    }
+    let weights = Tensor::stack(&alphas, 1)?; // N x T x K
+    ActivationMaps::from_channel_weights(&features, &weights, classes, logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::class_activation_map::class_activation_map;
+    use crate::scaling::MapScaling;
+    use crate::test_model::{random_images, TinyCamModel};
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn grad_cam_is_relu_cam_over_area_for_a_gap_head(
+            seed in any::<u64>(), k in 1usize..6, c in 1usize..5, n in 1usize..4, half in 2usize..5,
+        ) {
+            let model = TinyCamModel::random(seed, k, c);
+            let x = random_images(seed ^ 5, n, 2 * half);
+            let area = (half * half) as f64;
+            for target in [Target::AllClasses, Target::Predicted, Target::Class(c - 1)] {
+                let grad = grad_cam(&model, &x, &target).unwrap();
+                let cam = class_activation_map(&model, &x, &target).unwrap();
+                prop_assert_eq!(&grad.classes, &cam.classes);
+                let g = values(&grad.scaled(MapScaling::Relu).unwrap().maps);
+                let expected: Vec<f64> = values(&cam.scaled(MapScaling::Relu).unwrap().maps)
+                    .iter().map(|v| v / area).collect();
+                for (a, b) in g.iter().zip(&expected) {
+                    prop_assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grad_cam_rejects_a_class_the_model_lacks() {
+        let model = TinyCamModel::random(0, 2, 3);
+        let x = random_images(0, 1, 4);
+        assert!(matches!(
+            grad_cam(&model, &x, &Target::Class(3)),
+            Err(CamError::ClassOutOfRange { .. })
+        ));
+    }
+}
