@@ -1,8 +1,11 @@
 //! `cargo xtask <command>`: the project's automation. Each command lives in its own
 //! module; this file only parses flags and dispatches.
 
+mod attack;
+mod cam;
 mod data;
 mod fs_util;
+mod reproduce;
 mod train;
 
 use std::process::ExitCode;
@@ -21,10 +24,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one Type II attack on test images and print success, robust accuracy, norms.
+    Attack(attack::AttackArgs),
+    /// Render one test image's CAM and Grad-CAM side by side as PNG.
+    Cam(cam::CamArgs),
     /// Load a data source and print its counts per class and per split.
     Data(data::SourceArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
     Fixtures(data::FixturesArgs),
+    /// The main job: every attack, map, metric and figure, and the report.
+    Reproduce(reproduce::ReproduceArgs),
     /// Train a model and checkpoint it every epoch.
     Train(train::TrainArgs),
     /// Evaluate a checkpoint on the test split.
@@ -34,8 +43,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Attack(args) => attack::attack(&args),
+        Command::Cam(args) => cam::render(&args),
         Command::Data(args) => data::print_counts(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
+        Command::Reproduce(args) => reproduce::reproduce(&args),
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),
     };

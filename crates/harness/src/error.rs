@@ -32,6 +32,21 @@ pub enum HarnessError {
     /// A metric could not be computed.
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    /// A map could not be computed or drawn.
+    #[error(transparent)]
+    Cam(#[from] cam::CamError),
+    /// A model or data operation failed.
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
+    /// A Type II attack failed.
+    #[error(transparent)]
+    Attack(#[from] attacks::AttackError),
+    /// A Type I attack failed.
+    #[error(transparent)]
+    TypeOne(#[from] vae_attack::AttackError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),

@@ -4,8 +4,19 @@
 #![deny(missing_docs)]
 
 pub mod artifact;
+pub mod cam_change;
+pub mod clever_stage;
+pub mod config;
 mod error;
+pub mod evaluation;
 pub mod plot;
+pub mod report;
 pub mod roc;
+pub mod runner;
+pub mod type1;
 
 pub use error::{HarnessError, Result};
+
+pub use config::ExperimentConfig;
+pub use evaluation::{run_evaluation, Evaluation, Provenance};
+pub use runner::{Models, Progress, Silent};

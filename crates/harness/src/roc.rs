@@ -3,13 +3,13 @@
 //! from positives, "not P" for the oracle while f1 keeps P) raise the FPR.
 
 use metrics::{operating_point_of_predictions, roc_curve, RocCurve};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
 /// One scored example: f1's probability of P, whether f1's arg-max is P, and whether
 /// the oracle (for clean test images: the dataset label) says it is P.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     /// f1's softmax probability of the positive class.
     pub score: f64,

@@ -1,0 +1,151 @@
+//! CLEVER on a sample, beside the smallest perturbations the attacks found.
+
+use std::path::Path;
+
+use candle_core::Device;
+use metrics::{clever_score, CleverConfig, CleverTarget, Norm};
+use mnist_data::{Dataset, PixelFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{csv, write_atomic};
+use crate::config::ExperimentConfig;
+use crate::error::Result;
+use crate::runner::{Models, Progress, Type2Figures};
+
+/// One image's CLEVER scores and found perturbations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleverRow {
+    /// Test index.
+    pub index: usize,
+    /// CLEVER L2 (runner-up class).
+    pub clever_l2: f64,
+    /// CLEVER Linf (runner-up class).
+    pub clever_linf: f64,
+    /// Smallest successful L2 among CW-L2 and DeepFool.
+    pub found_l2: Option<f64>,
+    /// Linf of that smallest-L2 perturbation's attack... the smallest successful Linf among all attacks.
+    pub found_linf: Option<f64>,
+}
+
+/// CLEVER figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleverFigures {
+    /// Nb, Ns and radii used.
+    pub nb: usize,
+    /// See `nb`.
+    pub ns: usize,
+    /// Per image.
+    pub rows: Vec<CleverRow>,
+    /// Mean CLEVER L2.
+    pub mean_l2: f64,
+    /// Mean CLEVER Linf.
+    pub mean_linf: f64,
+    /// Images where an attack found an L2 perturbation smaller than CLEVER's estimate.
+    pub l2_bound_violations: usize,
+}
+
+/// Scores the first `config.clever_images` correctly classified test images.
+pub fn run_clever(
+    models: &Models,
+    test: &Dataset,
+    type2: &[Type2Figures],
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<CleverFigures> {
+    let n = config.clever_images.min(test.len());
+    progress.start("CLEVER", n as u64);
+    let mut rows = Vec::new();
+    for i in 0..n {
+        let x = test
+            .images_tensor(&[i], PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let score = |norm: Norm, radius: f64| {
+            let c = CleverConfig {
+                nb: config.clever_nb,
+                ns: config.clever_ns,
+                radius,
+                norm,
+            };
+            clever_score(
+                &models.gapcnn,
+                &x,
+                CleverTarget::RunnerUp,
+                &c,
+                config.seed.wrapping_add(i as u64),
+            )
+        };
+        let l2 = score(Norm::L2, config.clever_radius_l2)?;
+        let linf = score(Norm::Linf, config.clever_radius_linf)?;
+        let pick = |names: &[&str], f: fn(&Type2Figures) -> &Vec<Option<f64>>| {
+            type2
+                .iter()
+                .filter(|t| names.contains(&t.attack.as_str()))
+                .filter_map(|t| f(t).get(i).copied().flatten())
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+        };
+        rows.push(CleverRow {
+            index: i,
+            clever_l2: l2.score,
+            clever_linf: linf.score,
+            found_l2: pick(&["cw-l2", "deepfool"], |t| &t.l2_per_image),
+            found_linf: pick(&["fgsm", "pgd-linf", "pgd-l2", "cw-l2", "deepfool"], |t| {
+                &t.linf_per_image
+            }),
+        });
+        progress.advance(1);
+    }
+    progress.finish();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let o = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.5}"));
+            vec![
+                r.index.to_string(),
+                format!("{:.5}", r.clever_l2),
+                format!("{:.5}", r.clever_linf),
+                o(r.found_l2),
+                o(r.found_linf),
+            ]
+        })
+        .collect();
+    write_atomic(
+        &out.join("clever.csv"),
+        csv(
+            &[
+                "index",
+                "clever_l2",
+                "clever_linf",
+                "found_l2",
+                "found_linf",
+            ],
+            &table,
+        )
+        .as_bytes(),
+    )?;
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.found_l2.map(|f| (r.clever_l2, f)))
+        .collect();
+    crate::plot::clever_scatter(
+        &out.join("clever_l2.png"),
+        "CLEVER L2 vs smallest L2 found (CW-L2, DeepFool)",
+        &points,
+    )?;
+    let m = |f: fn(&CleverRow) -> f64| {
+        if rows.is_empty() {
+            f64::NAN
+        } else {
+            rows.iter().map(f).sum::<f64>() / rows.len() as f64
+        }
+    };
+    Ok(CleverFigures {
+        nb: config.clever_nb,
+        ns: config.clever_ns,
+        mean_l2: m(|r| r.clever_l2),
+        mean_linf: m(|r| r.clever_linf),
+        l2_bound_violations: points.iter().filter(|(c, f)| f < c).count(),
+        rows,
+    })
+}

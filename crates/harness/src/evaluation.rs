@@ -1,0 +1,198 @@
+//! The whole evaluation: stages in order, then `summary.json`, `roc.png` and the report.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use mnist_data::Dataset;
+use serde_json::{json, Value};
+
+use crate::artifact::write_atomic;
+use crate::clever_stage::{run_clever, CleverFigures};
+use crate::config::ExperimentConfig;
+use crate::error::{HarnessError, Result};
+use crate::roc::{roc_comparison, RocComparison};
+use crate::runner::{
+    clean_scores, evaluate_models, run_type2, stage, type2_attacks, ModelFigures, Models, Progress,
+    Type2Figures,
+};
+use crate::type1::{run_type1, Type1Figures};
+
+/// Where the data and weights came from, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The data source.
+    pub data: String,
+    /// The weights' source.
+    pub weights: String,
+}
+
+/// Everything the evaluation measured.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Model accuracies.
+    pub models: ModelFigures,
+    /// Per Type II attack.
+    pub type2: Vec<Type2Figures>,
+    /// The Type I stage.
+    pub type1: Type1Figures,
+    /// The ROC comparison.
+    pub roc: RocComparison,
+    /// CLEVER.
+    pub clever: CleverFigures,
+    /// `summary.json` as written.
+    pub summary: Value,
+}
+
+/// Runs every stage (loading those already finished under `out` with the same
+/// configuration) and writes the artifacts.
+pub fn run_evaluation(
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    provenance: &Provenance,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Evaluation> {
+    let t0 = Instant::now();
+    let eval_set = if config.eval_images == 0 {
+        test.clone()
+    } else {
+        test.first(config.eval_images)
+    };
+    let model_figures = stage(out, "models", config, || {
+        evaluate_models(models, &eval_set, device, progress)
+    })?;
+    let mut type2 = Vec::new();
+    for attack in type2_attacks(config) {
+        let name = format!("type2_{}", attack.name());
+        type2.push(stage(out, &name, config, || {
+            run_type2(attack.as_ref(), models, test, config, out, device, progress)
+        })?);
+    }
+    let type1 = stage(out, "type1", config, || {
+        run_type1(models, test, config, out, device, progress)
+    })?;
+    let clever = stage(out, "clever", config, || {
+        run_clever(models, test, &type2, config, out, device, progress)
+    })?;
+
+    let clean = clean_scores(models, test, config, device)?;
+    let roc_attack = type2
+        .iter()
+        .find(|t| t.attack == config.roc_type2_attack)
+        .ok_or_else(|| {
+            HarnessError::Other(format!(
+                "no Type II attack named {}",
+                config.roc_type2_attack
+            ))
+        })?;
+    let roc = roc_comparison(
+        config.positive_class,
+        &clean,
+        &roc_attack.positives,
+        &type1.positives_turned,
+    )?;
+    crate::plot::roc_figure(&out.join("roc.png"), &roc)?;
+
+    let summary = summary_json(
+        &model_figures,
+        &type2,
+        &type1,
+        &roc,
+        &clever,
+        config,
+        provenance,
+        t0.elapsed().as_secs_f64(),
+    );
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| HarnessError::Other(e.to_string()))?;
+    write_atomic(&out.join("summary.json"), text.as_bytes())?;
+    let evaluation = Evaluation {
+        models: model_figures,
+        type2,
+        type1,
+        roc,
+        clever,
+        summary,
+    };
+    crate::report::write_reports(&evaluation, config, provenance, out)?;
+    Ok(evaluation)
+}
+
+fn finite(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        Value::Null
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary_json(
+    m: &ModelFigures,
+    type2: &[Type2Figures],
+    type1: &Type1Figures,
+    roc: &RocComparison,
+    clever: &CleverFigures,
+    config: &ExperimentConfig,
+    provenance: &Provenance,
+    wall_seconds: f64,
+) -> Value {
+    let mut t2 = serde_json::Map::new();
+    let mut cam = serde_json::Map::new();
+    let change = |c: &crate::cam_change::CamChange| {
+        json!({"pairs": c.pairs, "skipped": c.skipped, "topk": finite(c.topk), "spearman": finite(c.spearman),
+               "pearson": finite(c.pearson), "com_shift": finite(c.com_shift), "ssim": finite(c.ssim)})
+    };
+    for t in type2 {
+        t2.insert(t.attack.clone(), json!({
+            "images": t.images, "success_rate": t.success_rate, "robust_accuracy": t.robust_accuracy,
+            "mean_l2": finite(t.mean_l2), "mean_linf": finite(t.mean_linf), "mean_l0": finite(t.mean_l0),
+            "gradient_masking_suspected": t.gradient_masking_suspected, "images_per_second": t.images_per_second,
+        }));
+        cam.insert(t.attack.clone(), change(&t.cam));
+    }
+    cam.insert("type1".into(), change(&type1.cam));
+    cam.insert("defective_vs_real".into(), json!({
+        "spearman": finite(type1.defective_vs_real.0), "pearson": finite(type1.defective_vs_real.1), "frames": type1.defective_vs_real.2,
+    }));
+    json!({
+        "models": {
+            "gapcnn": {"test_accuracy": m.gapcnn},
+            "mlp": {"test_accuracy": m.mlp},
+            "oracle": {"test_accuracy": m.oracle},
+            "svae": {"test_accuracy": m.svae_latent_accuracy, "latent_accuracy": m.svae_latent_accuracy,
+                     "reconstruction_bce": m.svae_reconstruction_bce, "kl": m.svae_kl,
+                     "decoded_oracle_accuracy": m.svae_decoded_oracle_accuracy},
+            "images": m.images,
+        },
+        "type2": t2,
+        "type1": {
+            "pairs": type1.pairs, "success_rate": type1.success_rate, "mean_l2": finite(type1.mean_l2),
+            "mean_linf": finite(type1.mean_linf), "oracle_agreement": type1.oracle_agreement, "f1_kept": type1.f1_kept,
+            "per_target": type1.per_target.iter().map(|&v| finite(v)).collect::<Vec<_>>(),
+            "mean_iterations": finite(type1.mean_iterations), "pair_iterations_per_second": type1.pair_iterations_per_second,
+        },
+        "roc": {
+            "positive_class": roc.positive_class, "type2_attack": config.roc_type2_attack,
+            "clean_auc": roc.clean.auc, "type2_auc": roc.type2.auc, "type1_auc": roc.type1.auc,
+            "clean_tpr": roc.clean.tpr, "type2_tpr": roc.type2.tpr, "type1_tpr": roc.type1.tpr,
+            "clean_fpr": roc.clean.fpr, "type2_fpr": roc.type2.fpr, "type1_fpr": roc.type1.fpr,
+            "positives": roc.clean.positives, "negatives": roc.clean.negatives, "type1_negatives_added": type1.positives_turned.len(),
+        },
+        "cam": cam,
+        "clever": {
+            "images": clever.rows.len(), "nb": clever.nb, "ns": clever.ns, "target": "runner-up",
+            "mean_l2": finite(clever.mean_l2), "mean_linf": finite(clever.mean_linf),
+            "l2_bound_violations": clever.l2_bound_violations,
+        },
+        "config": serde_json::to_value(config).unwrap_or(Value::Null),
+        "seed": config.seed,
+        "versions": {"toolkit": env!("CARGO_PKG_VERSION"), "candle": "0.11.1"},
+        "data": provenance.data,
+        "weights": provenance.weights,
+        "wall_seconds": wall_seconds,
+    })
+}

@@ -1,0 +1,273 @@
+//! `report.md` and a self-contained `report.html` (figures inlined as base64): every
+//! figure with a paragraph on what it shows, set against the study's claims.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::artifact::write_atomic;
+use crate::config::ExperimentConfig;
+use crate::error::Result;
+use crate::evaluation::{Evaluation, Provenance};
+
+fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1} %", 100.0 * v)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "n/a".into()
+    }
+}
+
+/// Standard base64 (RFC 4648) of bytes.
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The report as markdown: (heading or paragraph text, optional figure file).
+fn sections(
+    e: &Evaluation,
+    config: &ExperimentConfig,
+    p: &Provenance,
+    out: &Path,
+) -> Vec<(String, Option<String>)> {
+    let mut s = Vec::new();
+    let m = &e.models;
+    s.push((format!(
+        "# Is CAM reliable? Reproduction report ({} profile)\n\nData: {}. Weights: {}. Seed {}.\n\n\
+         Test accuracy on {} images: GapCnn (attacked f1) {}, Mlp {}, oracle {}. SVAE: latent \
+         classifier {}, reconstruction BCE {} nats per image, KL {}; the oracle recognises {} of \
+         the decoded mu(x).",
+        config.profile, p.data, p.weights, config.seed, m.images, pct(m.gapcnn), pct(m.mlp), pct(m.oracle),
+        pct(m.svae_latent_accuracy), num(m.svae_reconstruction_bce), num(m.svae_kl), pct(m.svae_decoded_oracle_accuracy)
+    ), None));
+    let r = &e.roc;
+    s.push((format!(
+        "## ROC of f1 for class {P}: Type II lowers TPR, Type I raises FPR\n\n\
+         The score is f1's probability of class {P}. Clean: AUC {}, f1's own decision at TPR {} / FPR {}. \
+         With every positive replaced by its {} example (still a {P} to the oracle): AUC {}, TPR {}. \
+         With {} Type I examples made from {P}s (the oracle says another digit, f1 still says {P}) added as \
+         negatives: AUC {}, FPR {}. The seed's Fig. 1 draws exactly this: Type II attacks move the curve \
+         down (false negatives), Type I attacks move it right (false positives).",
+        num(r.clean.auc), num(r.clean.tpr), num(r.clean.fpr), config.roc_type2_attack, num(r.type2.auc), num(r.type2.tpr),
+        e.type1.positives_turned.len(), num(r.type1.auc), num(r.type1.fpr), P = r.positive_class
+    ), Some("roc.png".into())));
+    let mut t2 = String::from(
+        "## Type II attacks on GapCnn\n\n| attack | images | success | robust acc. | mean L2 | mean Linf | CAM top-10% | CAM Spearman | CAM centre shift (px) | images/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for t in &e.type2 {
+        let _ = writeln!(
+            t2,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            t.attack,
+            t.images,
+            pct(t.success_rate),
+            pct(t.robust_accuracy),
+            num(t.mean_l2),
+            num(t.mean_linf),
+            num(t.cam.topk),
+            num(t.cam.spearman),
+            num(t.cam.com_shift),
+            t.images_per_second
+        );
+    }
+    t2.push_str(
+        "\nCAM columns compare the map of the class f1 decides on, before and after the attack \
+         (bilinear to 28x28, min-max). A small perturbation that flips the label also moves the map \
+         to the new class's evidence; per-example rows are in `type2_<attack>.csv`.",
+    );
+    if e.type2.iter().any(|t| t.gradient_masking_suspected) {
+        t2.push_str(" Some attack met zero or non-finite gradients (see `gradient_masking_suspected` in summary.json).");
+    }
+    s.push((t2, None));
+    let t1 = &e.type1;
+    s.push((format!(
+        "## Type I attack: the digit changes, f1's label and its CAM do not\n\n\
+         {} (image, target) pairs, at most {} iterations each: success (f1 keeps its label AND the oracle \
+         sees the target) {}; the oracle sees the target in {} of the pairs, f1 keeps its label in {}. \
+         Successful examples lie at mean L2 {} / Linf {} from the original. CAM of the kept class, clean \
+         vs Type I example, over {} pairs: top-10% overlap {}, Spearman {}, Pearson {}, centre-of-mass \
+         shift {} px, SSIM {}. The study's conclusion, that what the network looks at does not explain \
+         what it decides, is this: the image became another digit for an independent judge while the \
+         classifier's map of its (unchanged) class stays correlated with the clean one.",
+        t1.pairs, config.type1_iters, pct(t1.success_rate), pct(t1.oracle_agreement), pct(t1.f1_kept),
+        num(t1.mean_l2), num(t1.mean_linf), t1.cam.pairs, num(t1.cam.topk), num(t1.cam.spearman),
+        num(t1.cam.pearson), num(t1.cam.com_shift), num(t1.cam.ssim)
+    ), None));
+    let from = config.strip_index;
+    let mut strips: Vec<String> = std::fs::read_dir(out)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("type1_") && n.ends_with(".png"))
+                .collect()
+        })
+        .unwrap_or_default();
+    strips.sort();
+    s.push((format!(
+        "## Transition strips of test image {from}\n\n\
+         Each strip follows the Type I attack of test image {from} towards one target: top row, the decoded \
+         image with the real CAM of f1's arg-max class and captions (iteration, f1's class and probability, \
+         the oracle's verdict); bottom row, the study's defective map (channel K-1 alone, class 7, min-max). \
+         Over the frames, the defective map correlates with the real class-7 CAM at Spearman {} / Pearson {} \
+         ({} frames): the study's pictures were not CAM.",
+        num(t1.defective_vs_real.0), num(t1.defective_vs_real.1), t1.defective_vs_real.2
+    ), None));
+    for strip in strips {
+        s.push((String::new(), Some(strip)));
+    }
+    let c = &e.clever;
+    s.push((format!(
+        "## CLEVER: the attack lower bound as local Lipschitz estimation\n\n\
+         CLEVER (runner-up class, Nb {} x Ns {}) on {} images: mean L2 score {}, mean Linf score {}. \
+         The scatter sets each image's L2 score against the smallest L2 perturbation CW-L2 or DeepFool \
+         found; {} points lie below the diagonal, where an attack beat the estimated lower bound (CLEVER \
+         is an estimate, not a certificate).",
+        c.nb, c.ns, c.rows.len(), num(c.mean_l2), num(c.mean_linf), c.l2_bound_violations
+    ), Some("clever_l2.png".into())));
+    s.push((
+        format!("## Configuration\n\n```toml\n{}```", config.to_toml()),
+        None,
+    ));
+    s
+}
+
+/// Writes `report.md` and `report.html` into `out`.
+pub fn write_reports(
+    e: &Evaluation,
+    config: &ExperimentConfig,
+    p: &Provenance,
+    out: &Path,
+) -> Result<()> {
+    let sections = sections(e, config, p, out);
+    let mut md = String::new();
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Is CAM reliable? Reproduction report</title>\
+         <style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:.2em .5em}img{max-width:100%}pre{background:#f4f4f4;padding:1em}</style></head><body>\n",
+    );
+    for (text, figure) in &sections {
+        if !text.is_empty() {
+            md.push_str(text);
+            md.push_str("\n\n");
+            html.push_str(&markdown_to_html(text));
+        }
+        if let Some(f) = figure {
+            let _ = writeln!(md, "![{f}]({f})\n");
+            if let Ok(bytes) = std::fs::read(out.join(f)) {
+                let _ = writeln!(
+                    html,
+                    "<p><img alt=\"{f}\" src=\"data:image/png;base64,{}\"></p>",
+                    base64(&bytes)
+                );
+            }
+        }
+    }
+    html.push_str("</body></html>\n");
+    write_atomic(&out.join("report.md"), md.as_bytes())?;
+    write_atomic(&out.join("report.html"), html.as_bytes())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The small markdown subset the report uses: headings, tables, code blocks, paragraphs.
+fn markdown_to_html(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    let mut in_table = false;
+    for block in text.split("\n\n") {
+        let lines: Vec<&str> = block.lines().collect();
+        if lines.first().is_some_and(|l| l.starts_with("```")) || in_code {
+            for l in &lines {
+                if l.starts_with("```") {
+                    in_code = !in_code;
+                    out.push_str(if in_code { "<pre>" } else { "</pre>\n" });
+                } else {
+                    let _ = writeln!(out, "{}", escape(l));
+                }
+            }
+            continue;
+        }
+        for l in &lines {
+            if let Some(h) = l.strip_prefix("## ") {
+                let _ = writeln!(out, "<h2>{}</h2>", escape(h));
+            } else if let Some(h) = l.strip_prefix("# ") {
+                let _ = writeln!(out, "<h1>{}</h1>", escape(h));
+            } else if l.starts_with('|') {
+                if l.contains("---") {
+                    continue;
+                }
+                if !in_table {
+                    out.push_str("<table>\n");
+                    in_table = true;
+                }
+                let cells: Vec<String> = l
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| format!("<td>{}</td>", escape(c.trim())))
+                    .collect();
+                let _ = writeln!(out, "<tr>{}</tr>", cells.join(""));
+            } else {
+                if in_table {
+                    out.push_str("</table>\n");
+                    in_table = false;
+                }
+                let _ = writeln!(out, "<p>{}</p>", escape(l));
+            }
+        }
+        if in_table {
+            out.push_str("</table>\n");
+            in_table = false;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn markdown_subset() {
+        let h = markdown_to_html("## A <b>\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\ntext");
+        assert!(h.contains("<h2>A &lt;b&gt;</h2>"));
+        assert!(h.contains("<tr><td>1</td><td>2</td></tr>"));
+        assert!(h.contains("<p>text</p>"));
+    }
+}

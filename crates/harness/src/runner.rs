@@ -1,0 +1,416 @@
+//! The evaluation, stage by stage. Each stage writes its artifacts, then its result as
+//! `stages/<name>.json` (atomically, tagged with the configuration); a rerun with the
+//! same configuration loads finished stages instead of recomputing them, so a killed
+//! run loses nothing it had finished.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use attacks::{
+    Attack, AttackOutcome, CarliniWagnerL2, DeepFool, Fgsm, PgdConfig, PgdL2, PgdLinf, Targeting,
+};
+use candle_core::{DType, Device, Tensor, D};
+use mnist_data::{Dataset, PixelFormat};
+use models::{Classifier, GapCnn, Mlp, Oracle, Svae};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{csv, write_atomic};
+use crate::cam_change::{cam_28, compare, CamChange};
+use crate::config::ExperimentConfig;
+use crate::error::{HarnessError, Result};
+use crate::roc::Scored;
+
+/// The four trained models.
+#[derive(Debug)]
+pub struct Models {
+    /// The attacked f1 (CAM-able).
+    pub gapcnn: GapCnn,
+    /// The second f1.
+    pub mlp: Mlp,
+    /// The independent judge.
+    pub oracle: Oracle,
+    /// The supervised VAE.
+    pub svae: Svae,
+}
+
+/// Receives progress of long stages (a progress bar in the binary; nothing in tests).
+pub trait Progress {
+    /// A stage of `total` steps begins.
+    fn start(&mut self, stage: &str, total: u64);
+    /// `n` steps done.
+    fn advance(&mut self, n: u64);
+    /// The stage ended.
+    fn finish(&mut self);
+}
+
+/// Ignores progress.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cached<T> {
+    config: ExperimentConfig,
+    result: T,
+}
+
+/// Runs `compute` unless `stages/<name>.json` holds a result of the same configuration.
+pub(crate) fn stage<T: Serialize + DeserializeOwned>(
+    out: &Path,
+    name: &str,
+    config: &ExperimentConfig,
+    compute: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let path = out.join("stages").join(format!("{name}.json"));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(cached) = serde_json::from_str::<Cached<T>>(&text) {
+            if &cached.config == config {
+                return Ok(cached.result);
+            }
+        }
+    }
+    let result = compute()?;
+    let cached = Cached {
+        config: config.clone(),
+        result,
+    };
+    let text = serde_json::to_string(&cached).map_err(|e| HarnessError::Other(e.to_string()))?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(cached.result)
+}
+
+fn indices(n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(candle_nn::ops::softmax(logits, D::Minus1)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?)
+}
+
+/// Test accuracy of the models and the SVAE's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFigures {
+    /// Images evaluated.
+    pub images: usize,
+    /// GapCnn test accuracy.
+    pub gapcnn: f64,
+    /// Mlp test accuracy.
+    pub mlp: f64,
+    /// Oracle test accuracy.
+    pub oracle: f64,
+    /// f2(mu(x)) accuracy.
+    pub svae_latent_accuracy: f64,
+    /// Reconstruction BCE per image.
+    pub svae_reconstruction_bce: f64,
+    /// KL per image.
+    pub svae_kl: f64,
+    /// The oracle's accuracy on decode(mu(x)).
+    pub svae_decoded_oracle_accuracy: f64,
+}
+
+/// Evaluates every model on `test`.
+pub fn evaluate_models(
+    models: &Models,
+    test: &Dataset,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<ModelFigures> {
+    progress.start("models", 5);
+    let acc = |m: &dyn Classifier| models::train::accuracy(m, test, 500, device);
+    let gapcnn = acc(&models.gapcnn)?;
+    progress.advance(1);
+    let mlp = acc(&models.mlp)?;
+    progress.advance(1);
+    let oracle = acc(&models.oracle)?;
+    progress.advance(1);
+    let svae = models::train::evaluate_svae(&models.svae, test, device)?;
+    progress.advance(1);
+    let mut decoded_ok = 0;
+    for start in (0..test.len()).step_by(500) {
+        let idx: Vec<usize> = (start..(start + 500).min(test.len())).collect();
+        let x = test
+            .images_tensor(&idx, PixelFormat::Binarized, device)
+            .map_err(models::ModelError::from)?;
+        let (mu, _) = models.svae.encode(&x)?;
+        let pred = models.oracle.predict(&models.svae.decode(&mu)?)?;
+        decoded_ok += idx
+            .iter()
+            .zip(&pred)
+            .filter(|(&i, &p)| test.label(i) == Some(p as u8))
+            .count();
+    }
+    progress.advance(1);
+    progress.finish();
+    let get = |k: &str| {
+        svae.iter()
+            .find(|(n, _)| n == k)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
+    Ok(ModelFigures {
+        images: test.len(),
+        gapcnn,
+        mlp,
+        oracle,
+        svae_latent_accuracy: get("latent_accuracy"),
+        svae_reconstruction_bce: get("reconstruction_bce"),
+        svae_kl: get("kl"),
+        svae_decoded_oracle_accuracy: decoded_ok as f64 / test.len().max(1) as f64,
+    })
+}
+
+/// Figures of one Type II attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Type2Figures {
+    /// Attack name.
+    pub attack: String,
+    /// Images attacked.
+    pub images: usize,
+    /// Successes among the correctly classified images.
+    pub success_rate: f64,
+    /// Correct and not broken, over all images.
+    pub robust_accuracy: f64,
+    /// Mean L2 of successful perturbations.
+    pub mean_l2: f64,
+    /// Mean Linf of successful perturbations.
+    pub mean_linf: f64,
+    /// Mean L0 of successful perturbations.
+    pub mean_l0: f64,
+    /// Some gradient was zero or not finite.
+    pub gradient_masking_suspected: bool,
+    /// Images per second.
+    pub images_per_second: f64,
+    /// CAM of f1's predicted class, clean vs adversarial.
+    pub cam: CamChange,
+    /// Per image: L2 of a successful perturbation (for the CLEVER comparison).
+    pub l2_per_image: Vec<Option<f64>>,
+    /// Per image: Linf of a successful perturbation.
+    pub linf_per_image: Vec<Option<f64>>,
+    /// f1's probability of the positive class and arg-max, for the positives attacked.
+    pub positives: Vec<Scored>,
+}
+
+/// The attacks of the configuration, by name.
+pub fn type2_attacks(c: &ExperimentConfig) -> Vec<Box<dyn Attack>> {
+    let pgd = |eps, step_size| PgdConfig {
+        eps,
+        step_size,
+        steps: c.pgd_steps,
+        random_start: true,
+        restarts: 1,
+        seed: c.seed,
+    };
+    vec![
+        Box::new(Fgsm { eps: c.linf_eps }),
+        Box::new(PgdLinf(pgd(c.linf_eps, c.pgd_linf_step))),
+        Box::new(PgdL2(pgd(c.l2_eps, c.pgd_l2_step))),
+        Box::new(CarliniWagnerL2 {
+            steps: c.cw_steps,
+            binary_search_steps: c.cw_binary_steps,
+            ..CarliniWagnerL2::default()
+        }),
+        Box::new(DeepFool {
+            max_steps: c.deepfool_steps,
+            ..DeepFool::default()
+        }),
+    ]
+}
+
+/// Runs one Type II attack on the first `config.type2_images` test images, in batches;
+/// writes `type2_<attack>.csv`.
+pub fn run_type2(
+    attack: &dyn Attack,
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Type2Figures> {
+    let wanted = if attack.name() == "cw-l2" {
+        config.cw_images.min(config.type2_images)
+    } else {
+        config.type2_images
+    };
+    let n = wanted.min(test.len());
+    let p = config.positive_class;
+    progress.start(&format!("type II {}", attack.name()), n as u64);
+    let t0 = Instant::now();
+    let mut outcomes: Vec<AttackOutcome> = Vec::new();
+    let mut csv_rows = Vec::new();
+    let mut positives = Vec::new();
+    let mut cam_clean = Vec::new();
+    let mut cam_adv = Vec::new();
+    let mut l2_per_image = Vec::with_capacity(n);
+    let mut linf_per_image = Vec::with_capacity(n);
+    for start in (0..n).step_by(config.batch_size.max(1)) {
+        let idx: Vec<usize> = (start..(start + config.batch_size.max(1)).min(n)).collect();
+        let x = test
+            .images_tensor(&idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let labels: Vec<u32> = idx
+            .iter()
+            .map(|&i| u32::from(test.label(i).unwrap_or(0)))
+            .collect();
+        let o = attack.run(&models.gapcnn, &x, &labels, &Targeting::Untargeted)?;
+        let probs_before = softmax_rows(&o.logits_before)?;
+        let probs_after = softmax_rows(&o.logits_after)?;
+        for (j, &i) in idx.iter().enumerate() {
+            csv_rows.push(vec![
+                i.to_string(),
+                labels[j].to_string(),
+                o.clean_predictions[j].to_string(),
+                o.adversarial_predictions[j].to_string(),
+                o.success[j].to_string(),
+                o.l0[j].to_string(),
+                format!("{:.6}", o.l2[j]),
+                format!("{:.6}", o.linf[j]),
+                format!("{:.6}", probs_before[j][p as usize]),
+                format!("{:.6}", probs_after[j][p as usize]),
+            ]);
+            l2_per_image.push(o.success[j].then_some(o.l2[j]));
+            linf_per_image.push(o.success[j].then_some(o.linf[j]));
+            if labels[j] == p {
+                positives.push(Scored {
+                    score: f64::from(probs_after[j][p as usize]),
+                    predicted_positive: o.adversarial_predictions[j] == p,
+                    positive: true,
+                });
+            }
+        }
+        // CAM of the class f1 decides, before and after.
+        let room = config.cam_images.saturating_sub(cam_clean.len());
+        if room > 0 {
+            let take = room.min(idx.len());
+            let xs = x.narrow(0, 0, take)?;
+            let adv = o.adversarial.narrow(0, 0, take)?;
+            let before: Vec<usize> = o.clean_predictions[..take]
+                .iter()
+                .map(|&c| c as usize)
+                .collect();
+            let after: Vec<usize> = o.adversarial_predictions[..take]
+                .iter()
+                .map(|&c| c as usize)
+                .collect();
+            cam_clean.push((xs, before));
+            cam_adv.push((adv, after));
+        }
+        progress.advance(idx.len() as u64);
+        outcomes.push(o);
+    }
+    progress.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+    write_atomic(
+        &out.join(format!("type2_{}.csv", attack.name())),
+        csv(
+            &[
+                "index",
+                "label",
+                "clean_pred",
+                "adv_pred",
+                "success",
+                "l0",
+                "l2",
+                "linf",
+                "p_positive_clean",
+                "p_positive_adv",
+            ],
+            &csv_rows,
+        )
+        .as_bytes(),
+    )?;
+    // Pool the batches' outcomes.
+    let total = outcomes.iter().map(|o| o.len()).sum::<usize>().max(1) as f64;
+    let correct: usize = outcomes.iter().map(|o| o.attackable()).sum();
+    let successes: usize = outcomes.iter().map(|o| o.successes()).sum();
+    let robust: f64 = outcomes
+        .iter()
+        .map(|o| o.robust_accuracy() * o.len() as f64)
+        .sum::<f64>()
+        / total;
+    let succ: Vec<(f64, f64, f64)> = outcomes
+        .iter()
+        .flat_map(|o| {
+            (0..o.len())
+                .filter(|&i| o.success[i])
+                .map(|i| (o.l2[i], o.linf[i], o.l0[i] as f64))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mean = |f: fn(&(f64, f64, f64)) -> f64| {
+        if succ.is_empty() {
+            f64::NAN
+        } else {
+            succ.iter().map(f).sum::<f64>() / succ.len() as f64
+        }
+    };
+    let cam = if cam_clean.is_empty() {
+        CamChange::default()
+    } else {
+        let cat = |v: &[(Tensor, Vec<usize>)]| -> Result<(Tensor, Vec<usize>)> {
+            let t = Tensor::cat(&v.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), 0)?;
+            Ok((t, v.iter().flat_map(|(_, c)| c.clone()).collect()))
+        };
+        let (xc, cc) = cat(&cam_clean)?;
+        let (xa, ca) = cat(&cam_adv)?;
+        compare(
+            &cam_28(&models.gapcnn, &xc, &cc)?,
+            &cam_28(&models.gapcnn, &xa, &ca)?,
+        )?
+    };
+    Ok(Type2Figures {
+        attack: attack.name().to_string(),
+        images: n,
+        success_rate: if correct == 0 {
+            0.0
+        } else {
+            successes as f64 / correct as f64
+        },
+        robust_accuracy: robust,
+        mean_l2: mean(|s| s.0),
+        mean_linf: mean(|s| s.1),
+        mean_l0: mean(|s| s.2),
+        gradient_masking_suspected: outcomes.iter().any(|o| o.gradient_masking_suspected()),
+        images_per_second: n as f64 / seconds.max(1e-9),
+        cam,
+        l2_per_image,
+        linf_per_image,
+        positives,
+    })
+}
+
+/// Clean scores of f1 for the ROC comparison (the first `type2_images` test images).
+pub fn clean_scores(
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<Vec<Scored>> {
+    let n = config.type2_images.min(test.len());
+    let p = config.positive_class;
+    let x = test
+        .images_tensor(&indices(n), PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let logits = models.gapcnn.logits(&x)?;
+    let probs = softmax_rows(&logits)?;
+    let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    Ok((0..n)
+        .map(|i| Scored {
+            score: f64::from(probs[i][p as usize]),
+            predicted_positive: pred[i] == p,
+            positive: test.label(i) == Some(p as u8),
+        })
+        .collect())
+}
+
+/// Paths of the transition strips.
+pub fn strip_path(out: &Path, from: u8, to: u32) -> PathBuf {
+    out.join(format!("type1_{from}_to_{to}.png"))
+}

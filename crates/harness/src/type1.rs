@@ -1,0 +1,349 @@
+//! The Type I stage: every selected test image towards the 9 other classes, the
+//! success table, CAM under Type I, and the transition strips with CAM overlays.
+
+use std::path::Path;
+
+use cam::{Frame, OverlayStyle, SingleChannelAblation};
+use candle_core::{Device, Tensor};
+use metrics::{pearson_correlation, spearman_correlation};
+use mnist_data::{Dataset, PixelFormat};
+use models::Classifier;
+use serde::{Deserialize, Serialize};
+use vae_attack::{type_one_attack, LatentAttackConfig, LatentOutcome};
+
+use crate::artifact::{csv, write_atomic};
+use crate::cam_change::{cam_28, compare, rows, CamChange};
+use crate::config::ExperimentConfig;
+use crate::error::Result;
+use crate::roc::Scored;
+use crate::runner::{strip_path, Models, Progress};
+
+/// One batch of pairs and its outcome.
+struct PairBatch {
+    /// Test index of each pair's image.
+    images: Vec<usize>,
+    /// Target of each pair.
+    targets: Vec<u32>,
+    /// The label f1 must keep (its clean arg-max).
+    keep: Vec<u32>,
+    /// What the attack did.
+    outcome: LatentOutcome,
+}
+
+/// Figures of the Type I stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Type1Figures {
+    /// (image, target) pairs attacked.
+    pub pairs: usize,
+    /// f1 keeps its label and the oracle says the target.
+    pub success_rate: f64,
+    /// The oracle says the target (whatever f1 says).
+    pub oracle_agreement: f64,
+    /// f1 keeps its label (whatever the oracle says).
+    pub f1_kept: f64,
+    /// Mean ||G(z*) - x||_2 over successful pairs.
+    pub mean_l2: f64,
+    /// Mean ||G(z*) - x||_inf over successful pairs.
+    pub mean_linf: f64,
+    /// Success rate per target class.
+    pub per_target: Vec<f64>,
+    /// Mean iterations of the successful pairs.
+    pub mean_iterations: f64,
+    /// CAM of f1's kept class on x and on G(z*), successful pairs.
+    pub cam: CamChange,
+    /// Correlation of the study's defective map with the real CAM (class 7, min-max),
+    /// over every frame of the strips: (Spearman, Pearson, frames).
+    pub defective_vs_real: (f64, f64, usize),
+    /// Successful Type I examples made from positives, as negatives for the ROC.
+    pub positives_turned: Vec<Scored>,
+    /// Pixels per second of the attack (pairs x iterations / s).
+    pub pair_iterations_per_second: f64,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Runs the stage; writes `type1_pairs.csv` and the strips of `config.strip_index`.
+pub fn run_type1(
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Type1Figures> {
+    let mut chosen = test
+        .balanced_indices(config.type1_per_class)
+        .map_err(models::ModelError::from)?;
+    // The strip image first, so its frames are in the first batch.
+    chosen.retain(|&i| i != config.strip_index);
+    chosen.insert(0, config.strip_index.min(test.len().saturating_sub(1)));
+    let mut pair_index = Vec::new();
+    let mut targets = Vec::new();
+    for &i in &chosen {
+        let y = u32::from(test.label(i).unwrap_or(0));
+        for t in (0..10u32).filter(|&t| t != y) {
+            pair_index.push(i);
+            targets.push(t);
+        }
+    }
+    let attack = LatentAttackConfig {
+        max_iters: config.type1_iters,
+        record_every: 10,
+        frame_every: (config.type1_iters / 5).max(1),
+        ..LatentAttackConfig::type_one()
+    };
+    progress.start("type I", pair_index.len() as u64);
+    let t0 = std::time::Instant::now();
+    let batch = 90;
+    let mut outcomes: Vec<PairBatch> = Vec::new();
+    let mut iterations_done = 0usize;
+    for start in (0..pair_index.len()).step_by(batch) {
+        let end = (start + batch).min(pair_index.len());
+        let idx = pair_index[start..end].to_vec();
+        let tg = targets[start..end].to_vec();
+        let x = test
+            .images_tensor(&idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let keep = models.gapcnn.predict(&x)?;
+        let o = type_one_attack(
+            &models.svae,
+            &models.gapcnn,
+            &models.oracle,
+            &x,
+            &keep,
+            &tg,
+            &attack,
+        )?;
+        iterations_done += o.iterations.iter().sum::<usize>();
+        progress.advance(idx.len() as u64);
+        outcomes.push(PairBatch {
+            images: idx,
+            targets: tg,
+            keep,
+            outcome: o,
+        });
+    }
+    progress.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+
+    let mut csv_rows = Vec::new();
+    let (mut succ, mut oracle_ok, mut kept) = (0usize, 0usize, 0usize);
+    let mut l2 = Vec::new();
+    let mut linf = Vec::new();
+    let mut iters = Vec::new();
+    let mut per_target = [(0usize, 0usize); 10];
+    let mut positives_turned = Vec::new();
+    let mut cam_pairs: Vec<(Tensor, Tensor, usize)> = Vec::new();
+    let p = config.positive_class;
+    for PairBatch {
+        images: idx,
+        targets: tg,
+        keep,
+        outcome: o,
+    } in &outcomes
+    {
+        let probs =
+            candle_nn::ops::softmax(&models.gapcnn.logits(&o.images)?, candle_core::D::Minus1)?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec2::<f32>()?;
+        for j in 0..idx.len() {
+            let s = o.success[j];
+            csv_rows.push(vec![
+                idx[j].to_string(),
+                test.label(idx[j]).unwrap_or(0).to_string(),
+                tg[j].to_string(),
+                keep[j].to_string(),
+                o.f1_pred[j].to_string(),
+                o.oracle_pred[j].to_string(),
+                s.to_string(),
+                o.iterations[j].to_string(),
+                format!("{:.5}", o.l2[j]),
+                format!("{:.5}", o.linf[j]),
+            ]);
+            per_target[tg[j] as usize].1 += 1;
+            oracle_ok += usize::from(o.oracle_pred[j] == tg[j]);
+            kept += usize::from(o.f1_pred[j] == keep[j]);
+            if s {
+                succ += 1;
+                per_target[tg[j] as usize].0 += 1;
+                l2.push(f64::from(o.l2[j]));
+                linf.push(f64::from(o.linf[j]));
+                iters.push(o.iterations[j] as f64);
+                cam_pairs.push((
+                    o.images.get(j)?,
+                    Tensor::zeros(1, candle_core::DType::F32, device)?,
+                    keep[j] as usize,
+                ));
+                if keep[j] == p && test.label(idx[j]) == Some(p as u8) {
+                    positives_turned.push(Scored {
+                        score: f64::from(probs[j][p as usize]),
+                        predicted_positive: o.f1_pred[j] == p,
+                        positive: false,
+                    });
+                }
+            }
+        }
+    }
+    // CAM of the kept class, on the clean image and on its Type I example.
+    let mut cam = CamChange::default();
+    let succ_idx: Vec<usize> = outcomes
+        .iter()
+        .flat_map(|b| {
+            b.images
+                .iter()
+                .zip(&b.outcome.success)
+                .filter(|(_, &s)| s)
+                .map(|(&i, _)| i)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !cam_pairs.is_empty() {
+        let adv = Tensor::stack(
+            &cam_pairs.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+            0,
+        )?;
+        let classes: Vec<usize> = cam_pairs.iter().map(|c| c.2).collect();
+        let clean = test
+            .images_tensor(&succ_idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        cam = compare(
+            &cam_28(&models.gapcnn, &clean, &classes)?,
+            &cam_28(&models.gapcnn, &adv, &classes)?,
+        )?;
+    }
+    write_atomic(
+        &out.join("type1_pairs.csv"),
+        csv(
+            &[
+                "index",
+                "label",
+                "target",
+                "f1_keep",
+                "f1_pred",
+                "oracle_pred",
+                "success",
+                "iterations",
+                "l2",
+                "linf",
+            ],
+            &csv_rows,
+        )
+        .as_bytes(),
+    )?;
+    let defective_vs_real = draw_strips(models, test, config, &outcomes[0], out, device)?;
+    let n = pair_index.len().max(1) as f64;
+    Ok(Type1Figures {
+        pairs: pair_index.len(),
+        success_rate: succ as f64 / n,
+        oracle_agreement: oracle_ok as f64 / n,
+        f1_kept: kept as f64 / n,
+        mean_l2: mean(&l2),
+        mean_linf: mean(&linf),
+        per_target: per_target
+            .iter()
+            .map(|&(s, t)| {
+                if t == 0 {
+                    f64::NAN
+                } else {
+                    s as f64 / t as f64
+                }
+            })
+            .collect(),
+        mean_iterations: mean(&iters),
+        cam,
+        defective_vs_real,
+        positives_turned,
+        pair_iterations_per_second: iterations_done as f64 / seconds.max(1e-9),
+    })
+}
+
+/// One strip per target for the strip image: the frames with the real CAM (f1's
+/// arg-max class) on the top row and the study's defective map below.
+fn draw_strips(
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    first: &PairBatch,
+    out: &Path,
+    device: &Device,
+) -> Result<(f64, f64, usize)> {
+    let (idx, tg, o) = (&first.images, &first.targets, &first.outcome);
+    let from = test.label(config.strip_index).unwrap_or(0);
+    let style = OverlayStyle::default();
+    let (mut sp, mut pe, mut frames_seen) = (0.0, 0.0, 0usize);
+    for j in (0..idx.len()).filter(|&j| idx[j] == config.strip_index) {
+        let frames = &o.trajectories[j].frames;
+        if frames.is_empty() {
+            continue;
+        }
+        let pixels: Vec<f32> = frames.iter().flat_map(|f| f.pixels.clone()).collect();
+        let x = Tensor::from_vec(pixels, (frames.len(), 1, 28, 28), device)?;
+        let logits = models.gapcnn.logits(&x)?;
+        let pred: Vec<u32> = logits.argmax(candle_core::D::Minus1)?.to_vec1()?;
+        let probs = candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?.to_vec2::<f32>()?;
+        let oracle = models.oracle.predict(&x)?;
+        let real = cam_28(
+            &models.gapcnn,
+            &x,
+            &pred.iter().map(|&c| c as usize).collect::<Vec<_>>(),
+        )?;
+        let real7 = cam_28(&models.gapcnn, &x, &vec![7; frames.len()])?;
+        let ablation = SingleChannelAblation::default();
+        let defective = cam::single_channel_ablation_map(&models.gapcnn, &x, &ablation)?
+            .upsampled((28, 28), SingleChannelAblation::STUDY_UPSAMPLING)?
+            .scaled(SingleChannelAblation::STUDY_SCALING)?;
+        let (real_rows, real7_rows, def_rows) = (
+            rows(&real.maps)?,
+            rows(&real7.maps)?,
+            rows(&defective.maps)?,
+        );
+        let mut top = Vec::new();
+        let mut bottom = Vec::new();
+        for (f, frame) in frames.iter().enumerate() {
+            let c = pred[f] as usize;
+            top.push(Frame {
+                image: frame.pixels.clone(),
+                map: real_rows[f].clone(),
+                height: 28,
+                width: 28,
+                caption: format!(
+                    "IT {}\nF1 {} P={:.2}\nORACLE {}\nCAM {}",
+                    frame.iteration, c, probs[f][c], oracle[f], c
+                ),
+            });
+            bottom.push(Frame {
+                image: frame.pixels.clone(),
+                map: def_rows[f].clone(),
+                height: 28,
+                width: 28,
+                caption: "STUDY MAP\nCH. K-1 CLASS 7".into(),
+            });
+            if let (Ok(s), Ok(p)) = (
+                spearman_correlation(&real7_rows[f], &def_rows[f]),
+                pearson_correlation(&real7_rows[f], &def_rows[f]),
+            ) {
+                sp += s;
+                pe += p;
+                frames_seen += 1;
+            }
+        }
+        let a = cam::frame_strip(&top, &style)?;
+        let b = cam::frame_strip(&bottom, &style)?;
+        let mut strip = image::RgbImage::from_pixel(
+            a.width().max(b.width()),
+            a.height() + b.height(),
+            image::Rgb([255, 255, 255]),
+        );
+        image::imageops::replace(&mut strip, &a, 0, 0);
+        image::imageops::replace(&mut strip, &b, 0, i64::from(a.height()));
+        cam::write_png(&strip, &strip_path(out, from, tg[j]))?;
+    }
+    let n = frames_seen.max(1) as f64;
+    Ok((sp / n, pe / n, frames_seen))
+}

@@ -1,0 +1,264 @@
+//! `cargo xtask reproduce`: data and weights resolved (flags, local cache, the Hub, the
+//! bundled fixtures, in that order), optionally trained first, then the full evaluation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use clap::Args;
+use harness::{run_evaluation, ExperimentConfig, Models, Progress, Provenance};
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Repo, RepoType};
+use mnist_data::{HubSource, Source};
+use models::train::{train_classifier, train_svae, ProgressBars, TrainConfig};
+use models::{load_model, GapCnn, Mlp, Oracle, Svae};
+
+/// The four checkpoints, by file name.
+const WEIGHT_FILES: [&str; 4] = [
+    "gapcnn.safetensors",
+    "mlp.safetensors",
+    "oracle.safetensors",
+    "svae.safetensors",
+];
+
+/// Flags of `cargo xtask reproduce`.
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    /// Fixtures only, a few minutes on 2 cores (what CI runs).
+    #[arg(long, conflicts_with = "paper")]
+    pub quick: bool,
+    /// The published iteration counts (hours on a CPU).
+    #[arg(long)]
+    pub paper: bool,
+    /// Train every model on the train split first (into `<out>/weights`), then evaluate.
+    #[arg(long)]
+    pub train: bool,
+    /// Epochs per model with --train (the SVAE: epochs of its first stage).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// A directory with the four standard MNIST files.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A Hub dataset repository for the data (default: ylecun/mnist, cache first).
+    #[arg(long, value_name = "REPO")]
+    pub hub: Option<String>,
+    /// A directory with gapcnn/mlp/oracle/svae.safetensors.
+    #[arg(long, value_name = "DIR")]
+    pub weights_dir: Option<PathBuf>,
+    /// A Hub model repository with the four checkpoints (cache first).
+    #[arg(long, value_name = "REPO")]
+    pub weights_repo: Option<String>,
+    /// A TOML file overriding the profile's settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+}
+
+/// indicatif bars for the harness's stages.
+#[derive(Default)]
+struct Bars(Option<indicatif::ProgressBar>);
+
+impl Progress for Bars {
+    fn start(&mut self, stage: &str, total: u64) {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>14} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(stage.to_string());
+        self.0 = Some(bar);
+        eprintln!("stage: {stage}");
+    }
+    fn advance(&mut self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn fixtures_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/weights")
+}
+
+/// Data: `--data-dir`, `--hub`, else (not quick) the Hub's ylecun/mnist if cached or
+/// reachable, else the fixtures.
+fn resolve_data(args: &ReproduceArgs) -> Result<(mnist_data::Splits, Option<String>)> {
+    if let Some(dir) = &args.data_dir {
+        return Ok((Source::Dir(dir.clone()).load()?, None));
+    }
+    if let Some(repo) = &args.hub {
+        return Ok((
+            Source::Hub(HubSource {
+                progress: true,
+                ..HubSource::new(repo.clone())
+            })
+            .load()?,
+            None,
+        ));
+    }
+    if !args.quick {
+        match Source::Hub(HubSource {
+            progress: true,
+            ..HubSource::new(mnist_data::hub::DEFAULT_REPO)
+        })
+        .load()
+        {
+            Ok(s) => return Ok((s, None)),
+            Err(e) => {
+                let note =
+                    format!("full MNIST unavailable ({e}); fell back to the bundled fixtures");
+                eprintln!("note: {note}");
+                return Ok((Source::Fixtures.load()?, Some(note)));
+            }
+        }
+    }
+    Ok((Source::Fixtures.load()?, None))
+}
+
+/// Weights: `--weights-dir`, `--weights-repo` (cache, then network), else the fixtures.
+fn resolve_weights(args: &ReproduceArgs) -> Result<(PathBuf, String)> {
+    if let Some(dir) = &args.weights_dir {
+        return Ok((dir.clone(), format!("directory {}", dir.display())));
+    }
+    if let Some(repo) = &args.weights_repo {
+        let fetched = (|| -> Result<PathBuf> {
+            let api = ApiBuilder::from_env().with_progress(true).build()?;
+            let repo_api = api.repo(Repo::new(repo.clone(), RepoType::Model));
+            let mut dir = None;
+            for f in WEIGHT_FILES {
+                let p = repo_api.get(f).with_context(|| format!("{repo}: {f}"))?;
+                dir = p.parent().map(Path::to_path_buf);
+            }
+            dir.context("no file")
+        })();
+        match fetched {
+            Ok(dir) => return Ok((dir, format!("Hugging Face Hub {repo}"))),
+            Err(e) => {
+                eprintln!("note: weights from {repo} unavailable ({e:#}); using the bundled ones")
+            }
+        }
+    }
+    let dir = fixtures_weights();
+    Ok((dir.clone(), format!("bundled {}", dir.display())))
+}
+
+fn load_models(dir: &Path, device: &Device) -> Result<Models> {
+    Ok(Models {
+        gapcnn: load_model::<GapCnn>(&dir.join(WEIGHT_FILES[0]), DType::F32, device)?,
+        mlp: load_model::<Mlp>(&dir.join(WEIGHT_FILES[1]), DType::F32, device)?,
+        oracle: load_model::<Oracle>(&dir.join(WEIGHT_FILES[2]), DType::F32, device)?,
+        svae: load_model::<Svae>(&dir.join(WEIGHT_FILES[3]), DType::F32, device)?,
+    })
+}
+
+/// Runs the reproduction and prints where the artifacts are.
+pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let base = if args.quick {
+        ExperimentConfig::quick()
+    } else if args.paper {
+        ExperimentConfig::paper()
+    } else {
+        ExperimentConfig::standard()
+    };
+    let config = match &args.config {
+        Some(path) => ExperimentConfig::from_toml_file(path, &base)?,
+        None => base,
+    };
+    let (splits, data_note) = resolve_data(args)?;
+    let mut data = splits.origin.clone();
+    if let Some(note) = data_note {
+        data = format!("{data} ({note})");
+    }
+    eprintln!("data: {data}");
+    let (weights_dir, mut weights) = resolve_weights(args)?;
+    let weights_dir = if args.train {
+        let dir = args.out.join("weights");
+        let mut bars = ProgressBars::default();
+        let (tr, te) = (&splits.train, &splits.test);
+        let c = TrainConfig::classifier(args.epochs, config.seed);
+        train_classifier::<GapCnn>(
+            tr,
+            te,
+            &c,
+            &dir.join(WEIGHT_FILES[0]),
+            true,
+            &device,
+            &mut bars,
+        )?;
+        train_classifier::<Mlp>(
+            tr,
+            te,
+            &c,
+            &dir.join(WEIGHT_FILES[1]),
+            true,
+            &device,
+            &mut bars,
+        )?;
+        train_classifier::<Oracle>(
+            tr,
+            te,
+            &c,
+            &dir.join(WEIGHT_FILES[2]),
+            true,
+            &device,
+            &mut bars,
+        )?;
+        let s = TrainConfig::svae(args.epochs, config.seed);
+        train_svae(
+            tr,
+            te,
+            &s,
+            1,
+            &dir.join(WEIGHT_FILES[3]),
+            true,
+            &device,
+            &mut bars,
+        )?;
+        weights = format!(
+            "trained by this run ({} epochs) into {}",
+            args.epochs,
+            dir.display()
+        );
+        dir
+    } else {
+        weights_dir
+    };
+    eprintln!("weights: {weights}");
+    let models = load_models(&weights_dir, &device)?;
+    let provenance = Provenance { data, weights };
+    let evaluation = run_evaluation(
+        &models,
+        &splits.test,
+        &config,
+        &provenance,
+        &args.out,
+        &device,
+        &mut Bars::default(),
+    )?;
+    let r = &evaluation.roc;
+    println!(
+        "ROC class {}: clean AUC {:.4} (TPR {:.3}, FPR {:.3}); Type II AUC {:.4} (TPR {:.3}); Type I AUC {:.4} (FPR {:.3})",
+        r.positive_class, r.clean.auc, r.clean.tpr, r.clean.fpr, r.type2.auc, r.type2.tpr, r.type1.auc, r.type1.fpr
+    );
+    println!(
+        "Type I: {} pairs, success {:.1} %; CAM under Type I: Spearman {:.3}",
+        evaluation.type1.pairs,
+        100.0 * evaluation.type1.success_rate,
+        evaluation.type1.cam.spearman
+    );
+    println!(
+        "artifacts in {} (report.md, report.html, summary.json)",
+        args.out.display()
+    );
+    Ok(())
+}
