@@ -212,8 +212,12 @@ fn run(
             .collect();
         let j1 = terms.j1.as_ref().map(rows_f32).transpose()?;
         let j2 = rows_f32(&terms.j2)?;
+        let point_due = config.record_every > 0 && it % config.record_every == 0;
+        let frame_due = config.frame_every > 0 && it % config.frame_every == 0;
+        let any_stop = stops.iter().any(|&s| s);
+        // Frames are kept whether or not a point is due, so any frame_every works.
         let record =
-            config.record_every > 0 && (it % config.record_every == 0 || stops.iter().any(|&s| s));
+            point_due || frame_due || (any_stop && config.record_every + config.frame_every > 0);
         if record {
             let z_norm = rows_f32(&terms.z_norm)?;
             let l_dis = rows_f32(&terms.l_dis)?;
@@ -226,7 +230,6 @@ fn run(
                         .to_vec2()
                 })
                 .transpose()?;
-            let frame_due = config.frame_every > 0 && it % config.frame_every == 0;
             let pixels: Option<Vec<Vec<f32>>> = if frame_due || stops.iter().any(|&s| s) {
                 Some(
                     terms
@@ -239,7 +242,7 @@ fn run(
                 None
             };
             for i in (0..n).filter(|&i| active[i]) {
-                if it % config.record_every == 0 || stops[i] {
+                if (point_due || stops[i]) && config.record_every > 0 {
                     trajectories[i].points.push(TrajectoryPoint {
                         iteration: it,
                         z_norm: z_norm[i],
@@ -253,7 +256,7 @@ fn run(
                     });
                 }
                 if let Some(px) = &pixels {
-                    if frame_due || stops[i] {
+                    if (frame_due || stops[i]) && config.frame_every > 0 {
                         trajectories[i].frames.push(Frame {
                             iteration: it,
                             pixels: px[i].clone(),

@@ -120,8 +120,9 @@ fn deterministic_and_any_classifier_as_f1() {
     let x = images(2, 3, DType::F32);
     let config = LatentAttackConfig {
         max_iters: 12,
-        record_every: 5,
+        record_every: 4,
         frame_every: 10,
+        early_stop: false,
         ..LatentAttackConfig::type_one()
     };
     for f1 in [&gap as &dyn Classifier, &mlp] {
@@ -140,6 +141,9 @@ fn deterministic_and_any_classifier_as_f1() {
             assert_eq!(first.iteration, 0);
             assert_eq!(first.f1_probs.len(), 10);
             assert!(t.frames.iter().any(|f| f.iteration == 0));
+            // Frames every 10 iterations although points come every 4, plus the end.
+            let its: Vec<usize> = t.frames.iter().map(|f| f.iteration).collect();
+            assert!(its.starts_with(&[0, 10]), "{its:?}");
             assert_eq!(t.frames[0].pixels.len(), 784);
             // Success is exactly the definition, re-evaluated from the returned images.
             let f1_now = f1
