@@ -71,20 +71,17 @@ impl ConvShape {
         }
     }
 
-    /// Weight and bias specs, PyTorch's default init.
+    /// Weight and bias specs for a convolution followed by ReLU: He-uniform weights,
+    /// zero biases.
     pub fn specs(&self, name: &str) -> Vec<ParamSpec> {
         let fan_in = self.inp * self.k * self.k;
         vec![
             ParamSpec::new(
                 format!("{name}.weight"),
                 &[self.out, self.inp, self.k, self.k],
-                Init::torch_default(fan_in),
+                Init::he(fan_in),
             ),
-            ParamSpec::new(
-                format!("{name}.bias"),
-                &[self.out],
-                Init::torch_default(fan_in),
-            ),
+            ParamSpec::new(format!("{name}.bias"), &[self.out], Init::Zeros),
         ]
     }
 
