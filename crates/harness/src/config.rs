@@ -44,9 +44,12 @@ pub struct ExperimentConfig {
     pub deepfool_steps: usize,
     /// The Type II attack whose examples replace the positives in the ROC comparison.
     pub roc_type2_attack: String,
-    /// Type I attack: this many test images per class (so class P is represented),
-    /// each towards the 9 other classes.
+    /// Type I attack: this many test images per class, each towards the 9 other classes
+    /// (the strip image is always attacked).
     pub type1_per_class: usize,
+    /// Type I attack: this many more test images of the positive class (the first ones
+    /// not already chosen), so the ROC comparison has Type I examples made from positives.
+    pub type1_positive_images: usize,
     /// Type I iterations at most per pair (the authors ran 20,000).
     pub type1_iters: usize,
     /// Test images whose transition strips are drawn (MNIST test image 0 is the study's 7).
@@ -85,8 +88,9 @@ impl ExperimentConfig {
             cw_binary_steps: 5,
             deepfool_steps: 50,
             roc_type2_attack: "pgd-linf".into(),
-            type1_per_class: 1,
-            type1_iters: 60,
+            type1_per_class: 0,
+            type1_positive_images: 1,
+            type1_iters: 300,
             strip_index: 0,
             cam_images: 40,
             clever_images: 3,
@@ -107,7 +111,8 @@ impl ExperimentConfig {
             cw_steps: 1000,
             cw_binary_steps: 5,
             type1_per_class: 5,
-            type1_iters: 300,
+            type1_positive_images: 5,
+            type1_iters: 1000,
             cam_images: 200,
             clever_images: 10,
             clever_nb: 50,

@@ -80,6 +80,12 @@ pub fn run_type1(
     let mut chosen = test
         .balanced_indices(config.type1_per_class)
         .map_err(models::ModelError::from)?;
+    let p = config.positive_class;
+    let extra: Vec<usize> = (0..test.len())
+        .filter(|&i| test.label(i) == Some(p as u8) && !chosen.contains(&i))
+        .take(config.type1_positive_images)
+        .collect();
+    chosen.extend(extra);
     // The strip image first, so its frames are in the first batch.
     chosen.retain(|&i| i != config.strip_index);
     chosen.insert(0, config.strip_index.min(test.len().saturating_sub(1)));
@@ -140,7 +146,6 @@ pub fn run_type1(
     let mut per_target = [(0usize, 0usize); 10];
     let mut positives_turned = Vec::new();
     let mut cam_pairs: Vec<(Tensor, Tensor, usize)> = Vec::new();
-    let p = config.positive_class;
     for PairBatch {
         images: idx,
         targets: tg,

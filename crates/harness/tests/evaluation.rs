@@ -17,6 +17,7 @@ fn tiny() -> ExperimentConfig {
         cw_binary_steps: 2,
         deepfool_steps: 3,
         type1_per_class: 1,
+        type1_positive_images: 1,
         type1_iters: 4,
         cam_images: 10,
         clever_images: 2,
@@ -75,7 +76,8 @@ fn every_artifact_and_resumable_stages() {
         })
         .count();
     assert_eq!(strips, 9, "one strip per target of test image 0 (a 7)");
-    assert_eq!(e.type1.pairs, 90);
+    // One image per class plus the next 3 (the positive class): 11 images x 9 targets.
+    assert_eq!(e.type1.pairs, 99);
     assert_eq!(e.type2.len(), 5);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
