@@ -11,22 +11,42 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HarnessError, Result};
 
 /// Mean map-change figures over the pairs whose maps were both informative.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CamChange {
     /// Pairs measured.
     pub pairs: usize,
     /// Pairs skipped because a map was constant (no ranking, no centre of mass).
     pub skipped: usize,
     /// Mean top-10% intersection (1: the same hottest pixels).
+    #[serde(with = "crate::nan::float")]
     pub topk: f64,
     /// Mean Spearman rank correlation.
+    #[serde(with = "crate::nan::float")]
     pub spearman: f64,
     /// Mean Pearson correlation.
+    #[serde(with = "crate::nan::float")]
     pub pearson: f64,
     /// Mean centre-of-mass shift, in input pixels.
+    #[serde(with = "crate::nan::float")]
     pub com_shift: f64,
     /// Mean SSIM (data range 1).
+    #[serde(with = "crate::nan::float")]
     pub ssim: f64,
+}
+
+impl CamChange {
+    /// No pair measured: every mean is NaN (`null` in JSON), not a misleading 0.
+    pub fn none() -> Self {
+        Self {
+            pairs: 0,
+            skipped: 0,
+            topk: f64::NAN,
+            spearman: f64::NAN,
+            pearson: f64::NAN,
+            com_shift: f64::NAN,
+            ssim: f64::NAN,
+        }
+    }
 }
 
 /// CAM for the given class per image, upsampled bilinearly to 28 x 28, min-max scaled
@@ -59,7 +79,14 @@ pub fn compare(a: &ScaledMaps, b: &ScaledMaps) -> Result<CamChange> {
     if ra.len() != rb.len() {
         return Err(HarnessError::Other("map sets of different sizes".into()));
     }
-    let mut out = CamChange::default();
+    let mut out = CamChange {
+        topk: 0.0,
+        spearman: 0.0,
+        pearson: 0.0,
+        com_shift: 0.0,
+        ssim: 0.0,
+        ..CamChange::none()
+    };
     let k = 78; // 10 % of 784 pixels
     for i in 0..ra.len() {
         if a.statuses[i] != MapStatus::Informative || b.statuses[i] != MapStatus::Informative {
@@ -88,7 +115,13 @@ pub fn compare(a: &ScaledMaps, b: &ScaledMaps) -> Result<CamChange> {
             Err(_) => out.skipped += 1,
         }
     }
-    if out.pairs > 0 {
+    if out.pairs == 0 {
+        return Ok(CamChange {
+            skipped: out.skipped,
+            ..CamChange::none()
+        });
+    }
+    {
         let n = out.pairs as f64;
         out.topk /= n;
         out.spearman /= n;

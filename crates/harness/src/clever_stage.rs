@@ -18,8 +18,10 @@ pub struct CleverRow {
     /// Test index.
     pub index: usize,
     /// CLEVER L2 (runner-up class).
+    #[serde(with = "crate::nan::float")]
     pub clever_l2: f64,
     /// CLEVER Linf (runner-up class).
+    #[serde(with = "crate::nan::float")]
     pub clever_linf: f64,
     /// Smallest successful L2 among CW-L2 and DeepFool.
     pub found_l2: Option<f64>,
@@ -37,8 +39,10 @@ pub struct CleverFigures {
     /// Per image.
     pub rows: Vec<CleverRow>,
     /// Mean CLEVER L2.
+    #[serde(with = "crate::nan::float")]
     pub mean_l2: f64,
     /// Mean CLEVER Linf.
+    #[serde(with = "crate::nan::float")]
     pub mean_linf: f64,
     /// Images where an attack found an L2 perturbation smaller than CLEVER's estimate.
     pub l2_bound_violations: usize,

@@ -9,6 +9,7 @@ pub mod clever_stage;
 pub mod config;
 mod error;
 pub mod evaluation;
+mod nan;
 pub mod plot;
 pub mod report;
 pub mod roc;

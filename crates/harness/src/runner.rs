@@ -107,10 +107,13 @@ pub struct ModelFigures {
     /// Oracle test accuracy.
     pub oracle: f64,
     /// f2(mu(x)) accuracy.
+    #[serde(with = "crate::nan::float")]
     pub svae_latent_accuracy: f64,
     /// Reconstruction BCE per image.
+    #[serde(with = "crate::nan::float")]
     pub svae_reconstruction_bce: f64,
     /// KL per image.
+    #[serde(with = "crate::nan::float")]
     pub svae_kl: f64,
     /// The oracle's accuracy on decode(mu(x)).
     pub svae_decoded_oracle_accuracy: f64,
@@ -178,10 +181,13 @@ pub struct Type2Figures {
     /// Correct and not broken, over all images.
     pub robust_accuracy: f64,
     /// Mean L2 of successful perturbations.
+    #[serde(with = "crate::nan::float")]
     pub mean_l2: f64,
     /// Mean Linf of successful perturbations.
+    #[serde(with = "crate::nan::float")]
     pub mean_linf: f64,
     /// Mean L0 of successful perturbations.
+    #[serde(with = "crate::nan::float")]
     pub mean_l0: f64,
     /// Some gradient was zero or not finite.
     pub gradient_masking_suspected: bool,
@@ -352,7 +358,7 @@ pub fn run_type2(
         }
     };
     let cam = if cam_clean.is_empty() {
-        CamChange::default()
+        CamChange::none()
     } else {
         let cat = |v: &[(Tensor, Vec<usize>)]| -> Result<(Tensor, Vec<usize>)> {
             let t = Tensor::cat(&v.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), 0)?;

@@ -42,12 +42,16 @@ pub struct Type1Figures {
     /// f1 keeps its label (whatever the oracle says).
     pub f1_kept: f64,
     /// Mean ||G(z*) - x||_2 over successful pairs.
+    #[serde(with = "crate::nan::float")]
     pub mean_l2: f64,
     /// Mean ||G(z*) - x||_inf over successful pairs.
+    #[serde(with = "crate::nan::float")]
     pub mean_linf: f64,
     /// Success rate per target class.
+    #[serde(with = "crate::nan::floats")]
     pub per_target: Vec<f64>,
     /// Mean iterations of the successful pairs.
+    #[serde(with = "crate::nan::float")]
     pub mean_iterations: f64,
     /// CAM of f1's kept class on x and on G(z*), successful pairs.
     pub cam: CamChange,
@@ -196,7 +200,7 @@ pub fn run_type1(
         }
     }
     // CAM of the kept class, on the clean image and on its Type I example.
-    let mut cam = CamChange::default();
+    let mut cam = CamChange::none();
     let succ_idx: Vec<usize> = outcomes
         .iter()
         .flat_map(|b| {
