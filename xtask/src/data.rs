@@ -8,7 +8,7 @@ use clap::Args;
 use mnist_data::{idx, standard_file_names, HubSource, Source, Split, NUM_CLASSES};
 use sha2::{Digest, Sha256};
 
-use crate::fs_util::write_atomic;
+use harness::artifact::write_atomic;
 
 /// Which data to load; exactly one of the three, the fixtures when none is given.
 #[derive(Args, Debug, Clone)]

@@ -4,7 +4,6 @@
 mod attack;
 mod cam;
 mod data;
-mod fs_util;
 mod reproduce;
 mod train;
 

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use models::train::{
     accuracy, evaluate_svae, train_classifier, train_svae, ProgressBars, TrainConfig,
 };
-use models::{load_model, GapCnn, Mlp, Oracle, Svae};
+use models::{load_model, Architecture, Classifier, GapCnn, Mlp, Oracle, Svae};
 
 use crate::data::SourceArgs;
 
@@ -148,33 +148,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     println!("data: {} ({} test images)", splits.origin, test.len());
     let w = &args.weights;
     match args.model {
-        ModelKind::Gapcnn => println!(
-            "test accuracy {:.4}",
-            accuracy(
-                &load_model::<GapCnn>(w, DType::F32, &device)?,
-                test,
-                1000,
-                &device
-            )?
-        ),
-        ModelKind::Mlp => println!(
-            "test accuracy {:.4}",
-            accuracy(
-                &load_model::<Mlp>(w, DType::F32, &device)?,
-                test,
-                1000,
-                &device
-            )?
-        ),
-        ModelKind::Oracle => println!(
-            "test accuracy {:.4}",
-            accuracy(
-                &load_model::<Oracle>(w, DType::F32, &device)?,
-                test,
-                1000,
-                &device
-            )?
-        ),
+        ModelKind::Gapcnn => print_accuracy::<GapCnn>(w, test, &device)?,
+        ModelKind::Mlp => print_accuracy::<Mlp>(w, test, &device)?,
+        ModelKind::Oracle => print_accuracy::<Oracle>(w, test, &device)?,
         ModelKind::Svae => {
             let svae = load_model::<Svae>(w, DType::F32, &device)?;
             for (name, value) in evaluate_svae(&svae, test, &device)? {
@@ -182,5 +158,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Loads a classifier checkpoint and prints its accuracy on `test`.
+fn print_accuracy<A: Architecture + Classifier>(
+    weights: &std::path::Path,
+    test: &mnist_data::Dataset,
+    device: &Device,
+) -> Result<()> {
+    let model = load_model::<A>(weights, DType::F32, device)?;
+    println!("test accuracy {:.4}", accuracy(&model, test, 1000, device)?);
     Ok(())
 }
