@@ -1,4 +1,5 @@
-//! The whole evaluation: stages in order, then `summary.json`, `roc.png` and the report.
+//! The whole evaluation: stages in order, then `summary.json`, `roc.png`,
+//! `type2_examples.png` and the report.
 
 use std::path::Path;
 use std::time::Instant;
@@ -95,6 +96,16 @@ pub fn run_evaluation(
         &type1.positives_turned,
     )?;
     crate::plot::roc_figure(&out.join("roc.png"), &roc)?;
+    // Drawn from the stages' results, so a rerun that loads them draws it too.
+    if type2.iter().any(|t| !t.examples.is_empty()) {
+        crate::type2_examples::type2_examples_figure(
+            &out.join("type2_examples.png"),
+            models,
+            test,
+            &type2,
+            device,
+        )?;
+    }
 
     let summary = summary_json(
         &model_figures,

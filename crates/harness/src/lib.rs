@@ -15,6 +15,7 @@ pub mod report;
 pub mod roc;
 pub mod runner;
 pub mod type1;
+pub mod type2_examples;
 
 pub use error::{HarnessError, Result};
 

@@ -103,6 +103,26 @@ fn sections(
         t2.push_str(" Some attack met zero or non-finite gradients (see `gradient_masking_suspected` in summary.json).");
     }
     s.push((t2, None));
+    let shown: usize = e.type2.iter().map(|t| t.examples.len()).sum();
+    if shown > 0 {
+        let flipped: usize = e
+            .type2
+            .iter()
+            .flat_map(|t| &t.examples)
+            .filter(|x| x.success)
+            .count();
+        s.push((format!(
+            "## Type II examples: the CAM follows the new label\n\n\
+             Each row is one of the first {} attacked test images: the clean image with f1's CAM of the class \
+             it predicts, then the same image under each Type II attack with the CAM of the class f1 predicts \
+             now (captions: f1's class and probability, the perturbation's L2 / Linf, or NOT FLIPPED). \
+             {flipped} of the {shown} adversarial examples shown flip f1's label. Where it flips, the map is that \
+             of the new class and moves to where f1 now finds its evidence, although the image still shows the \
+             old digit: under a Type II attack CAM follows the decision, not the digit (the CAM columns of the \
+             table above measure how far it moves).",
+            crate::type2_examples::EXAMPLE_ROWS
+        ), Some("type2_examples.png".into())));
+    }
     let t1 = &e.type1;
     s.push((format!(
         "## Type I attack: the digit changes, f1's label and its CAM do not\n\n\

@@ -20,6 +20,7 @@ use crate::cam_change::{cam_28, compare, CamChange};
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
 use crate::roc::Scored;
+use crate::type2_examples::{examples_of, Type2Example, EXAMPLE_ROWS};
 
 /// The four trained models.
 #[derive(Debug)]
@@ -201,6 +202,8 @@ pub struct Type2Figures {
     pub linf_per_image: Vec<Option<f64>>,
     /// f1's probability of the positive class and arg-max, for the positives attacked.
     pub positives: Vec<Scored>,
+    /// The first few adversarial examples, for `type2_examples.png`.
+    pub examples: Vec<Type2Example>,
 }
 
 /// The attacks of the configuration, by name.
@@ -256,6 +259,7 @@ pub fn run_type2(
     let mut cam_adv = Vec::new();
     let mut l2_per_image = Vec::with_capacity(n);
     let mut linf_per_image = Vec::with_capacity(n);
+    let mut examples = Vec::new();
     for start in (0..n).step_by(config.batch_size.max(1)) {
         let idx: Vec<usize> = (start..(start + config.batch_size.max(1)).min(n)).collect();
         let x = test
@@ -266,6 +270,10 @@ pub fn run_type2(
             .map(|&i| u32::from(test.label(i).unwrap_or(0)))
             .collect();
         let o = attack.run(&models.gapcnn, &x, &labels, &Targeting::Untargeted)?;
+        if examples.len() < EXAMPLE_ROWS {
+            let room = EXAMPLE_ROWS - examples.len();
+            examples.extend(examples_of(&o, &idx, &labels, room)?);
+        }
         let probs_before = softmax_rows(&o.logits_before)?;
         let probs_after = softmax_rows(&o.logits_after)?;
         for (j, &i) in idx.iter().enumerate() {
@@ -389,6 +397,7 @@ pub fn run_type2(
         l2_per_image,
         linf_per_image,
         positives,
+        examples,
     })
 }
 

@@ -62,6 +62,7 @@ fn every_artifact_and_resumable_stages() {
         "clever.csv",
         "type1_pairs.csv",
         "type2_cw-l2.csv",
+        "type2_examples.png",
     ] {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
@@ -90,11 +91,22 @@ fn every_artifact_and_resumable_stages() {
     );
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
     assert!(html.contains("data:image/png;base64,"), "figures inlined");
+    assert!(html.contains("alt=\"type2_examples.png\""));
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("![type2_examples.png](type2_examples.png)"));
+    // Three rows of a clean panel and five attacks (224-px panels, 3 caption lines).
+    let fig = image::open(out.path().join("type2_examples.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(fig.dimensions(), (6 * 228 + 4, 3 * 274));
 
     // A rerun (say after a kill) reuses every finished stage: the files stay untouched.
     let stage = out.path().join("stages/type1.json");
     let before = std::fs::metadata(&stage).unwrap().modified().unwrap();
     std::fs::remove_file(out.path().join("summary.json")).unwrap();
+    let examples = out.path().join("type2_examples.png");
+    let first_examples = std::fs::read(&examples).unwrap();
+    std::fs::remove_file(&examples).unwrap();
     let again = run_evaluation(
         &models,
         &test,
@@ -111,6 +123,8 @@ fn every_artifact_and_resumable_stages() {
     );
     assert_eq!(again.type1, e.type1);
     assert!(out.path().join("summary.json").is_file());
+    // The Type II examples figure is drawn again from the cached stages, identically.
+    assert_eq!(std::fs::read(&examples).unwrap(), first_examples);
     let leftovers: Vec<_> = walk(out.path())
         .into_iter()
         .filter(|p| p.ends_with(".tmp"))
