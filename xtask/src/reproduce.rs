@@ -3,23 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use anyhow::Result;
+use candle_core::Device;
 use clap::Args;
-use harness::{run_evaluation, ExperimentConfig, Models, Progress, Provenance};
-use hf_hub::api::sync::ApiBuilder;
-use hf_hub::{Repo, RepoType};
-use mnist_data::{HubSource, Source};
+use harness::{
+    fetch_weights, load_models, run_evaluation, ExperimentConfig, Progress, Provenance,
+    WEIGHT_FILES,
+};
+use mnist_data::{HubFiles, HubSource, Source};
 use models::train::{train_classifier, train_svae, ProgressBars, TrainConfig};
-use models::{load_model, GapCnn, Mlp, Oracle, Svae};
-
-/// The four checkpoints, by file name.
-const WEIGHT_FILES: [&str; 4] = [
-    "gapcnn.safetensors",
-    "mlp.safetensors",
-    "oracle.safetensors",
-    "svae.safetensors",
-];
+use models::{GapCnn, Mlp, Oracle};
 
 /// Flags of `cargo xtask reproduce`.
 #[derive(Args, Debug)]
@@ -124,40 +117,30 @@ fn resolve_data(args: &ReproduceArgs) -> Result<(mnist_data::Splits, Option<Stri
     Ok((Source::Fixtures.load()?, None))
 }
 
-/// Weights: `--weights-dir`, `--weights-repo` (cache, then network), else the fixtures.
-fn resolve_weights(args: &ReproduceArgs) -> Result<(PathBuf, String)> {
+/// Weights: `--weights-dir`, `--weights-repo` (cache, then network; verified by loading),
+/// else the fixtures. Returns the directory and where it came from, for the report.
+fn resolve_weights(args: &ReproduceArgs, device: &Device) -> (PathBuf, String) {
     if let Some(dir) = &args.weights_dir {
-        return Ok((dir.clone(), format!("directory {}", dir.display())));
-    }
-    if let Some(repo) = &args.weights_repo {
-        let fetched = (|| -> Result<PathBuf> {
-            let api = ApiBuilder::from_env().with_progress(true).build()?;
-            let repo_api = api.repo(Repo::new(repo.clone(), RepoType::Model));
-            let mut dir = None;
-            for f in WEIGHT_FILES {
-                let p = repo_api.get(f).with_context(|| format!("{repo}: {f}"))?;
-                dir = p.parent().map(Path::to_path_buf);
-            }
-            dir.context("no file")
-        })();
-        match fetched {
-            Ok(dir) => return Ok((dir, format!("Hugging Face Hub {repo}"))),
-            Err(e) => {
-                eprintln!("note: weights from {repo} unavailable ({e:#}); using the bundled ones")
-            }
-        }
+        return (dir.clone(), format!("directory {}", dir.display()));
     }
     let dir = fixtures_weights();
-    Ok((dir.clone(), format!("bundled {}", dir.display())))
-}
-
-fn load_models(dir: &Path, device: &Device) -> Result<Models> {
-    Ok(Models {
-        gapcnn: load_model::<GapCnn>(&dir.join(WEIGHT_FILES[0]), DType::F32, device)?,
-        mlp: load_model::<Mlp>(&dir.join(WEIGHT_FILES[1]), DType::F32, device)?,
-        oracle: load_model::<Oracle>(&dir.join(WEIGHT_FILES[2]), DType::F32, device)?,
-        svae: load_model::<Svae>(&dir.join(WEIGHT_FILES[3]), DType::F32, device)?,
-    })
+    let bundled = format!("bundled {}", dir.display());
+    let Some(repo) = &args.weights_repo else {
+        return (dir, bundled);
+    };
+    let hub = HubFiles {
+        progress: true,
+        ..HubFiles::model(repo.clone())
+    };
+    match fetch_weights(&hub, device) {
+        Ok(w) => (w.dir, w.origin),
+        Err(e) => {
+            let note =
+                format!("weights from {repo} unavailable ({e}); fell back to the bundled ones");
+            eprintln!("note: {note}");
+            (dir, format!("{bundled} ({note})"))
+        }
+    }
 }
 
 /// Runs the reproduction and prints where the artifacts are.
@@ -180,7 +163,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         data = format!("{data} ({note})");
     }
     eprintln!("data: {data}");
-    let (weights_dir, mut weights) = resolve_weights(args)?;
+    let (weights_dir, mut weights) = resolve_weights(args, &device);
     let weights_dir = if args.train {
         let dir = args.out.join("weights");
         let mut bars = ProgressBars::default();

@@ -38,6 +38,9 @@ pub enum HarnessError {
     /// A model or data operation failed.
     #[error(transparent)]
     Model(#[from] models::ModelError),
+    /// Data or Hub files could not be read or fetched.
+    #[error(transparent)]
+    Data(#[from] mnist_data::DataError),
     /// A Type II attack failed.
     #[error(transparent)]
     Attack(#[from] attacks::AttackError),

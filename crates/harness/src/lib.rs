@@ -16,9 +16,11 @@ pub mod roc;
 pub mod runner;
 pub mod type1;
 pub mod type2_examples;
+pub mod weights;
 
 pub use error::{HarnessError, Result};
 
 pub use config::ExperimentConfig;
 pub use evaluation::{run_evaluation, Evaluation, Provenance};
 pub use runner::{Models, Progress, Silent};
+pub use weights::{fetch_weights, load_models, HubWeights, WEIGHT_FILES};

@@ -5,10 +5,13 @@
 //! at any folder depth), and one parquet file per split with an `image` column of PNG
 //! bytes and a `label` column, which is how `ylecun/mnist` (the repository candle's own
 //! MNIST loader reads) and `zalando-datasets/fashion_mnist` are stored.
+//!
+//! [`HubFiles`] fetches named files of any repository the same way (a model repository's
+//! checkpoints, say), so the one client setup of the workspace lives here.
 
 use std::path::{Path, PathBuf};
 
-use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::{DataError, Result};
@@ -49,10 +52,7 @@ impl HubSource {
     }
 
     fn cache(&self) -> Cache {
-        match &self.cache_dir {
-            Some(dir) => Cache::new(dir.clone()),
-            None => Cache::from_env(),
-        }
+        cache_at(self.cache_dir.as_ref())
     }
 
     fn error(&self, message: impl Into<String>) -> DataError {
@@ -81,16 +81,7 @@ impl HubSource {
                 return Ok((layout, paths, format!("{commit} (from the cache)")));
             }
         }
-        let mut builder = ApiBuilder::from_cache(cache.clone()).with_progress(self.progress);
-        if let Some(endpoint) = self
-            .endpoint
-            .clone()
-            .or_else(|| std::env::var("HF_ENDPOINT").ok())
-        {
-            builder = builder.with_endpoint(endpoint);
-        }
-        let api = builder
-            .build()
+        let api = client(&cache, self.endpoint.as_deref(), self.progress)
             .map_err(|e| self.error(format!("cannot set up the client: {e}")))?;
         let repo = api.repo(self.hub_repo());
         let info = repo.info().map_err(|e| {
@@ -134,6 +125,159 @@ impl HubSource {
             train,
             test,
             origin: format!("Hugging Face Hub {} at {commit}", self.repo),
+        })
+    }
+}
+
+/// hf-hub's blocking client over `cache`, at `endpoint` (else `$HF_ENDPOINT`, else the Hub).
+fn client(cache: &Cache, endpoint: Option<&str>, progress: bool) -> Result<Api, ApiError> {
+    let mut builder = ApiBuilder::from_cache(cache.clone()).with_progress(progress);
+    if let Some(endpoint) = endpoint
+        .map(str::to_string)
+        .or_else(|| std::env::var("HF_ENDPOINT").ok())
+    {
+        builder = builder.with_endpoint(endpoint);
+    }
+    builder.build()
+}
+
+fn cache_at(dir: Option<&PathBuf>) -> Cache {
+    match dir {
+        Some(dir) => Cache::new(dir.clone()),
+        None => Cache::from_env(),
+    }
+}
+
+/// The kind of a Hub repository (they live under different URLs and cache folders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    /// A model repository (`https://huggingface.co/<owner>/<name>`).
+    Model,
+    /// A dataset repository (`https://huggingface.co/datasets/<owner>/<name>`).
+    Dataset,
+}
+
+/// Named files of one Hub repository (a model's checkpoints, say), fetched as
+/// [`HubSource`] fetches data: the local cache first, the network second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubFiles {
+    /// `owner/name` of the repository.
+    pub repo: String,
+    /// Model or dataset repository.
+    pub kind: RepoKind,
+    /// Branch, tag or commit.
+    pub revision: String,
+    /// Server root; `None` means `$HF_ENDPOINT` or `https://huggingface.co`.
+    pub endpoint: Option<String>,
+    /// Cache directory; `None` means `$HF_HOME/hub` or `~/.cache/huggingface/hub`.
+    pub cache_dir: Option<PathBuf>,
+    /// Draw hf-hub's progress bar while downloading.
+    pub progress: bool,
+}
+
+/// Local copies of the files asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedFiles {
+    /// One path per name asked for, in the same order (inside the cache's snapshot).
+    pub paths: Vec<PathBuf>,
+    /// The commit they belong to.
+    pub commit: String,
+    /// Every file was already cached: nothing was asked of the network.
+    pub from_cache: bool,
+}
+
+impl HubFiles {
+    /// Model repository `repo` at revision `main`, default endpoint and cache, no progress bar.
+    pub fn model(repo: impl Into<String>) -> Self {
+        Self {
+            repo: repo.into(),
+            kind: RepoKind::Model,
+            revision: "main".into(),
+            endpoint: None,
+            cache_dir: None,
+            progress: false,
+        }
+    }
+
+    fn hub_repo(&self) -> Repo {
+        let kind = match self.kind {
+            RepoKind::Model => RepoType::Model,
+            RepoKind::Dataset => RepoType::Dataset,
+        };
+        Repo::with_revision(self.repo.clone(), kind, self.revision.clone())
+    }
+
+    fn error(&self, message: impl Into<String>) -> DataError {
+        DataError::Hub {
+            repo: format!("{}@{}", self.repo, self.revision),
+            message: message.into(),
+        }
+    }
+
+    /// Local paths of `names` (repository-relative), from the cache when it holds every
+    /// one of them at this revision, else from the network: the repository's file list
+    /// is checked first, so a file it lacks is named in the error, and so is a file
+    /// whose download fails.
+    pub fn fetch(&self, names: &[&str]) -> Result<FetchedFiles> {
+        let cache = cache_at(self.cache_dir.as_ref());
+        let cached = cache.repo(self.hub_repo());
+        if let Some(paths) = names
+            .iter()
+            .map(|n| cached.get(n))
+            .collect::<Option<Vec<_>>>()
+        {
+            let refs = cache
+                .path()
+                .join(self.hub_repo().folder_name())
+                .join("refs")
+                .join(&self.revision);
+            let commit = std::fs::read_to_string(&refs)
+                .map(|c| c.trim().to_string())
+                .map_err(|source| DataError::Io { path: refs, source })?;
+            return Ok(FetchedFiles {
+                paths,
+                commit,
+                from_cache: true,
+            });
+        }
+        let api = client(&cache, self.endpoint.as_deref(), self.progress)
+            .map_err(|e| self.error(format!("cannot set up the client: {e}")))?;
+        let repo = api.repo(self.hub_repo());
+        let info = repo.info().map_err(|e| {
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| cached.get(n).is_none())
+                .collect();
+            self.error(format!(
+                "cannot reach the Hub ({e}) and {} not cached under {}",
+                missing.join(", "),
+                cache.path().display()
+            ))
+        })?;
+        let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+        let absent: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !listed.contains(n))
+            .collect();
+        if !absent.is_empty() {
+            return Err(self.error(format!(
+                "the repository has no {} (it holds {listed:?})",
+                absent.join(", ")
+            )));
+        }
+        let paths = names
+            .iter()
+            .map(|f| {
+                repo.get(f)
+                    .map_err(|e| self.error(format!("downloading {f}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FetchedFiles {
+            paths,
+            commit: info.sha,
+            from_cache: false,
         })
     }
 }

@@ -30,10 +30,13 @@ pub mod hub;
 pub mod idx;
 mod parquet;
 mod source;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use dataset::{shuffle, Batch, BatchOptions, Batches, Dataset, PixelFormat, NUM_CLASSES};
 pub use error::{DataError, Defect, Result};
-pub use hub::HubSource;
+pub use hub::{FetchedFiles, HubFiles, HubSource, RepoKind};
 pub use parquet::load_parquet;
 pub use source::{
     fixtures_dir, load_dir, load_fixtures, load_pair, load_split, standard_file_names, Source,

@@ -1,146 +1,16 @@
-//! The Hub source against a server on 127.0.0.1 that answers as the Hub does: the repo
-//! info API, and `resolve` URLs with the `etag` / `x-repo-commit` / `Content-Range`
-//! headers and byte ranges that hf-hub's client relies on.
+//! The Hub source against a server on 127.0.0.1 that answers as the Hub does
+//! (`mnist_data::testing::FakeHub`): the repo info API, and `resolve` URLs with the
+//! `etag` / `x-repo-commit` / `Content-Range` headers and byte ranges that hf-hub's
+//! client relies on.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use mnist_data::{HubSource, Source};
+use mnist_data::testing::{FakeHub, COMMIT};
+use mnist_data::{HubFiles, HubSource, RepoKind, Source};
 
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-
-struct FakeHub {
-    url: String,
-    stop: Arc<AtomicBool>,
-    downloads: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl FakeHub {
-    /// Serves `files` (repo-relative name -> bytes) as dataset `repo`.
-    fn start(repo: &str, files: BTreeMap<String, Vec<u8>>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let downloads = Arc::new(AtomicUsize::new(0));
-        let (stop2, downloads2, repo) = (stop.clone(), downloads.clone(), repo.to_string());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        serve(stream, &repo, &files, &downloads2);
-                    }
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-                }
-            }
-        });
-        Self {
-            url,
-            stop,
-            downloads,
-            thread: Some(thread),
-        }
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn respond(stream: &mut TcpStream, status: &str, headers: &[(String, String)], body: &[u8]) {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
-}
-
-fn serve(
-    mut stream: TcpStream,
-    repo: &str,
-    files: &BTreeMap<String, Vec<u8>>,
-    downloads: &AtomicUsize,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.trim_end().split_once(": ") {
-            if k.eq_ignore_ascii_case("range") {
-                range = v.strip_prefix("bytes=").map(str::to_string);
-            }
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let info = format!("/api/datasets/{repo}/revision/main");
-    let resolve = format!("/datasets/{repo}/resolve/main/");
-    if path == info {
-        let siblings: Vec<String> = files
-            .keys()
-            .map(|k| format!("{{\"rfilename\":\"{k}\"}}"))
-            .collect();
-        let body = format!(
-            "{{\"sha\":\"{COMMIT}\",\"siblings\":[{}]}}",
-            siblings.join(",")
-        );
-        respond(&mut stream, "200 OK", &[], body.as_bytes());
-    } else if let Some(body) = path.strip_prefix(&resolve).and_then(|f| files.get(f)) {
-        let (start, end) = match range.as_deref().and_then(|r| r.split_once('-')) {
-            Some((s, e)) => (
-                s.parse::<usize>().unwrap_or(0),
-                e.parse::<usize>().unwrap_or(body.len() - 1),
-            ),
-            None => (0, body.len() - 1),
-        };
-        if start == 0 && end + 1 == body.len() || start > 0 {
-            downloads.fetch_add(1, Ordering::SeqCst);
-        }
-        let etag = format!("\"etag-{}-{}\"", body.len(), path.len());
-        let headers = vec![
-            ("ETag".to_string(), etag),
-            ("X-Repo-Commit".to_string(), COMMIT.to_string()),
-            (
-                "Content-Range".to_string(),
-                format!("bytes {start}-{end}/{}", body.len()),
-            ),
-        ];
-        respond(
-            &mut stream,
-            "206 Partial Content",
-            &headers,
-            &body[start..=end],
-        );
-    } else {
-        respond(&mut stream, "404 Not Found", &[], b"not found");
-    }
+fn dataset_hub(repo: &str, files: BTreeMap<String, Vec<u8>>) -> FakeHub {
+    FakeHub::start(RepoKind::Dataset, repo, files).unwrap()
 }
 
 fn source(url: &str, repo: &str, cache: &Path) -> Source {
@@ -171,15 +41,15 @@ fn fixture_files(prefix: &str) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn idx_repo_downloads_caches_and_works_offline() {
     let cache = tempfile::tempdir().unwrap();
-    let mut hub = FakeHub::start("someone/mnist-idx", fixture_files("raw/"));
-    let splits = source(&hub.url, "someone/mnist-idx", cache.path())
+    let mut hub = dataset_hub("someone/mnist-idx", fixture_files("raw/"));
+    let splits = source(hub.url(), "someone/mnist-idx", cache.path())
         .load()
         .unwrap();
     assert_eq!((splits.train.len(), splits.test.len()), (500, 500));
     assert_eq!(splits.test.class_counts(), [50; 10]);
     assert!(splits.origin.contains(COMMIT), "{}", splits.origin);
-    assert_eq!(hub.downloads.load(Ordering::SeqCst), 4);
-    let url = hub.url.clone();
+    assert_eq!(hub.downloads(), 4);
+    let url = hub.url().to_string();
     hub.shutdown();
 
     // The server is gone: the cache alone serves the same data.
@@ -212,8 +82,8 @@ fn parquet_repo_like_ylecun_mnist() {
     .map(|f| (format!("mnist/{f}"), std::fs::read(dir.join(f)).unwrap()))
     .collect();
     let cache = tempfile::tempdir().unwrap();
-    let hub = FakeHub::start("ylecun/mnist", files);
-    let splits = source(&hub.url, "ylecun/mnist", cache.path())
+    let hub = dataset_hub("ylecun/mnist", files);
+    let splits = source(hub.url(), "ylecun/mnist", cache.path())
         .load()
         .unwrap();
     assert_eq!((splits.train.len(), splits.test.len()), (20, 10));
@@ -227,10 +97,48 @@ fn parquet_repo_like_ylecun_mnist() {
 fn repo_without_data_files_is_refused() {
     let cache = tempfile::tempdir().unwrap();
     let files = BTreeMap::from([("README.md".to_string(), b"hi".to_vec())]);
-    let hub = FakeHub::start("someone/empty", files);
-    let err = source(&hub.url, "someone/empty", cache.path())
+    let hub = dataset_hub("someone/empty", files);
+    let err = source(hub.url(), "someone/empty", cache.path())
         .load()
         .unwrap_err()
         .to_string();
     assert!(err.contains("neither the four IDX files"), "{err}");
+}
+
+#[test]
+fn named_files_of_a_model_repo() {
+    let files = BTreeMap::from([
+        ("a.bin".to_string(), vec![1u8; 300]),
+        ("sub/b.bin".to_string(), vec![2u8; 700]),
+    ]);
+    let cache = tempfile::tempdir().unwrap();
+    let mut hub = FakeHub::start(RepoKind::Model, "someone/model", files.clone()).unwrap();
+    let repo = HubFiles {
+        endpoint: Some(hub.url().to_string()),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..HubFiles::model("someone/model")
+    };
+    let got = repo.fetch(&["a.bin", "sub/b.bin"]).unwrap();
+    assert_eq!((got.commit.as_str(), got.from_cache), (COMMIT, false));
+    assert_eq!(std::fs::read(&got.paths[0]).unwrap(), files["a.bin"]);
+    assert_eq!(std::fs::read(&got.paths[1]).unwrap(), files["sub/b.bin"]);
+    assert_eq!(hub.downloads(), 2);
+
+    // A file the repository lacks is named, whatever the cache holds.
+    let err = repo.fetch(&["a.bin", "c.bin"]).unwrap_err().to_string();
+    assert!(
+        err.contains("someone/model") && err.contains("has no c.bin"),
+        "{err}"
+    );
+
+    // Offline: what is cached is served; what is not is a clear error.
+    hub.shutdown();
+    let again = repo.fetch(&["sub/b.bin"]).unwrap();
+    assert!(again.from_cache);
+    assert_eq!(again.paths[0], got.paths[1]);
+    let err = repo.fetch(&["c.bin"]).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot reach the Hub") && err.contains("c.bin not cached"),
+        "{err}"
+    );
 }
