@@ -63,7 +63,7 @@ impl GapCnn {
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, conv) in self.convs.iter().enumerate() {
-            h = conv.forward(&h)?.relu()?;
+            h = conv.forward_relu(&h)?;
             if i == 1 || i == 3 {
                 h = max_pool(&h, 2)?;
             }

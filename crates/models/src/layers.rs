@@ -35,12 +35,23 @@ impl Conv {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    /// `relu(conv(x) + b)` in one pass (the fused fast path on the CPU).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        crate::fastconv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding, true)
+    }
 }
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        crate::fastconv::conv2d(
+            x,
+            &self.weight,
+            &self.bias,
+            self.stride,
+            self.padding,
+            false,
+        )
     }
 }
 
@@ -216,18 +227,13 @@ impl Module for BilinearResize {
 }
 
 /// Max-pooling with a square `k x k` window and stride `k` (`H` and `W` divisible by
-/// `k`), written as a reshape and two max-reductions so that its gradient is right.
+/// `k`); see [`crate::fastconv::max_pool2d`].
 ///
-/// candle 0.11's `max_pool2d` backward scales the gradient by (number of maxima) / k^2
-/// instead of 1 / (number of maxima): a unique maximum gets a quarter of its gradient
-/// through a 2x2 pool, so input gradients through two pools come out 16 times too small
-/// (caught by the finite-difference tests). Reductions get it right.
+/// Not candle's `max_pool2d`: in 0.11 its backward scales the gradient by (number of
+/// maxima) / k^2 instead of routing it to the maximum, so input gradients through two
+/// 2x2 pools come out 16 times too small (caught by the finite-difference tests).
 pub fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    if h % k != 0 || w % k != 0 {
-        candle_core::bail!("max_pool: {h}x{w} is not divisible by the window {k}");
-    }
-    x.reshape((n, c, h / k, k, w / k, k))?.max(5)?.max(3)
+    crate::fastconv::max_pool2d(x, k)
 }
 
 /// `log(1 + exp(x))`, computed stably and differentiably.

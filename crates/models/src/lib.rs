@@ -23,6 +23,7 @@
 
 mod adam;
 mod error;
+pub mod fastconv;
 mod gapcnn;
 pub mod layers;
 mod mlp;

@@ -58,9 +58,9 @@ impl Architecture for Oracle {
 
 impl Classifier for Oracle {
     fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(images)?.relu()?;
+        let h = self.conv1.forward_relu(images)?;
         let h = max_pool(&h, 2)?;
-        let h = self.conv2.forward(&h)?.relu()?;
+        let h = self.conv2.forward_relu(&h)?;
         let h = max_pool(&h, 2)?;
         let h = self.fc1.forward(&h.flatten_from(1)?)?.relu()?;
         self.fc2.forward(&h)

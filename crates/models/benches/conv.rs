@@ -1,0 +1,108 @@
+//! Each convolution shape of GapCnn, the oracle and the SVAE, through candle's conv2d
+//! and through the fast op: forward, and forward + both gradients. Throughput is in
+//! images; `conv2d_flops` gives each shape's work for GFLOP/s.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+use candle_core::{DType, Device, Tensor, Var};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use models::fastconv::{conv2d, conv2d_flops, reference_conv2d};
+use rand::{rngs::StdRng, SeedableRng};
+
+/// One convolution of a model, at batch 128.
+struct Layer {
+    name: &'static str,
+    c_in: usize,
+    c_out: usize,
+    size: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+const fn layer(
+    name: &'static str,
+    (c_in, c_out): (usize, usize),
+    size: usize,
+    (k, stride, pad): (usize, usize, usize),
+) -> Layer {
+    Layer {
+        name,
+        c_in,
+        c_out,
+        size,
+        k,
+        stride,
+        pad,
+    }
+}
+
+const BATCH: usize = 128;
+
+const LAYERS: [Layer; 8] = [
+    layer("gapcnn_conv1_1x32_28", (1, 32), 28, (3, 1, 1)),
+    layer("gapcnn_conv2_32x32_28", (32, 32), 28, (3, 1, 1)),
+    layer("gapcnn_conv3_32x64_14", (32, 64), 14, (3, 1, 1)),
+    layer("gapcnn_conv4_64x64_14", (64, 64), 14, (3, 1, 1)),
+    layer("gapcnn_conv5_64x128_7", (64, 128), 7, (3, 1, 1)),
+    layer("oracle_conv2_32x64_14_k5", (32, 64), 14, (5, 1, 2)),
+    layer("svae_enc2_16x32_28_s2", (16, 32), 28, (3, 2, 1)),
+    layer("svae_dec2_32x32_14", (32, 32), 14, (3, 1, 1)),
+];
+
+fn conv_layers(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(0);
+    for l in &LAYERS {
+        let (name, c_in, c_out, size, k, stride, pad, n) =
+            (l.name, l.c_in, l.c_out, l.size, l.k, l.stride, l.pad, BATCH);
+        let x =
+            models::random::uniform(&mut rng, (n, c_in, size, size), 0.0, 1.0, DType::F32, &dev)
+                .expect("x");
+        let w = models::random::uniform(&mut rng, (c_out, c_in, k, k), -0.1, 0.1, DType::F32, &dev)
+            .expect("w");
+        let b = Tensor::zeros(c_out, DType::F32, &dev).expect("b");
+        let flops =
+            conv2d_flops((n, c_in, size, size), (c_out, c_in, k, k), stride, pad).expect("shape");
+        let mut g = c.benchmark_group(format!("conv/{name}"));
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(n as u64));
+        eprintln!(
+            "{name}: {:.1} MFLOP forward per image",
+            flops / n as f64 / 1e6
+        );
+        for fast in [false, true] {
+            let f = if fast { conv2d } else { reference_conv2d };
+            let label = if fast { "fast" } else { "candle" };
+            g.bench_function(BenchmarkId::new("forward", label), |bench| {
+                bench.iter(|| f(&x, &w, &b, stride, pad, true).expect("fwd"))
+            });
+            let (xv, wv, bv) = (
+                Var::from_tensor(&x).expect("var"),
+                Var::from_tensor(&w).expect("var"),
+                Var::from_tensor(&b).expect("var"),
+            );
+            g.bench_function(BenchmarkId::new("forward_backward", label), |bench| {
+                bench.iter(|| {
+                    f(
+                        xv.as_tensor(),
+                        wv.as_tensor(),
+                        bv.as_tensor(),
+                        stride,
+                        pad,
+                        true,
+                    )
+                    .expect("fwd")
+                    .sum_all()
+                    .expect("sum")
+                    .backward()
+                    .expect("bwd")
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, conv_layers);
+criterion_main!(benches);

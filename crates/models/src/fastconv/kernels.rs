@@ -1,0 +1,372 @@
+//! The loops behind the fast convolutions: im2col / col2im over NCHW images and one
+//! checked wrapper around the `gemm` crate's matrix product.
+//!
+//! Every routine works on one image at a time with caller-provided scratch, so the
+//! batch can be split across threads with one scratch buffer per thread.
+
+use gemm::Parallelism;
+
+/// The element types the fast path runs on (f32, and f64 for gradient checks).
+pub(crate) trait Elem:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::Mul<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+impl Elem for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+/// Shapes of one convolution: `n x c_in x h x w` input, `c_out x c_in x k x k` kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geometry {
+    /// Checks the shapes and derives the output size (PyTorch's floor rule).
+    pub fn new(
+        x: (usize, usize, usize, usize),
+        kernel: (usize, usize, usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> std::result::Result<Self, String> {
+        let (n, c_in, h, w) = x;
+        let (c_out, kc, kh, kw) = kernel;
+        if kc != c_in {
+            return Err(format!(
+                "kernel has {kc} input channels, the input has {c_in}"
+            ));
+        }
+        if kh != kw || kh == 0 {
+            return Err(format!("kernel {kh}x{kw} is not square"));
+        }
+        if stride == 0 {
+            return Err("stride 0".into());
+        }
+        let k = kh;
+        if h + 2 * pad < k || w + 2 * pad < k {
+            return Err(format!(
+                "kernel {k}x{k} is larger than the padded {}x{} input",
+                h + 2 * pad,
+                w + 2 * pad
+            ));
+        }
+        Ok(Self {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride,
+            pad,
+            ho: (h + 2 * pad - k) / stride + 1,
+            wo: (w + 2 * pad - k) / stride + 1,
+        })
+    }
+
+    /// Rows of the im2col matrix: `c_in * k * k`.
+    pub fn ckk(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+
+    /// Elements of one input image.
+    pub fn in_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    /// Output pixels of one channel.
+    pub fn out_hw(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Elements of one output image.
+    pub fn out_len(&self) -> usize {
+        self.c_out * self.out_hw()
+    }
+
+    /// Multiply-adds of the whole forward pass, times two.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.out_len() * self.ckk()) as f64
+    }
+
+    /// The valid output columns `lo..hi` of kernel column `kx` at stride 1, where the
+    /// input column `ox + kx - pad` lies inside the image.
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(kx).min(self.wo);
+        let hi = (self.w + self.pad).saturating_sub(kx).min(self.wo);
+        (lo, hi.max(lo))
+    }
+}
+
+/// Unfolds one image (`c_in x h x w`) into `cols` (`ckk x out_hw`, row-major): row
+/// `(c, ky, kx)` holds the input pixel each output pixel sees through that tap, zero in
+/// the padding.
+pub(crate) fn im2col<T: Elem>(g: &Geometry, x: &[T], cols: &mut [T]) {
+    let hw_out = g.out_hw();
+    let (k, s, pad) = (g.k, g.stride, g.pad);
+    for c in 0..g.c_in {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let r = (c * k + ky) * k + kx;
+                let row = &mut cols[r * hw_out..(r + 1) * hw_out];
+                let (lo, hi) = g.valid_cols(kx);
+                for (oy, seg) in row.chunks_exact_mut(g.wo).enumerate() {
+                    let iy = oy * s + ky;
+                    if iy < pad || iy - pad >= g.h {
+                        seg.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[(iy - pad) * g.w..(iy - pad + 1) * g.w];
+                    if s == 1 {
+                        seg[..lo].fill(T::ZERO);
+                        seg[hi..].fill(T::ZERO);
+                        seg[lo..hi].copy_from_slice(&src[lo + kx - pad..hi + kx - pad]);
+                    } else {
+                        for (ox, v) in seg.iter_mut().enumerate() {
+                            let ix = ox * s + kx;
+                            *v = if ix < pad || ix - pad >= g.w {
+                                T::ZERO
+                            } else {
+                                src[ix - pad]
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every entry of `cols` back onto the input pixel it
+/// was read from. `dx` (`c_in x h x w`) must start zeroed.
+pub(crate) fn col2im<T: Elem>(g: &Geometry, cols: &[T], dx: &mut [T]) {
+    let hw_out = g.out_hw();
+    let (k, s, pad) = (g.k, g.stride, g.pad);
+    for c in 0..g.c_in {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let r = (c * k + ky) * k + kx;
+                let row = &cols[r * hw_out..(r + 1) * hw_out];
+                for (oy, seg) in row.chunks_exact(g.wo).enumerate() {
+                    let iy = oy * s + ky;
+                    if iy < pad || iy - pad >= g.h {
+                        continue;
+                    }
+                    let dst = &mut plane[(iy - pad) * g.w..(iy - pad + 1) * g.w];
+                    for (ox, &v) in seg.iter().enumerate() {
+                        let ix = ox * s + kx;
+                        if ix >= pad && ix - pad < g.w {
+                            dst[ix - pad] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A strided matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [T], cols: usize) -> Self {
+        Self {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn rows_t(data: &'a [T], cols: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+}
+
+fn covers(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+}
+
+/// `dst (m x n, row-major) (+)= lhs (m x k) * rhs (k x n)`, through `gemm`.
+///
+/// Panics if an operand is too short for its shape and strides: every caller sizes
+/// its buffers from one [`Geometry`], so a failure here is a bug, not bad input.
+#[allow(unsafe_code)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too short");
+    assert!(
+        covers(lhs.data.len(), m, k, lhs.rs, lhs.cs),
+        "matmul: lhs too short"
+    );
+    assert!(
+        covers(rhs.data.len(), k, n, rhs.rs, rhs.cs),
+        "matmul: rhs too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above guarantee that every index gemm touches, (i, j) with
+    // i < m, j < n for dst, i < m, l < k for lhs and l < k, j < n for rhs, lies inside
+    // its slice; dst is borrowed mutably and so aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct definition of one output pixel, for comparison.
+    fn direct(g: &Geometry, x: &[f64], w: &[f64], co: usize, oy: usize, ox: usize) -> f64 {
+        let mut acc = 0.0;
+        for c in 0..g.c_in {
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                        continue;
+                    }
+                    acc += x[(c * g.h + iy as usize) * g.w + ix as usize]
+                        * w[((co * g.c_in + c) * g.k + ky) * g.k + kx];
+                }
+            }
+        }
+        acc
+    }
+
+    #[test]
+    fn im2col_then_matmul_is_the_direct_convolution() {
+        for &(h, w, k, stride, pad) in &[
+            (7, 5, 3, 1, 1),
+            (8, 8, 3, 2, 1),
+            (6, 9, 4, 2, 1),
+            (5, 5, 5, 1, 2),
+            (4, 4, 1, 1, 0),
+            (5, 6, 3, 3, 0),
+        ] {
+            let g = Geometry::new((1, 2, h, w), (3, 2, k, k), stride, pad).unwrap();
+            let x: Vec<f64> = (0..g.in_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+            let wt: Vec<f64> = (0..3 * g.ckk()).map(|i| (i as f64 * 0.61).cos()).collect();
+            let mut cols = vec![f64::NAN; g.ckk() * g.out_hw()];
+            im2col(&g, &x, &mut cols);
+            let mut out = vec![0.0; g.out_len()];
+            matmul(
+                3,
+                g.out_hw(),
+                g.ckk(),
+                &mut out,
+                false,
+                Mat::rows(&wt, g.ckk()),
+                Mat::rows(&cols, g.out_hw()),
+                Parallelism::None,
+            );
+            for co in 0..3 {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        let got = out[(co * g.ho + oy) * g.wo + ox];
+                        let want = direct(&g, &x, &wt, co, oy, ox);
+                        assert!((got - want).abs() < 1e-12, "{g:?} {co} {oy} {ox}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> == <x, col2im(c)> for any x and c.
+        for &(h, w, k, stride, pad) in &[(7, 5, 3, 1, 1), (8, 8, 3, 2, 1), (6, 9, 4, 2, 1)] {
+            let g = Geometry::new((1, 2, h, w), (1, 2, k, k), stride, pad).unwrap();
+            let x: Vec<f64> = (0..g.in_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+            let c: Vec<f64> = (0..g.ckk() * g.out_hw())
+                .map(|i| (i as f64 * 0.13).cos())
+                .collect();
+            let mut cols = vec![0.0; c.len()];
+            im2col(&g, &x, &mut cols);
+            let mut back = vec![0.0; x.len()];
+            col2im(&g, &c, &mut back);
+            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-9, "{lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn geometry_rejects_mismatches() {
+        assert!(Geometry::new((1, 2, 5, 5), (3, 1, 3, 3), 1, 1).is_err());
+        assert!(Geometry::new((1, 2, 5, 5), (3, 2, 3, 2), 1, 1).is_err());
+        assert!(Geometry::new((1, 2, 5, 5), (3, 2, 3, 3), 0, 1).is_err());
+        assert!(Geometry::new((1, 2, 2, 2), (3, 2, 5, 5), 1, 0).is_err());
+        let g = Geometry::new((1, 2, 28, 28), (3, 2, 3, 3), 2, 1).unwrap();
+        assert_eq!((g.ho, g.wo), (14, 14));
+    }
+}

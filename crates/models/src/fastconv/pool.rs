@@ -1,0 +1,139 @@
+//! Max-pooling with a square window equal to its stride, as a custom op whose backward
+//! routes each window's gradient to its first maximum (PyTorch's rule).
+//!
+//! The reduction-based pool (`reshape`, then `max` twice) is correct but its backward
+//! is six full-size candle ops; this is one pass each way.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::kernels::Elem;
+use super::{slice, Same};
+
+/// `N x C x H x W -> N x C x H/k x W/k` (H and W divisible by k), on the CPU.
+pub(crate) struct MaxPool {
+    pub k: usize,
+}
+
+fn pool_dims(l: &Layout, k: usize) -> Result<(usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    if k == 0 || h % k != 0 || w % k != 0 {
+        candle_core::bail!("max_pool: {h}x{w} is not divisible by the window {k}");
+    }
+    Ok((n * c, h, w))
+}
+
+/// Index within the plane of each window's first maximum, visited row by row.
+fn argmax<T: Elem>(plane: &[T], w: usize, k: usize, oy: usize, ox: usize) -> usize {
+    let mut best = oy * k * w + ox * k;
+    for dy in 0..k {
+        for dx in 0..k {
+            let i = (oy * k + dy) * w + ox * k + dx;
+            if plane[i] > plane[best] {
+                best = i;
+            }
+        }
+    }
+    best
+}
+
+fn forward<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec<T> {
+    let (ho, wo) = (h / k, w / k);
+    let mut out = vec![T::ZERO; planes * ho * wo];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(ho * wo)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(out, plane)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    out[oy * wo + ox] = plane[argmax(plane, w, k, oy, ox)];
+                }
+            }
+        });
+    out
+}
+
+fn backward<T: Elem>(x: &[T], grad: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec<T> {
+    let (ho, wo) = (h / k, w / k);
+    let mut dx = vec![T::ZERO; planes * h * w];
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w).zip(grad.par_chunks(ho * wo)))
+        .for_each(|(dx, (plane, g))| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    dx[argmax(plane, w, k, oy, ox)] = g[oy * wo + ox];
+                }
+            }
+        });
+    dx
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "fast-max-pool"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (planes, h, w) = pool_dims(l, self.k)?;
+        let k = self.k;
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(forward(slice(v, l, "input")?, planes, h, w, k)),
+            CpuStorage::F64(v) => CpuStorage::F64(forward(slice(v, l, "input")?, planes, h, w, k)),
+            other => candle_core::bail!("max_pool: unsupported dtype {:?}", other.dtype()),
+        };
+        let (n, c, _, _) = l.shape().dims4()?;
+        Ok((out, Shape::from((n, c, h / k, w / k))))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &MaxPoolBackward { k: self.k },
+        )?))
+    }
+}
+
+/// (input, output gradient) -> input gradient.
+struct MaxPoolBackward {
+    k: usize,
+}
+
+impl CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "fast-max-pool-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (planes, h, w) = pool_dims(l1, self.k)?;
+        if l3.shape().elem_count() != planes * (h / self.k) * (w / self.k) {
+            candle_core::bail!("max_pool backward: the gradient has the wrong shape");
+        }
+        fn run<T: Same>(
+            x: &[T],
+            (s3, l3): (&CpuStorage, &Layout),
+            dims: (usize, usize, usize, usize),
+        ) -> Result<Vec<T>> {
+            let g = T::same(s3, l3, "gradient")?;
+            Ok(backward(x, g, dims.0, dims.1, dims.2, dims.3))
+        }
+        let dims = (planes, h, w, self.k);
+        let out = match s1 {
+            CpuStorage::F32(v) => CpuStorage::F32(run(slice(v, l1, "input")?, (s3, l3), dims)?),
+            CpuStorage::F64(v) => CpuStorage::F64(run(slice(v, l1, "input")?, (s3, l3), dims)?),
+            other => candle_core::bail!("max_pool: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}

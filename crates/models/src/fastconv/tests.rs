@@ -1,0 +1,288 @@
+//! The fast op against candle's conv2d (forward and both gradients) over random
+//! shapes, and against finite differences.
+
+use super::*;
+use candle_core::{Device, Var};
+use proptest::prelude::*;
+use rand::{rngs::StdRng, SeedableRng};
+
+use crate::random::uniform;
+
+struct Case {
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+}
+
+/// (output, dx, dw, db) of `sum(r * conv)` with either implementation.
+fn run(case: &Case, fast: bool, dtype: DType, seed: u64) -> [Vec<f64>; 4] {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let x = uniform(
+        &mut rng,
+        (case.n, case.c_in, case.h, case.w),
+        -1.0,
+        1.0,
+        dtype,
+        &dev,
+    )
+    .unwrap();
+    let w = uniform(
+        &mut rng,
+        (case.c_out, case.c_in, case.k, case.k),
+        -0.5,
+        0.5,
+        dtype,
+        &dev,
+    )
+    .unwrap();
+    let b = uniform(&mut rng, case.c_out, -0.3, 0.3, dtype, &dev).unwrap();
+    let (x, w, b) = (
+        Var::from_tensor(&x).unwrap(),
+        Var::from_tensor(&w).unwrap(),
+        Var::from_tensor(&b).unwrap(),
+    );
+    let f = if fast { conv2d } else { reference_conv2d };
+    let y = f(&x, &w, &b, case.stride, case.pad, case.relu).unwrap();
+    let r = uniform(&mut rng, y.shape(), -1.0, 1.0, dtype, &dev).unwrap();
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    [
+        flat(&y),
+        flat(grads.get(&x).unwrap()),
+        flat(grads.get(&w).unwrap()),
+        flat(grads.get(&b).unwrap()),
+    ]
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}[{i}]: fast {x} vs candle {y} (scale {scale})"
+        );
+    }
+}
+
+fn check(case: &Case, dtype: DType, tol: f64) {
+    let fast = run(case, true, dtype, 7);
+    let reference = run(case, false, dtype, 7);
+    for (i, what) in [
+        "output",
+        "input gradient",
+        "weight gradient",
+        "bias gradient",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_close(&fast[i], &reference[i], tol, what);
+    }
+}
+
+/// candle 0.11's conv2d backward derives the transposed convolution's output padding
+/// from the height alone, so its input gradient has the wrong width (an error) when
+/// the floor in the output size drops a different remainder along the two axes.
+fn candle_backward_works(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> bool {
+    (h + 2 * pad - k) % stride == (w + 2 * pad - k) % stride
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn matches_candle_conv2d(
+        n in 1usize..4,
+        c_in in 1usize..5,
+        c_out in 1usize..6,
+        h in 4usize..11,
+        w in 4usize..11,
+        k in 1usize..6,
+        stride in 1usize..4,
+        pad in 0usize..3,
+        relu in any::<bool>(),
+    ) {
+        prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
+        // Where candle's own backward fails, the width gets the height's remainder;
+        // the finite-difference test covers our input gradient on such shapes.
+        let w = if candle_backward_works(h, w, k, stride, pad) { w } else { h };
+        let case = Case { n, c_in, c_out, h, w, k, stride, pad, relu };
+        check(&case, DType::F32, 1e-5);
+    }
+}
+
+#[test]
+fn matches_candle_on_the_models_layer_shapes() {
+    // GapCnn conv2 and conv5, the oracle's 5x5, the SVAE's stride-2 3x3, a 4x4 stride 2.
+    for &(c_in, c_out, h, k, stride, pad) in &[
+        (32, 32, 28, 3, 1, 1),
+        (64, 128, 7, 3, 1, 1),
+        (32, 64, 14, 5, 1, 2),
+        (16, 32, 28, 3, 2, 1),
+        (8, 16, 28, 4, 2, 1),
+    ] {
+        let case = Case {
+            n: 5,
+            c_in,
+            c_out,
+            h,
+            w: h,
+            k,
+            stride,
+            pad,
+            relu: true,
+        };
+        check(&case, DType::F32, 1e-5);
+        check(&case, DType::F64, 1e-12);
+    }
+}
+
+#[test]
+fn input_gradient_matches_finite_differences() {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(3);
+    for &(stride, pad, k, w) in &[(1, 1, 3, 6), (2, 1, 3, 6), (2, 1, 4, 6), (2, 1, 3, 7)] {
+        assert_eq!(candle_backward_works(6, w, k, stride, pad), w == 6);
+        let x = uniform(&mut rng, (1, 2, 6, w), -1.0, 1.0, DType::F64, &dev).unwrap();
+        let w = uniform(&mut rng, (3, 2, k, k), -0.5, 0.5, DType::F64, &dev).unwrap();
+        let b = uniform(&mut rng, 3, -0.3, 0.3, DType::F64, &dev).unwrap();
+        let loss = |x: &Tensor| -> f64 {
+            conv2d(x, &w, &b, stride, pad, false)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let v = Var::from_tensor(&x).unwrap();
+        let y = conv2d(v.as_tensor(), &w, &b, stride, pad, false).unwrap();
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let analytic: Vec<f64> = grads
+            .get(&v)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let h = 1e-6;
+        for i in (0..base.len()).step_by(5) {
+            let mut plus = base.clone();
+            plus[i] += h;
+            let mut minus = base.clone();
+            minus[i] -= h;
+            let at = |v: Vec<f64>| Tensor::from_vec(v, x.shape(), &dev).unwrap();
+            let numeric = (loss(&at(plus)) - loss(&at(minus))) / (2.0 * h);
+            assert!(
+                (numeric - analytic[i]).abs() < 1e-6 * (1.0 + numeric.abs()),
+                "stride {stride} k {k} [{i}]: {numeric} vs {}",
+                analytic[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn gradients_are_skipped_for_arguments_outside_the_graph() {
+    // Plain-tensor weights (an attack) give an input gradient only; a plain input (the
+    // first layer of a training step) gives weight gradients only.
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(4);
+    let x = uniform(&mut rng, (2, 1, 5, 5), 0.0, 1.0, DType::F32, &dev).unwrap();
+    let w = uniform(&mut rng, (2, 1, 3, 3), -0.5, 0.5, DType::F32, &dev).unwrap();
+    let b = Tensor::zeros(2, DType::F32, &dev).unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let grads = conv2d(xv.as_tensor(), &w, &b, 1, 1, true)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(&xv).is_some());
+    assert!(grads.get(&w).is_none());
+    let wv = Var::from_tensor(&w).unwrap();
+    let grads = conv2d(&x, wv.as_tensor(), &b, 1, 1, true)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(&wv).is_some());
+    assert!(grads.get(&x).is_none());
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((1, 2, 5, 5), DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((3, 1, 3, 3), DType::F32, &dev).unwrap();
+    let b = Tensor::zeros(3, DType::F32, &dev).unwrap();
+    assert!(conv2d(&x, &w, &b, 1, 1, false).is_err());
+    let w = Tensor::zeros((3, 2, 3, 3), DType::F32, &dev).unwrap();
+    let b4 = Tensor::zeros(4, DType::F32, &dev).unwrap();
+    assert!(conv2d(&x, &w, &b4, 1, 1, false).is_err());
+    let x3 = Tensor::zeros((2, 5, 5), DType::F32, &dev).unwrap();
+    assert!(conv2d(&x3, &w, &b, 1, 1, false).is_err());
+}
+
+#[test]
+fn max_pool_matches_the_reduction_pool_and_routes_ties_to_one_input() {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(5);
+    for k in [2usize, 3] {
+        let x = uniform(&mut rng, (2, 3, 6, 12), -1.0, 1.0, DType::F64, &dev).unwrap();
+        let v = Var::from_tensor(&x).unwrap();
+        let r = uniform(&mut rng, (2, 3, 6 / k, 12 / k), -1.0, 1.0, DType::F64, &dev).unwrap();
+        let fast = max_pool2d(v.as_tensor(), k).unwrap();
+        let reduce = v
+            .as_tensor()
+            .reshape((2, 3, 6 / k, k, 12 / k, k))
+            .unwrap()
+            .max(5)
+            .unwrap()
+            .max(3)
+            .unwrap();
+        let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        assert_eq!(flat(&fast), flat(&reduce));
+        let g_fast = (&fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_reduce = (&reduce * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_eq!(
+            flat(g_fast.get(&v).unwrap()),
+            flat(g_reduce.get(&v).unwrap())
+        );
+    }
+    // An all-zero window (a dead ReLU) passes its gradient to exactly one input.
+    let v = Var::from_tensor(&Tensor::zeros((1, 1, 4, 4), DType::F32, &dev).unwrap()).unwrap();
+    let g = max_pool2d(v.as_tensor(), 2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g: Vec<f32> = g.get(&v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(g.iter().sum::<f32>(), 4.0);
+    assert_eq!(g.iter().filter(|&&x| x == 1.0).count(), 4);
+    assert!(max_pool2d(&Tensor::zeros((1, 1, 5, 4), DType::F32, &dev).unwrap(), 2).is_err());
+}
