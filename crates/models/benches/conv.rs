@@ -51,6 +51,7 @@ const LAYERS: [Layer; 8] = [
 ];
 
 fn conv_layers(c: &mut Criterion) {
+    models::fastconv::tune_cpu_runtime();
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(0);
     for l in &LAYERS {

@@ -14,6 +14,7 @@ fn inputs(n: usize) -> Tensor {
 }
 
 fn gapcnn(c: &mut Criterion) {
+    models::fastconv::tune_cpu_runtime();
     let dev = Device::Cpu;
     let (model, varmap) = init_model::<GapCnn>(0, DType::F32, &dev).expect("init");
     let mut g = c.benchmark_group("gapcnn");
@@ -64,6 +65,7 @@ fn gapcnn(c: &mut Criterion) {
 }
 
 fn svae(c: &mut Criterion) {
+    models::fastconv::tune_cpu_runtime();
     let dev = Device::Cpu;
     let (svae, _) = init_model::<Svae>(0, DType::F32, &dev).expect("init");
     let mut g = c.benchmark_group("svae");

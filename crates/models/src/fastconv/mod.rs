@@ -5,7 +5,9 @@
 //! im2col (or col2im) around one `gemm` product per image, the batch split across
 //! rayon's threads with one scratch buffer per thread:
 //!
-//! - forward: `y = act(W · im2col(x) + b)`, bias and ReLU fused into the epilogue;
+//! - forward: `y = act(W · im2col(x) + b)`, bias and ReLU fused into the epilogue; at
+//!   stride 1 with 3x3 kernels over 16+ channels, one GEMM per kernel tap over shifted
+//!   views of the padded input instead of im2col (see `shifted`);
 //! - input gradient: at stride 1 a forward convolution of the output gradient with the
 //!   flipped, transposed kernel; otherwise `col2im(Wᵀ · g)`;
 //! - weight and bias gradients: `Σ_n g_n · im2col(x_n)ᵀ` and `Σ g`, in one pass.
@@ -14,11 +16,33 @@
 //! attack's weights and a training step's input images are skipped). Other devices and
 //! dtypes go through candle's own `conv2d`.
 
+mod allocator;
 mod denormal;
 mod kernels;
 mod pool;
+mod shifted;
 
+pub use allocator::keep_freed_memory;
 pub use denormal::{denormals_flushed, flush_denormals};
+
+/// What [`tune_cpu_runtime`] could switch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTuning {
+    /// Denormals flush to zero on this thread and rayon's workers.
+    pub denormals_flushed: bool,
+    /// malloc keeps freed large blocks for reuse.
+    pub freed_memory_kept: bool,
+}
+
+/// Process-wide settings for fast CPU work, for binaries to call once at start-up
+/// (before spawning threads of their own): flush-to-zero for denormals and malloc
+/// tuning. Libraries never call it.
+pub fn tune_cpu_runtime() -> CpuTuning {
+    CpuTuning {
+        freed_memory_kept: keep_freed_memory(),
+        denormals_flushed: flush_denormals(),
+    }
+}
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -125,6 +149,17 @@ fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T], bias: Option<&[T]>, relu: bo
     out.par_chunks_mut(per * g.out_len())
         .zip(x.par_chunks(per * g.in_len()))
         .for_each(|(out, x)| {
+            if shifted::applies(g) {
+                let mut s = shifted::Scratch::new(g);
+                for (y, x) in out
+                    .chunks_exact_mut(g.out_len())
+                    .zip(x.chunks_exact(g.in_len()))
+                {
+                    shifted::forward_image(g, &mut s, x, w, y, par);
+                    epilogue(y, g.out_hw(), bias, relu);
+                }
+                return;
+            }
             let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
             for (y, x) in out
                 .chunks_exact_mut(g.out_len())
@@ -159,9 +194,14 @@ fn epilogue<T: Elem>(y: &mut [T], hw: usize, bias: Option<&[T]>, relu: bool) {
     }
 }
 
+/// Input channels from which a stride-1 input gradient runs as a flipped convolution.
+const FLIPPED_MIN_CHANNELS: usize = 8;
+
 /// Gradient with respect to the input, `N x C_in x H x W`.
 fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
-    if g.stride == 1 && g.pad < g.k {
+    // With few input channels the flipped convolution is a thin GEMM over a large
+    // unfolded gradient; col2im reads and writes less there.
+    if g.stride == 1 && g.pad < g.k && g.c_in >= FLIPPED_MIN_CHANNELS {
         // A stride-1 convolution's input gradient is the convolution of the output
         // gradient with the kernel flipped in space and transposed in channels.
         let k2 = g.k * g.k;
@@ -218,6 +258,17 @@ fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
+/// Adds one image's bias gradient (the output gradient summed per channel).
+fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T]) {
+    for (c, plane) in gy.chunks_exact(g.out_hw()).enumerate() {
+        let mut s = T::ZERO;
+        for &v in plane {
+            s += v;
+        }
+        db[c] += s;
+    }
+}
+
 /// Weight and bias gradients, flattened: `C_out * C_in * k * k` then `C_out`.
 fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
     let wlen = g.c_out * g.ckk();
@@ -225,6 +276,19 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
     let par = inner_parallelism(g.n);
     let partial = |(x, grad): (&[T], &[T])| -> Vec<T> {
         let mut acc = vec![T::ZERO; wlen + g.c_out];
+        if shifted::applies(g) {
+            let mut s = shifted::Scratch::new(g);
+            let mut taps = vec![T::ZERO; wlen];
+            for (x, gy) in x
+                .chunks_exact(g.in_len())
+                .zip(grad.chunks_exact(g.out_len()))
+            {
+                shifted::weight_grad_image(g, &mut s, x, gy, &mut taps, par);
+                bias_grad(g, gy, &mut acc[wlen..]);
+            }
+            shifted::untap(g, &taps, &mut acc[..wlen]);
+            return acc;
+        }
         let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
         for (x, gy) in x
             .chunks_exact(g.in_len())
@@ -241,13 +305,7 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
                 Mat::rows_t(&cols, g.out_hw()),
                 par,
             );
-            for (c, plane) in gy.chunks_exact(g.out_hw()).enumerate() {
-                let mut s = T::ZERO;
-                for &v in plane {
-                    s += v;
-                }
-                acc[wlen + c] += s;
-            }
+            bias_grad(g, gy, &mut acc[wlen..]);
         }
         acc
     };

@@ -25,8 +25,18 @@ fn pool_dims(l: &Layout, k: usize) -> Result<(usize, usize, usize)> {
 }
 
 /// Index within the plane of each window's first maximum, visited row by row.
+#[inline(always)]
 fn argmax<T: Elem>(plane: &[T], w: usize, k: usize, oy: usize, ox: usize) -> usize {
     let mut best = oy * k * w + ox * k;
+    if k == 2 {
+        // The common window, unrolled: same order, same first maximum.
+        for i in [best + 1, best + w, best + w + 1] {
+            if plane[i] > plane[best] {
+                best = i;
+            }
+        }
+        return best;
+    }
     for dy in 0..k {
         for dx in 0..k {
             let i = (oy * k + dy) * w + ox * k + dx;

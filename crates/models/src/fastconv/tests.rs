@@ -286,3 +286,29 @@ fn max_pool_matches_the_reduction_pool_and_routes_ties_to_one_input() {
     assert_eq!(g.iter().filter(|&&x| x == 1.0).count(), 4);
     assert!(max_pool2d(&Tensor::zeros((1, 1, 5, 4), DType::F32, &dev).unwrap(), 2).is_err());
 }
+
+#[test]
+fn shifted_path_matches_candle_on_odd_shapes() {
+    // Stride 1, 16+ input channels, k <= 3 and 12+ output columns run without im2col:
+    // non-square inputs, no padding, padding wider than the kernel's half, 1x1 and 2x2
+    // kernels, batch 1 and 3.
+    for &(n, h, w, k, pad) in &[
+        (3, 9, 14, 3, 0),
+        (1, 6, 13, 3, 2),
+        (3, 7, 13, 2, 1),
+        (2, 5, 12, 1, 0),
+    ] {
+        let case = Case {
+            n,
+            c_in: 16,
+            c_out: 5,
+            h,
+            w,
+            k,
+            stride: 1,
+            pad,
+            relu: false,
+        };
+        check(&case, DType::F64, 1e-12);
+    }
+}

@@ -1,0 +1,38 @@
+//! Keeping freed memory for reuse instead of returning it to the kernel.
+//!
+//! A training step allocates and frees tens of tensors of about 13 MB (batch 128).
+//! glibc serves blocks that large with fresh `mmap`s and trims the heap when it frees
+//! them, so every step page-faults and zeroes the same memory again (a fifth of a
+//! convolution's forward+backward time in a profile). Raising the mmap and trim
+//! thresholds keeps the memory in the heap, where the next step reuses it; peak memory
+//! stays what the step needs.
+
+/// Blocks up to this size come from the heap and are reused.
+const MMAP_THRESHOLD: i32 = 512 << 20;
+/// Free memory kept at the top of the heap before it is returned.
+const TRIM_THRESHOLD: i32 = 1 << 30;
+
+/// Tells glibc's malloc to reuse freed large blocks. Returns whether it took effect
+/// (false with another C library, where it does nothing).
+pub fn keep_freed_memory() -> bool {
+    imp::keep_freed_memory()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod imp {
+    pub fn keep_freed_memory() -> bool {
+        // SAFETY: mallopt only changes malloc's tuning parameters, may be called at
+        // any time from any thread, and rejects values out of range (returning 0).
+        let a = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, super::MMAP_THRESHOLD) };
+        let b = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, super::TRIM_THRESHOLD) };
+        a == 1 && b == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod imp {
+    pub fn keep_freed_memory() -> bool {
+        false
+    }
+}
