@@ -1,11 +1,15 @@
 //! Throughput of the models' hot paths: inference, a training step, and one
-//! forward+backward with respect to the input (the attack step).
+//! forward+backward with respect to the input (the attack step), each through candle's
+//! own convolutions and pooling (`candle`) and through `models::fastconv` (`fast`).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use candle_core::{DType, Device, Tensor, Var};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use models::{init_model, Adam, AdamConfig, Classifier, GapCnn, Svae};
+
+/// The two paths, switched process-wide.
+const PATHS: [(&str, bool); 2] = [("candle", false), ("fast", true)];
 
 fn inputs(n: usize) -> Tensor {
     let dev = Device::Cpu;
@@ -22,9 +26,12 @@ fn gapcnn(c: &mut Criterion) {
 
     let x = inputs(1000);
     g.throughput(Throughput::Elements(1000));
-    g.bench_function("inference_b1000", |b| {
-        b.iter(|| model.logits(&x).expect("fwd"))
-    });
+    for (label, fast) in PATHS {
+        models::fastconv::set_enabled(fast);
+        g.bench_function(BenchmarkId::new("inference_b1000", label), |b| {
+            b.iter(|| model.logits(&x).expect("fwd"))
+        });
+    }
 
     let x = inputs(128);
     let y =
@@ -41,26 +48,32 @@ fn gapcnn(c: &mut Criterion) {
     )
     .expect("adam");
     g.throughput(Throughput::Elements(128));
-    g.bench_function("train_step_b128", |b| {
-        b.iter(|| {
-            let loss =
-                candle_nn::loss::cross_entropy(&model.logits(&x).expect("fwd"), &y).expect("loss");
-            adam.step(&loss.backward().expect("bwd")).expect("step");
-        })
-    });
+    for (label, fast) in PATHS {
+        models::fastconv::set_enabled(fast);
+        g.bench_function(BenchmarkId::new("train_step_b128", label), |b| {
+            b.iter(|| {
+                let loss = candle_nn::loss::cross_entropy(&model.logits(&x).expect("fwd"), &y)
+                    .expect("loss");
+                adam.step(&loss.backward().expect("bwd")).expect("step");
+            })
+        });
+    }
 
     let x = Var::from_tensor(&inputs(250)).expect("var");
     let y =
         Tensor::from_vec((0..250u32).map(|i| i % 10).collect::<Vec<_>>(), 250, &dev).expect("y");
     g.throughput(Throughput::Elements(250));
-    g.bench_function("input_gradient_b250", |b| {
-        b.iter(|| {
-            let loss =
-                candle_nn::loss::cross_entropy(&model.logits(x.as_tensor()).expect("fwd"), &y)
-                    .expect("loss");
-            loss.backward().expect("bwd").get(x.as_tensor()).cloned()
-        })
-    });
+    for (label, fast) in PATHS {
+        models::fastconv::set_enabled(fast);
+        g.bench_function(BenchmarkId::new("input_gradient_b250", label), |b| {
+            b.iter(|| {
+                let loss =
+                    candle_nn::loss::cross_entropy(&model.logits(x.as_tensor()).expect("fwd"), &y)
+                        .expect("loss");
+                loss.backward().expect("bwd").get(x.as_tensor()).cloned()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -77,24 +90,34 @@ fn svae(c: &mut Criterion) {
         .expect("f32");
     let y = Tensor::from_vec((0..64u32).map(|i| i % 10).collect::<Vec<_>>(), 64, &dev).expect("y");
     g.throughput(Throughput::Elements(64));
-    g.bench_function("train_step_forward_backward_b64", |b| {
-        b.iter(|| {
-            let (ce, kl, bce) = models::train::svae_terms(&svae, &x, &y, None).expect("terms");
-            ((ce + kl).expect("add") + bce)
-                .expect("add")
-                .backward()
-                .expect("bwd")
-        })
-    });
+    for (label, fast) in PATHS {
+        models::fastconv::set_enabled(fast);
+        g.bench_function(
+            BenchmarkId::new("train_step_forward_backward_b64", label),
+            |b| {
+                b.iter(|| {
+                    let (ce, kl, bce) =
+                        models::train::svae_terms(&svae, &x, &y, None).expect("terms");
+                    ((ce + kl).expect("add") + bce)
+                        .expect("add")
+                        .backward()
+                        .expect("bwd")
+                })
+            },
+        );
+    }
     let x = inputs(500)
         .ge(0.5)
         .expect("bin")
         .to_dtype(DType::F32)
         .expect("f32");
     g.throughput(Throughput::Elements(500));
-    g.bench_function("encode_decode_b500", |b| {
-        b.iter(|| svae.decode(&svae.encode(&x).expect("enc").0).expect("dec"))
-    });
+    for (label, fast) in PATHS {
+        models::fastconv::set_enabled(fast);
+        g.bench_function(BenchmarkId::new("encode_decode_b500", label), |b| {
+            b.iter(|| svae.decode(&svae.encode(&x).expect("enc").0).expect("dec"))
+        });
+    }
     g.finish();
 }
 

@@ -51,6 +51,20 @@ use rayon::prelude::*;
 
 use kernels::{col2im, im2col, matmul, Elem, Geometry, Mat};
 
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Switches the fast CPU path on or off for the whole process (on by default). Off,
+/// [`conv2d`] and [`max_pool2d`] run candle's own ops: for comparing speed, or for
+/// ruling the fast path out when a result looks wrong.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the fast CPU path is on (see [`set_enabled`]).
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `act(conv2d(x, weight) + bias)` with "same"-style symmetric zero padding, where
 /// `act` is ReLU when `relu` is set and the identity otherwise.
 ///
@@ -64,7 +78,8 @@ pub fn conv2d(
     padding: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let fast = x.device().is_cpu()
+    let fast = enabled()
+        && x.device().is_cpu()
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && weight.dtype() == x.dtype()
         && bias.dtype() == x.dtype();
@@ -571,7 +586,7 @@ impl CustomOp2 for BackwardWeight {
 /// gradient goes to each window's first maximum. Fast op on the CPU for f32/f64,
 /// candle's reductions elsewhere.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if enabled() && x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
         return x.contiguous()?.apply_op1(pool::MaxPool { k });
     }
     let (n, c, h, w) = x.dims4()?;
