@@ -259,6 +259,11 @@ fn print_table(t: &Tally, seconds: f64) {
             ),
         ),
     ];
+    print_rows(&rows);
+}
+
+/// Prints `(metric, value)` rows as a markdown table.
+pub fn print_rows(rows: &[(&str, String)]) {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     println!("| {:<width$} | value |", "metric");
     println!("| {:-<width$} | ----- |", "");

@@ -6,6 +6,7 @@ mod cam;
 mod data;
 mod reproduce;
 mod train;
+mod type1;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a checkpoint on the test split.
     Eval(train::EvalArgs),
+    /// Run the Type I attack (or the class transition alone) on test images x 9 targets.
+    Type1(type1::Type1Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Reproduce(args) => reproduce::reproduce(&args),
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),
+        Command::Type1(args) => type1::type1(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

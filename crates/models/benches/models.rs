@@ -59,6 +59,10 @@ fn gapcnn(c: &mut Criterion) {
         });
     }
 
+    // An attack's model: trained weights as plain tensors (no weight gradients).
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/weights/gapcnn.safetensors");
+    let model = models::load_model::<GapCnn>(&weights, DType::F32, &dev).expect("weights");
     let x = Var::from_tensor(&inputs(250)).expect("var");
     let y =
         Tensor::from_vec((0..250u32).map(|i| i % 10).collect::<Vec<_>>(), 250, &dev).expect("y");

@@ -4,14 +4,21 @@
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use models::{init_model, GapCnn, Oracle, Svae};
+use models::{load_model, GapCnn, Oracle, Svae};
 use vae_attack::{type_one_attack, LatentAttackConfig};
 
 fn type_one(c: &mut Criterion) {
+    models::fastconv::tune_cpu_runtime();
     let dev = Device::Cpu;
-    let (svae, _) = init_model::<Svae>(0, DType::F32, &dev).expect("svae");
-    let (f1, _) = init_model::<GapCnn>(1, DType::F32, &dev).expect("f1");
-    let (oracle, _) = init_model::<Oracle>(2, DType::F32, &dev).expect("oracle");
+    // The bundled trained weights, loaded as plain tensors as the attack runs them
+    // (models from `init_model` hold `Var`s, whose gradients would be computed too).
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/weights");
+    let svae =
+        load_model::<Svae>(&weights.join("svae.safetensors"), DType::F32, &dev).expect("svae");
+    let f1 =
+        load_model::<GapCnn>(&weights.join("gapcnn.safetensors"), DType::F32, &dev).expect("f1");
+    let oracle = load_model::<Oracle>(&weights.join("oracle.safetensors"), DType::F32, &dev)
+        .expect("oracle");
     let pairs = 90;
     let iters = 10;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
