@@ -7,8 +7,8 @@ use anyhow::Result;
 use candle_core::Device;
 use clap::Args;
 use harness::{
-    fetch_weights, load_models, run_evaluation, ExperimentConfig, Progress, Provenance,
-    WEIGHT_FILES,
+    fetch_weights, load_models, run_evaluation, ExperimentConfig, InputFingerprint, Progress,
+    Provenance, WEIGHT_FILES,
 };
 use mnist_data::{HubFiles, HubSource, Source};
 use models::train::{train_classifier, train_svae, ProgressBars, TrainConfig};
@@ -218,7 +218,15 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
     };
     eprintln!("weights: {weights}");
     let models = load_models(&weights_dir, &device)?;
-    let provenance = Provenance { data, weights };
+    // The files just loaded and the test set evaluated: stages cached in `--out` under
+    // other weights or data are recomputed.
+    let inputs = InputFingerprint::of_weights_dir(&weights_dir, &splits.test)?;
+    eprintln!("inputs: {} (sha256 {})", inputs.short(), inputs.sha256());
+    let provenance = Provenance {
+        data,
+        weights,
+        inputs,
+    };
     let evaluation = run_evaluation(
         &models,
         &splits.test,

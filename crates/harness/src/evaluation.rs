@@ -12,6 +12,7 @@ use crate::artifact::write_atomic;
 use crate::clever_stage::{run_clever, CleverFigures};
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
+use crate::inputs::InputFingerprint;
 use crate::roc::{roc_comparison, RocComparison};
 use crate::runner::{
     clean_scores, evaluate_models, run_type2, stage, type2_attacks, ModelFigures, Models, Progress,
@@ -19,13 +20,18 @@ use crate::runner::{
 };
 use crate::type1::{run_type1, Type1Figures};
 
-/// Where the data and weights came from, for the report.
+/// Where the data and weights came from, for the report, and their fingerprint, which
+/// also keys the cached stages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provenance {
     /// The data source.
     pub data: String,
     /// The weights' source.
     pub weights: String,
+    /// The checkpoints the models were loaded from and the test set passed to
+    /// [`run_evaluation`] (e.g. [`InputFingerprint::of_weights_dir`]): a stage cached
+    /// under other inputs is recomputed.
+    pub inputs: InputFingerprint,
 }
 
 /// Everything the evaluation measured.
@@ -46,7 +52,7 @@ pub struct Evaluation {
 }
 
 /// Runs every stage (loading those already finished under `out` with the same
-/// configuration) and writes the artifacts.
+/// configuration and `provenance.inputs`) and writes the artifacts.
 pub fn run_evaluation(
     models: &Models,
     test: &Dataset,
@@ -57,25 +63,26 @@ pub fn run_evaluation(
     progress: &mut dyn Progress,
 ) -> Result<Evaluation> {
     let t0 = Instant::now();
+    let inputs = &provenance.inputs;
     let eval_set = if config.eval_images == 0 {
         test.clone()
     } else {
         test.first(config.eval_images)
     };
-    let model_figures = stage(out, "models", config, || {
+    let model_figures = stage(out, "models", config, inputs, || {
         evaluate_models(models, &eval_set, device, progress)
     })?;
     let mut type2 = Vec::new();
     for attack in type2_attacks(config) {
         let name = format!("type2_{}", attack.name());
-        type2.push(stage(out, &name, config, || {
+        type2.push(stage(out, &name, config, inputs, || {
             run_type2(attack.as_ref(), models, test, config, out, device, progress)
         })?);
     }
-    let type1 = stage(out, "type1", config, || {
+    let type1 = stage(out, "type1", config, inputs, || {
         run_type1(models, test, config, out, device, progress)
     })?;
-    let clever = stage(out, "clever", config, || {
+    let clever = stage(out, "clever", config, inputs, || {
         run_clever(models, test, &type2, config, out, device, progress)
     })?;
 
@@ -204,6 +211,7 @@ fn summary_json(
         "versions": {"toolkit": env!("CARGO_PKG_VERSION"), "candle": "0.11.1"},
         "data": provenance.data,
         "weights": provenance.weights,
+        "inputs": {"fingerprint": provenance.inputs.short(), "sha256": provenance.inputs.sha256()},
         "wall_seconds": wall_seconds,
     })
 }

@@ -9,6 +9,7 @@ pub mod clever_stage;
 pub mod config;
 mod error;
 pub mod evaluation;
+pub mod inputs;
 mod nan;
 pub mod plot;
 pub mod report;
@@ -22,5 +23,6 @@ pub use error::{HarnessError, Result};
 
 pub use config::ExperimentConfig;
 pub use evaluation::{run_evaluation, Evaluation, Provenance};
+pub use inputs::InputFingerprint;
 pub use runner::{Models, Progress, Silent};
 pub use weights::{fetch_weights, load_models, HubWeights, WEIGHT_FILES};

@@ -57,11 +57,11 @@ fn sections(
     let mut s = Vec::new();
     let m = &e.models;
     s.push((format!(
-        "# Is CAM reliable? Reproduction report ({} profile)\n\nData: {}. Weights: {}. Seed {}.\n\n\
+        "# Is CAM reliable? Reproduction report ({} profile)\n\nData: {}. Weights: {}. Inputs (sha256 of the weights and test set): {}. Seed {}.\n\n\
          Test accuracy on {} images: GapCnn (attacked f1) {}, Mlp {}, oracle {}. SVAE: latent \
          classifier {}, reconstruction BCE {} nats per image, KL {}; the oracle recognises {} of \
          the decoded mu(x).",
-        config.profile, p.data, p.weights, config.seed, m.images, pct(m.gapcnn), pct(m.mlp), pct(m.oracle),
+        config.profile, p.data, p.weights, p.inputs.short(), config.seed, m.images, pct(m.gapcnn), pct(m.mlp), pct(m.oracle),
         pct(m.svae_latent_accuracy), num(m.svae_reconstruction_bce), num(m.svae_kl), pct(m.svae_decoded_oracle_accuracy)
     ), None));
     let r = &e.roc;

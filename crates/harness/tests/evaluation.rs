@@ -1,9 +1,17 @@
 //! The whole evaluation on seeded (untrained) models and the fixtures, at toy sizes:
-//! every artifact is written, and a rerun reuses finished stages without rewriting them.
+//! every artifact is written, a rerun reuses finished stages without rewriting them, and
+//! a run with other weights or another test set recomputes them.
+
+use std::path::Path;
 
 use candle_core::{DType, Device};
-use harness::{run_evaluation, ExperimentConfig, Models, Provenance, Silent};
-use models::init_model;
+use harness::runner::Type2Figures;
+use harness::{
+    load_models, run_evaluation, ExperimentConfig, InputFingerprint, Models, Provenance, Silent,
+    WEIGHT_FILES,
+};
+use mnist_data::Dataset;
+use models::{init_model, save_model, Architecture, GapCnn, Mlp, Oracle, Svae};
 
 fn tiny() -> ExperimentConfig {
     ExperimentConfig {
@@ -27,21 +35,33 @@ fn tiny() -> ExperimentConfig {
     }
 }
 
+fn save<A: Architecture>(seed: u64, path: &Path) {
+    let (_, varmap) = init_model::<A>(seed, DType::F32, &Device::Cpu).unwrap();
+    save_model::<A>(&varmap, path).unwrap();
+}
+
+/// Seeded (untrained) checkpoints of GapCnn, Mlp, oracle and SVAE written to `dir`, loaded
+/// back as an evaluation loads them, with their provenance.
+fn seeded(seeds: [u64; 4], dir: &Path, test: &Dataset) -> (Models, Provenance) {
+    save::<GapCnn>(seeds[0], &dir.join(WEIGHT_FILES[0]));
+    save::<Mlp>(seeds[1], &dir.join(WEIGHT_FILES[1]));
+    save::<Oracle>(seeds[2], &dir.join(WEIGHT_FILES[2]));
+    save::<Svae>(seeds[3], &dir.join(WEIGHT_FILES[3]));
+    let provenance = Provenance {
+        data: "fixtures".into(),
+        weights: format!("seeded init {seeds:?}"),
+        inputs: InputFingerprint::of_weights_dir(dir, test).unwrap(),
+    };
+    (load_models(dir, &Device::Cpu).unwrap(), provenance)
+}
+
 #[test]
 fn every_artifact_and_resumable_stages() {
     let dev = Device::Cpu;
-    let models = Models {
-        gapcnn: init_model(0, DType::F32, &dev).unwrap().0,
-        mlp: init_model(1, DType::F32, &dev).unwrap().0,
-        oracle: init_model(2, DType::F32, &dev).unwrap().0,
-        svae: init_model(3, DType::F32, &dev).unwrap().0,
-    };
     let test = mnist_data::Source::Fixtures.load().unwrap().test;
+    let weights = tempfile::tempdir().unwrap();
+    let (models, provenance) = seeded([0, 1, 2, 3], weights.path(), &test);
     let out = tempfile::tempdir().unwrap();
-    let provenance = Provenance {
-        data: "fixtures".into(),
-        weights: "seeded init".into(),
-    };
     let config = tiny();
     let e = run_evaluation(
         &models,
@@ -149,6 +169,98 @@ fn every_artifact_and_resumable_stages() {
         std::fs::metadata(&stage).unwrap().modified().unwrap(),
         before
     );
+}
+
+/// A Type II result without its timing, which differs on every run.
+fn untimed(t: &Type2Figures) -> Type2Figures {
+    Type2Figures {
+        images_per_second: 0.0,
+        ..t.clone()
+    }
+}
+
+fn stage_inputs(out: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(out.join("stages").join(format!("{name}.json"))).unwrap();
+    let cached: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cached["inputs"].as_str().unwrap().to_string()
+}
+
+const STAGES: [&str; 8] = [
+    "models",
+    "type2_fgsm",
+    "type2_pgd-linf",
+    "type2_pgd-l2",
+    "type2_cw-l2",
+    "type2_deepfool",
+    "type1",
+    "clever",
+];
+
+#[test]
+fn other_weights_or_test_set_recompute_the_stages() {
+    let dev = Device::Cpu;
+    let test = mnist_data::Source::Fixtures.load().unwrap().test;
+    let config = tiny();
+    let out = tempfile::tempdir().unwrap();
+    let run = |models: &Models, test: &Dataset, provenance: &Provenance| {
+        run_evaluation(
+            models,
+            test,
+            &config,
+            provenance,
+            out.path(),
+            &dev,
+            &mut Silent,
+        )
+        .unwrap()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (models_a, prov_a) = seeded([0, 1, 2, 3], dir_a.path(), &test);
+    let first = run(&models_a, &test, &prov_a);
+    for s in STAGES {
+        assert_eq!(stage_inputs(out.path(), s), prov_a.inputs.sha256(), "{s}");
+    }
+
+    // Another GapCnn (as after --train or --weights-dir), same configuration and output.
+    let (models_b, prov_b) = seeded([10, 1, 2, 3], dir_b.path(), &test);
+    assert_ne!(prov_a.inputs, prov_b.inputs);
+    let retrained = run(&models_b, &test, &prov_b);
+    for s in STAGES {
+        assert_eq!(stage_inputs(out.path(), s), prov_b.inputs.sha256(), "{s}");
+    }
+    // Only GapCnn changed: the Mlp's accuracy is recomputed, and the same.
+    assert_eq!(retrained.models.mlp, first.models.mlp);
+    assert_ne!(untimed(&retrained.type2[0]), untimed(&first.type2[0]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["inputs"]["fingerprint"], prov_b.inputs.short());
+    assert_eq!(summary["inputs"]["sha256"], prov_b.inputs.sha256());
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        md.contains(prov_b.inputs.short()),
+        "the report names the inputs"
+    );
+
+    // The same weights on another test set (as with --data-dir): every image inverted.
+    let inverted = Dataset::new(
+        test.pixels().iter().map(|p| 255 - p).collect(),
+        test.labels().to_vec(),
+        test.rows(),
+        test.cols(),
+    )
+    .unwrap();
+    let prov_c = Provenance {
+        inputs: InputFingerprint::of_weights_dir(dir_b.path(), &inverted).unwrap(),
+        ..prov_b.clone()
+    };
+    assert_ne!(prov_c.inputs, prov_b.inputs);
+    let other_data = run(&models_b, &inverted, &prov_c);
+    for s in STAGES {
+        assert_eq!(stage_inputs(out.path(), s), prov_c.inputs.sha256(), "{s}");
+    }
+    assert_ne!(other_data.models, retrained.models);
+    assert_ne!(untimed(&other_data.type2[0]), untimed(&retrained.type2[0]));
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

@@ -1,0 +1,147 @@
+//! What an evaluation's results depend on besides its configuration: the bytes of the
+//! four checkpoints and the test set, as one sha256. Cached stages are reused only when
+//! it matches, so a rerun with retrained weights or other data recomputes them.
+
+use std::fmt;
+use std::path::Path;
+
+use mnist_data::Dataset;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{HarnessError, Result};
+use crate::weights::WEIGHT_FILES;
+
+/// Separates this hash from any other sha256 of the same bytes; bump it when the
+/// framing below changes, so old caches stop matching.
+const DOMAIN: &[u8] = b"harness input fingerprint v1\0";
+
+/// Digits of [`InputFingerprint::short`].
+pub const SHORT_DIGITS: usize = 12;
+
+/// sha256 (64 lower-case hex digits) over the checkpoints, in [`WEIGHT_FILES`] order,
+/// and the test set evaluated (its size, pixels and labels). Each part is framed by its
+/// length, so no two different inputs share the byte stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InputFingerprint(String);
+
+impl InputFingerprint {
+    /// The fingerprint of checkpoint bytes, one per entry of [`WEIGHT_FILES`] in its
+    /// order, and of `test`.
+    pub fn new(checkpoints: [&[u8]; 4], test: &Dataset) -> Self {
+        let mut h = Sha256::new();
+        h.update(DOMAIN);
+        for (name, bytes) in WEIGHT_FILES.iter().zip(checkpoints) {
+            framed(&mut h, name.as_bytes());
+            framed(&mut h, bytes);
+        }
+        for n in [test.len(), test.rows(), test.cols()] {
+            h.update((n as u64).to_le_bytes());
+        }
+        framed(&mut h, test.pixels());
+        framed(&mut h, test.labels());
+        Self(hex(&h.finalize()))
+    }
+
+    /// Reads the four [`WEIGHT_FILES`] of `dir` (the files `load_models` loads) and
+    /// fingerprints them with `test`; an unreadable file is an error naming it.
+    pub fn of_weights_dir(dir: &Path, test: &Dataset) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| HarnessError::Io { path, source })
+        };
+        let [a, b, c, d] = WEIGHT_FILES;
+        let files = [read(a)?, read(b)?, read(c)?, read(d)?];
+        Ok(Self::new(
+            [&files[0], &files[1], &files[2], &files[3]],
+            test,
+        ))
+    }
+
+    /// All 64 hex digits.
+    pub fn sha256(&self) -> &str {
+        &self.0
+    }
+
+    /// The first [`SHORT_DIGITS`] hex digits, for reports.
+    pub fn short(&self) -> &str {
+        self.0.get(..SHORT_DIGITS).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for InputFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+fn framed(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pixel: u8, label: u8) -> Dataset {
+        Dataset::new(vec![0, pixel, 2, 3, 4, 5, 6, 7], vec![label, 1], 2, 2).unwrap()
+    }
+
+    #[test]
+    fn every_input_byte_changes_the_fingerprint() {
+        let w: [&[u8]; 4] = [b"g", b"m", b"o", b"s"];
+        let base = InputFingerprint::new(w, &data(1, 0));
+        assert_eq!(base.sha256().len(), 64);
+        assert!(base.sha256().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(base.short(), &base.sha256()[..12]);
+        assert_eq!(base.to_string(), base.short());
+        assert_eq!(base, InputFingerprint::new(w, &data(1, 0)));
+        assert_ne!(base, InputFingerprint::new(w, &data(9, 0)), "a pixel");
+        assert_ne!(base, InputFingerprint::new(w, &data(1, 2)), "a label");
+        assert_ne!(
+            base,
+            InputFingerprint::new([b"g", b"m", b"o", b"t"], &data(1, 0)),
+            "a checkpoint"
+        );
+        // Length framing: moving a byte from one checkpoint to the next is a change.
+        assert_ne!(
+            InputFingerprint::new([b"ab", b"", b"o", b"s"], &data(1, 0)),
+            InputFingerprint::new([b"a", b"b", b"o", b"s"], &data(1, 0)),
+        );
+        // The same pixels read as other image sizes are other data.
+        let square = Dataset::new(vec![0; 8], vec![0, 1], 2, 2).unwrap();
+        let wide = Dataset::new(vec![0; 8], vec![0, 1], 1, 4).unwrap();
+        assert_ne!(
+            InputFingerprint::new(w, &square),
+            InputFingerprint::new(w, &wide)
+        );
+    }
+
+    #[test]
+    fn weights_dir_hashes_the_files_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in WEIGHT_FILES.iter().zip([b"g", b"m", b"o", b"s"]) {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let test = data(1, 0);
+        assert_eq!(
+            InputFingerprint::of_weights_dir(dir.path(), &test).unwrap(),
+            InputFingerprint::new([b"g", b"m", b"o", b"s"], &test)
+        );
+        std::fs::remove_file(dir.path().join(WEIGHT_FILES[2])).unwrap();
+        let e = InputFingerprint::of_weights_dir(dir.path(), &test).unwrap_err();
+        assert!(e.to_string().contains(WEIGHT_FILES[2]), "{e}");
+    }
+}
