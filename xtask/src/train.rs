@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
 use models::train::{
@@ -138,6 +138,9 @@ pub struct EvalArgs {
     /// Data (the test split is evaluated).
     #[command(flatten)]
     pub source: SourceArgs,
+    /// With `--model svae`: an oracle checkpoint that judges decode(mu(x)).
+    #[arg(long)]
+    pub oracle: Option<PathBuf>,
 }
 
 /// Prints test accuracy (SVAE: latent accuracy, reconstruction BCE and KL per image).
@@ -155,6 +158,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             let svae = load_model::<Svae>(w, DType::F32, &device)?;
             for (name, value) in evaluate_svae(&svae, test, &device)? {
                 println!("{name} {value:.4}");
+            }
+            if let Some(path) = &args.oracle {
+                let oracle = load_model::<Oracle>(path, DType::F32, &device)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                let acc = models::train::decoded_accuracy(&svae, &oracle, test, &device)?;
+                println!("oracle_on_decoded_mu {acc:.4}");
             }
         }
     }

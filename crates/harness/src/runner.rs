@@ -145,20 +145,7 @@ pub fn evaluate_models(
     progress.advance(1);
     let svae = models::train::evaluate_svae(&models.svae, test, device)?;
     progress.advance(1);
-    let mut decoded_ok = 0;
-    for start in (0..test.len()).step_by(500) {
-        let idx: Vec<usize> = (start..(start + 500).min(test.len())).collect();
-        let x = test
-            .images_tensor(&idx, PixelFormat::Binarized, device)
-            .map_err(models::ModelError::from)?;
-        let (mu, _) = models.svae.encode(&x)?;
-        let pred = models.oracle.predict(&models.svae.decode(&mu)?)?;
-        decoded_ok += idx
-            .iter()
-            .zip(&pred)
-            .filter(|(&i, &p)| test.label(i) == Some(p as u8))
-            .count();
-    }
+    let decoded = models::train::decoded_accuracy(&models.svae, &models.oracle, test, device)?;
     progress.advance(1);
     progress.finish();
     let get = |k: &str| {
@@ -174,7 +161,7 @@ pub fn evaluate_models(
         svae_latent_accuracy: get("latent_accuracy"),
         svae_reconstruction_bce: get("reconstruction_bce"),
         svae_kl: get("kl"),
-        svae_decoded_oracle_accuracy: decoded_ok as f64 / test.len().max(1) as f64,
+        svae_decoded_oracle_accuracy: decoded,
     })
 }
 

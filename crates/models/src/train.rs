@@ -395,6 +395,30 @@ pub fn evaluate_svae(svae: &Svae, data: &Dataset, device: &Device) -> Result<Vec
     ])
 }
 
+/// The fraction of `data` whose reconstruction decode(mu(x)) (from the binarised image)
+/// `judge` assigns the true label: whether decoded codes are recognisable digits.
+pub fn decoded_accuracy(
+    svae: &Svae,
+    judge: &dyn Classifier,
+    data: &Dataset,
+    device: &Device,
+) -> Result<f64> {
+    let options = BatchOptions {
+        batch_size: 500,
+        format: PixelFormat::Binarized,
+        ..Default::default()
+    };
+    let mut correct = 0usize;
+    for batch in data.batches(&options, device) {
+        let batch = batch?;
+        let (mu, _) = svae.encode(&batch.images)?;
+        let pred = judge.predict(&svae.decode(&mu)?)?;
+        let labels: Vec<u32> = batch.labels.to_vec1()?;
+        correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    }
+    Ok(correct as f64 / data.len().max(1) as f64)
+}
+
 /// Trains the SVAE in two stages (ALGORITHMS.md section 3): `svae_epochs` of the VAE with
 /// its latent classifier (CE + KL + BCE), then `disc_epochs` of the discriminator alone
 /// with the rest frozen. Checkpoints after every epoch; `resume` continues a run.
