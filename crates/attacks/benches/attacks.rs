@@ -1,21 +1,26 @@
-//! Images per second of each attack on a seeded `GapCnn`, batch 250.
+//! Images per second of each attack on the bundled trained `GapCnn` (plain-tensor
+//! weights, as attacks run it) and the first 250 fixture test images.
 //! `cargo bench -p attacks`.
 #![allow(missing_docs)]
 
 use attacks::{Attack, CarliniWagnerL2, DeepFool, Fgsm, PgdLinf, Targeting};
 use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use models::{init_model, random::uniform, Classifier, GapCnn};
-use rand::{rngs::StdRng, SeedableRng};
+use models::{load_model, Classifier, GapCnn};
 
 const BATCH: usize = 250;
 
 fn attacks(c: &mut Criterion) {
+    models::fastconv::tune_cpu_runtime();
     let dev = Device::Cpu;
-    let (model, _) = init_model::<GapCnn>(0, DType::F32, &dev).expect("seeded init");
-    let mut rng = StdRng::seed_from_u64(0);
-    let images =
-        uniform(&mut rng, (BATCH, 1, 28, 28), 0.0, 1.0, DType::F32, &dev).expect("random images");
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/weights/gapcnn.safetensors");
+    let model = load_model::<GapCnn>(&weights, DType::F32, &dev).expect("bundled weights");
+    let test = mnist_data::Source::Fixtures.load().expect("fixtures").test;
+    let (images, _) = test
+        .first(BATCH)
+        .to_tensors(mnist_data::PixelFormat::Gray, &dev)
+        .expect("images");
     let labels = model.predict(&images).expect("forward pass");
     let cw = CarliniWagnerL2 {
         steps: 10,
