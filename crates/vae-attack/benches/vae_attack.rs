@@ -37,11 +37,19 @@ fn type_one(c: &mut Criterion) {
     let mut g = c.benchmark_group("type_one");
     g.sample_size(10);
     g.throughput(Throughput::Elements((pairs * iters) as u64));
-    g.bench_function("gapcnn_90_pairs_x_10_iterations", |b| {
-        b.iter(|| {
-            type_one_attack(&svae, &f1, &oracle, &x, &keep, &targets, &config).expect("attack")
-        })
-    });
+    // candle's own convolutions and pooling, then models::fastconv.
+    for (label, fast) in [("candle", false), ("fast", true)] {
+        models::fastconv::set_enabled(fast);
+        g.bench_function(
+            criterion::BenchmarkId::new("gapcnn_90_pairs_x_10_iterations", label),
+            |b| {
+                b.iter(|| {
+                    type_one_attack(&svae, &f1, &oracle, &x, &keep, &targets, &config)
+                        .expect("attack")
+                })
+            },
+        );
+    }
     g.finish();
     let _ = Tensor::zeros(1, DType::F32, &dev);
 }
