@@ -148,9 +148,26 @@ fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
         .map_err(|_| candle_core::Error::Msg(format!("fast conv2d: {what} is not 4-D")))
 }
 
-fn geometry(x: &Layout, w: &Layout, stride: usize, pad: usize) -> Result<Geometry> {
-    Geometry::new(dims4(x, "input")?, dims4(w, "kernel")?, stride, pad)
+fn geometry_of(
+    x: (usize, usize, usize, usize),
+    kernel: (usize, usize, usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Result<Geometry> {
+    Geometry::new(x, kernel, stride, pad)
         .map_err(|e| candle_core::Error::Msg(format!("fast conv2d: {e}")))
+}
+
+fn geometry(x: &Layout, w: &Layout, stride: usize, pad: usize) -> Result<Geometry> {
+    geometry_of(dims4(x, "input")?, dims4(w, "kernel")?, stride, pad)
+}
+
+/// Checks that an output gradient has the convolution's output shape.
+fn check_output_gradient(l: &Layout, g: &Geometry) -> Result<()> {
+    if dims4(l, "gradient")? != (g.n, g.c_out, g.ho, g.wo) {
+        candle_core::bail!("fast conv2d: output gradient has the wrong shape");
+    }
+    Ok(())
 }
 
 /// Forward convolution of a contiguous batch, optionally with bias and ReLU.
@@ -525,11 +542,8 @@ impl CustomOp2 for BackwardData {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(self.input, dims4(l2, "kernel")?, self.stride, self.padding)
-            .map_err(|e| candle_core::Error::Msg(format!("fast conv2d: {e}")))?;
-        if dims4(l1, "gradient")? != (g.n, g.c_out, g.ho, g.wo) {
-            candle_core::bail!("fast conv2d: output gradient has the wrong shape");
-        }
+        let g = geometry_of(self.input, dims4(l2, "kernel")?, self.stride, self.padding)?;
+        check_output_gradient(l1, &g)?;
         fn run<T: Same>(
             g: &Geometry,
             gy: &[T],
@@ -565,11 +579,8 @@ impl CustomOp2 for BackwardWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(dims4(l1, "input")?, self.kernel, self.stride, self.padding)
-            .map_err(|e| candle_core::Error::Msg(format!("fast conv2d: {e}")))?;
-        if dims4(l2, "gradient")? != (g.n, g.c_out, g.ho, g.wo) {
-            candle_core::bail!("fast conv2d: output gradient has the wrong shape");
-        }
+        let g = geometry_of(dims4(l1, "input")?, self.kernel, self.stride, self.padding)?;
+        check_output_gradient(l2, &g)?;
         fn run<T: Same>(g: &Geometry, x: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
             Ok(backward_weight(g, x, T::same(s2, l2, "gradient")?))
         }
