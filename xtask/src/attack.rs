@@ -40,9 +40,17 @@ pub struct AttackArgs {
     /// Radius (FGSM, PGD; default 0.3 for Linf, 2.0 for L2).
     #[arg(long)]
     pub eps: Option<f64>,
-    /// Attack the first N test images.
+    /// Attack N test images (the first N after `--skip`).
     #[arg(long, default_value_t = 1000)]
     pub n: usize,
+    /// Skip this many test images first (to split a long run into parts).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
+    /// Also write one CSV row per image (test index, label, predictions, success,
+    /// norms, gradients), rewritten after every batch so an interrupted run keeps
+    /// what it finished.
+    #[arg(long)]
+    pub per_image: Option<PathBuf>,
     /// Which classifier the weights are for.
     #[arg(long, value_enum, default_value = "gapcnn")]
     pub model: ModelKind,
@@ -72,7 +80,9 @@ pub struct AttackArgs {
     /// Targeted at the next class, (label + 1) mod 10, instead of untargeted.
     #[arg(long)]
     pub targeted: bool,
-    /// Seed of the random starts (batch b uses seed + b).
+    /// Seed of the random starts: the batch starting at test image i uses seed +
+    /// i / batch-size, so a run split with `--skip` (a multiple of the batch size)
+    /// draws what the whole run draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Images per batch.
@@ -172,7 +182,17 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
     let device = Device::Cpu;
     let model = classifier(args, &device)?;
     let splits = args.source.source().load()?;
-    let test = splits.test.first(args.n);
+    let available = splits.test.len();
+    if args.skip >= available {
+        bail!(
+            "--skip {} leaves no test images ({} in {})",
+            args.skip,
+            available,
+            splits.origin
+        );
+    }
+    let indices: Vec<usize> = (args.skip..available.min(args.skip + args.n)).collect();
+    let test = splits.test.select(&indices)?;
     let options = BatchOptions {
         batch_size: args.batch_size,
         ..Default::default()
@@ -180,8 +200,10 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
     let batches = test.len().div_ceil(args.batch_size);
     let name = build(args, 0).name();
     println!(
-        "{name} on {} test images of {} ({})",
+        "{name} on {} test images ({}..{}) of {} ({})",
         test.len(),
+        indices[0],
+        indices[indices.len() - 1] + 1,
         splits.origin,
         args.weights.display()
     );
@@ -195,6 +217,7 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
     bar.set_prefix(name);
     let start = Instant::now();
     let mut tally = Tally::default();
+    let mut csv = String::from(CSV_HEADER);
     for (b, batch) in test.batches(&options, &device).enumerate() {
         let batch = batch?;
         let labels: Vec<u32> = batch.labels.to_vec1()?;
@@ -203,10 +226,15 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
         } else {
             Targeting::Untargeted
         };
-        let outcome = build(args, b as u64)
+        let first = args.skip + b * args.batch_size;
+        let outcome = build(args, (first / args.batch_size) as u64)
             .run(model.as_ref(), &batch.images, &labels, &targeting)
             .with_context(|| format!("batch {b}"))?;
         tally.add(&outcome);
+        if let Some(path) = &args.per_image {
+            append_rows(&mut csv, first, &outcome);
+            harness::artifact::write_atomic(path, csv.as_bytes())?;
+        }
         bar.set_message(format!(
             "success {:.1}%",
             100.0 * tally.successes as f64 / tally.attackable.max(1) as f64
@@ -216,6 +244,36 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
     bar.finish_and_clear();
     print_table(&tally, start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Columns of `--per-image`.
+const CSV_HEADER: &str = "index,label,target,clean_prediction,adversarial_prediction,success,l0,l2,linf,gradients,degenerate_gradient\n";
+
+/// One CSV row per example of `o`, the first being test image `first`.
+fn append_rows(csv: &mut String, first: usize, o: &AttackOutcome) {
+    use std::fmt::Write;
+    for i in 0..o.len() {
+        let target = o
+            .targets
+            .as_ref()
+            .map_or(String::new(), |t| t[i].to_string());
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            first + i,
+            o.labels[i],
+            target,
+            o.clean_predictions[i],
+            o.adversarial_predictions[i],
+            o.success[i],
+            o.l0[i],
+            o.l2[i],
+            o.linf[i],
+            o.gradient_evaluations[i],
+            o.degenerate_gradient[i]
+        );
+    }
 }
 
 fn print_table(t: &Tally, seconds: f64) {
