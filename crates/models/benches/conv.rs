@@ -1,12 +1,13 @@
 //! Each convolution shape of GapCnn, the oracle and the SVAE, through candle's conv2d
-//! and through the fast op: forward, and forward + both gradients. Throughput is in
-//! images; `conv2d_flops` gives each shape's work for GFLOP/s.
+//! and through the fast op with Winograd off ("gemm") and on ("winograd", the 3x3
+//! stride-1 layers with 8+ input channels): forward, and forward + both gradients.
+//! Throughput is in images; `conv2d_flops` gives each shape's work for GFLOP/s.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use models::fastconv::{conv2d, conv2d_flops, reference_conv2d};
+use models::fastconv::{conv2d, conv2d_flops, reference_conv2d, set_winograd};
 use rand::{rngs::StdRng, SeedableRng};
 
 /// One convolution of a model, at batch 128.
@@ -72,9 +73,17 @@ fn conv_layers(c: &mut Criterion) {
             "{name}: {:.1} MFLOP forward per image",
             flops / n as f64 / 1e6
         );
-        for fast in [false, true] {
+        let winograd_applies = k == 3 && stride == 1 && c_in >= 8;
+        for (label, fast, winograd) in [
+            ("candle", false, false),
+            ("gemm", true, false),
+            ("winograd", true, true),
+        ] {
+            if winograd && !winograd_applies {
+                continue;
+            }
+            set_winograd(winograd);
             let f = if fast { conv2d } else { reference_conv2d };
-            let label = if fast { "fast" } else { "candle" };
             g.bench_function(BenchmarkId::new("forward", label), |bench| {
                 bench.iter(|| f(&x, &w, &b, stride, pad, true).expect("fwd"))
             });

@@ -1,6 +1,7 @@
 //! Throughput of the models' hot paths: inference, a training step, and one
 //! forward+backward with respect to the input (the attack step), each through candle's
-//! own convolutions and pooling (`candle`) and through `models::fastconv` (`fast`).
+//! own convolutions and pooling (`candle`), through `models::fastconv` with Winograd
+//! off (`fast_gemm`), and through `models::fastconv` as it runs by default (`fast`).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
@@ -8,8 +9,18 @@ use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use models::{init_model, Adam, AdamConfig, Classifier, GapCnn, Svae};
 
-/// The two paths, switched process-wide.
-const PATHS: [(&str, bool); 2] = [("candle", false), ("fast", true)];
+/// The paths, switched process-wide: (label, fastconv, Winograd).
+const PATHS: [(&str, bool, bool); 3] = [
+    ("candle", false, false),
+    ("fast_gemm", true, false),
+    ("fast", true, true),
+];
+
+/// Switches to one path.
+fn select(fast: bool, winograd: bool) {
+    models::fastconv::set_enabled(fast);
+    models::fastconv::set_winograd(winograd);
+}
 
 fn inputs(n: usize) -> Tensor {
     let dev = Device::Cpu;
@@ -26,8 +37,8 @@ fn gapcnn(c: &mut Criterion) {
 
     let x = inputs(1000);
     g.throughput(Throughput::Elements(1000));
-    for (label, fast) in PATHS {
-        models::fastconv::set_enabled(fast);
+    for (label, fast, winograd) in PATHS {
+        select(fast, winograd);
         g.bench_function(BenchmarkId::new("inference_b1000", label), |b| {
             b.iter(|| model.logits(&x).expect("fwd"))
         });
@@ -48,8 +59,8 @@ fn gapcnn(c: &mut Criterion) {
     )
     .expect("adam");
     g.throughput(Throughput::Elements(128));
-    for (label, fast) in PATHS {
-        models::fastconv::set_enabled(fast);
+    for (label, fast, winograd) in PATHS {
+        select(fast, winograd);
         g.bench_function(BenchmarkId::new("train_step_b128", label), |b| {
             b.iter(|| {
                 let loss = candle_nn::loss::cross_entropy(&model.logits(&x).expect("fwd"), &y)
@@ -67,8 +78,8 @@ fn gapcnn(c: &mut Criterion) {
     let y =
         Tensor::from_vec((0..250u32).map(|i| i % 10).collect::<Vec<_>>(), 250, &dev).expect("y");
     g.throughput(Throughput::Elements(250));
-    for (label, fast) in PATHS {
-        models::fastconv::set_enabled(fast);
+    for (label, fast, winograd) in PATHS {
+        select(fast, winograd);
         g.bench_function(BenchmarkId::new("input_gradient_b250", label), |b| {
             b.iter(|| {
                 let loss =
@@ -94,8 +105,8 @@ fn svae(c: &mut Criterion) {
         .expect("f32");
     let y = Tensor::from_vec((0..64u32).map(|i| i % 10).collect::<Vec<_>>(), 64, &dev).expect("y");
     g.throughput(Throughput::Elements(64));
-    for (label, fast) in PATHS {
-        models::fastconv::set_enabled(fast);
+    for (label, fast, winograd) in PATHS {
+        select(fast, winograd);
         g.bench_function(
             BenchmarkId::new("train_step_forward_backward_b64", label),
             |b| {
@@ -116,8 +127,8 @@ fn svae(c: &mut Criterion) {
         .to_dtype(DType::F32)
         .expect("f32");
     g.throughput(Throughput::Elements(500));
-    for (label, fast) in PATHS {
-        models::fastconv::set_enabled(fast);
+    for (label, fast, winograd) in PATHS {
+        select(fast, winograd);
         g.bench_function(BenchmarkId::new("encode_decode_b500", label), |b| {
             b.iter(|| svae.decode(&svae.encode(&x).expect("enc").0).expect("dec"))
         });

@@ -15,20 +15,29 @@ pub(crate) trait Elem:
     + PartialOrd
     + std::ops::Add<Output = Self>
     + std::ops::AddAssign
+    + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
 {
     const ZERO: Self;
     const ONE: Self;
+    /// A constant, rounded to this type.
+    fn from_f64(v: f64) -> Self;
 }
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
 }
 
 impl Elem for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
 }
 
 /// Shapes of one convolution: `n x c_in x h x w` input, `c_out x c_in x k x k` kernel.

@@ -312,3 +312,33 @@ fn shifted_path_matches_candle_on_odd_shapes() {
         check(&case, DType::F64, 1e-12);
     }
 }
+
+#[test]
+fn winograd_path_matches_candle_on_odd_shapes() {
+    // Stride-1 3x3 layers with multiples of 8 channels on both sides run Winograd
+    // F(4x4, 3x3):
+    // outputs that do not fill the last tile row or column (and are cropped), padding
+    // 0, 1 and 2, non-square and tiny images, batch 1 and 3, with and without ReLU.
+    for &(n, h, w, pad, relu) in &[
+        (3, 9, 14, 0, false),
+        (1, 6, 13, 2, true),
+        (3, 7, 7, 1, true),
+        (2, 3, 5, 1, false),
+        (1, 3, 3, 0, true),
+        (2, 17, 10, 1, false),
+    ] {
+        let case = Case {
+            n,
+            c_in: 16,
+            c_out: 8,
+            h,
+            w,
+            k: 3,
+            stride: 1,
+            pad,
+            relu,
+        };
+        check(&case, DType::F64, 1e-12);
+        check(&case, DType::F32, 1e-5);
+    }
+}

@@ -1,0 +1,831 @@
+//! Winograd convolutions for 3x3 kernels at stride 1 (Lavin and Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", CVPR 2016).
+//!
+//! The output is cut into `m x m` tiles, each computed from an `a x a` input patch
+//! (`a = m + 2`) as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the
+//! element-wise product becomes `a²` independent matrix products, one per position of
+//! the transformed tile: `M[k] = U[k] · V[k]` with `U[k]` the transformed kernels
+//! (`C_out x C_in`) and `V[k]` the transformed patches (`C_in x tiles`). F(4x4, 3x3)
+//! needs 36 multiplies per 16 outputs where the direct convolution needs 144: a 4x
+//! smaller GEMM, for transforms that cost a few additions per value.
+//!
+//! The map is bilinear in kernel and patch, so its adjoints give the backward passes:
+//! - input gradient: a stride-1 convolution of the output gradient with the flipped,
+//!   transposed kernel (the caller's `forward` of the backward geometry), so it runs
+//!   here too;
+//! - weight gradient: `dU[k] = Σ_tiles (A dY Aᵀ)[k] ⊙ V[k]`, again `a²` GEMMs
+//!   (`C_out x tiles` by `tiles x C_in`), then `dW = Gᵀ dU G`.
+//!
+//! Tiles that stick out of the output are computed and cropped (forward), or fed zero
+//! gradient (backward); patches that stick out of the input read zeros, which is the
+//! convolution's zero padding.
+
+use super::kernels::{matmul, Elem, Geometry, Mat};
+use gemm::Parallelism;
+
+/// Largest transformed tile side (F(4x4, 3x3)).
+const MAX_A: usize = 6;
+
+/// A tile: small fixed vectors; only the first `A` (or `M`) entries are used.
+type Vec6<T> = [T; MAX_A];
+/// A transformed tile, row-major with row stride [`MAX_A`].
+type Tile36<T> = [T; MAX_A * MAX_A];
+
+/// One Winograd algorithm F(m x m, 3 x 3): its output tile `M`, its transformed tile
+/// `A = M + 2`, and the one-dimensional transforms and their transposes.
+pub(crate) trait Variant: Sync {
+    /// Output tile side.
+    const M: usize;
+    /// Transformed tile side, `M + 2`.
+    const A: usize;
+    /// `Bᵀ d`: an input patch row or column.
+    fn input<T: Elem>(d: Vec6<T>) -> Vec6<T>;
+    /// `Aᵀ m`: back to `M` outputs.
+    fn output<T: Elem>(m: Vec6<T>) -> Vec6<T>;
+    /// `A y`: the transpose of [`Variant::output`], `M` values to `A`.
+    fn output_t<T: Elem>(y: Vec6<T>) -> Vec6<T>;
+    /// `G g`: 3 kernel taps to `A` values.
+    fn kernel<T: Elem>(g: Vec6<T>) -> Vec6<T>;
+    /// `Gᵀ u`: the transpose of [`Variant::kernel`], `A` values to 3.
+    fn kernel_t<T: Elem>(u: Vec6<T>) -> Vec6<T>;
+}
+
+/// F(4x4, 3x3), interpolation points 0, ±1, ±2 and infinity.
+pub(crate) struct F4;
+
+impl Variant for F4 {
+    const M: usize = 4;
+    const A: usize = 6;
+
+    #[inline(always)]
+    fn input<T: Elem>(d: Vec6<T>) -> Vec6<T> {
+        let (c2, c4, c5) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(5.0));
+        // Shared partial sums, as in Lavin's formulation.
+        let t0 = d[4] - c4 * d[2];
+        let t1 = d[3] - c4 * d[1];
+        let t2 = d[4] - d[2];
+        let t3 = c2 * (d[3] - d[1]);
+        [
+            c4 * d[0] - c5 * d[2] + d[4],
+            t0 + t1,
+            t0 - t1,
+            t2 + t3,
+            t2 - t3,
+            c4 * d[1] - c5 * d[3] + d[5],
+        ]
+    }
+
+    #[inline(always)]
+    fn output<T: Elem>(m: Vec6<T>) -> Vec6<T> {
+        let z = T::ZERO;
+        let (c2, c4, c8) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+        let s12 = m[1] + m[2];
+        let d12 = m[1] - m[2];
+        let s34 = m[3] + m[4];
+        let d34 = m[3] - m[4];
+        [
+            m[0] + s12 + s34,
+            d12 + c2 * d34,
+            s12 + c4 * s34,
+            d12 + c8 * d34 + m[5],
+            z,
+            z,
+        ]
+    }
+
+    #[inline(always)]
+    fn output_t<T: Elem>(y: Vec6<T>) -> Vec6<T> {
+        let (c2, c4, c8) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+        let even1 = y[0] + y[2];
+        let odd1 = y[1] + y[3];
+        let even2 = y[0] + c4 * y[2];
+        let odd2 = c2 * y[1] + c8 * y[3];
+        [
+            y[0],
+            even1 + odd1,
+            even1 - odd1,
+            even2 + odd2,
+            even2 - odd2,
+            y[3],
+        ]
+    }
+
+    #[inline(always)]
+    fn kernel<T: Elem>(g: Vec6<T>) -> Vec6<T> {
+        let (q, s, t, e) = (
+            T::from_f64(0.25),
+            T::from_f64(1.0 / 6.0),
+            T::from_f64(1.0 / 12.0),
+            T::from_f64(1.0 / 24.0),
+        );
+        let even = g[0] + g[2];
+        let far = e * g[0] + s * g[2];
+        [
+            q * g[0],
+            T::ZERO - s * (even + g[1]),
+            T::ZERO - s * (even - g[1]),
+            far + t * g[1],
+            far - t * g[1],
+            g[2],
+        ]
+    }
+
+    #[inline(always)]
+    fn kernel_t<T: Elem>(u: Vec6<T>) -> Vec6<T> {
+        let z = T::ZERO;
+        let (q, s, t, e) = (
+            T::from_f64(0.25),
+            T::from_f64(1.0 / 6.0),
+            T::from_f64(1.0 / 12.0),
+            T::from_f64(1.0 / 24.0),
+        );
+        let s12 = u[1] + u[2];
+        let s34 = u[3] + u[4];
+        [
+            q * u[0] - s * s12 + e * s34,
+            s * (u[2] - u[1]) + t * (u[3] - u[4]),
+            s * (s34 - s12) + u[5],
+            z,
+            z,
+            z,
+        ]
+    }
+}
+
+/// `out = F src Fᵀ` for a one-dimensional map `f` from `n_in` to `n_out` values:
+/// `f` on every column of the `n_in x n_in` tile, then on every row.
+#[inline(always)]
+fn both<T: Elem>(
+    src: &Tile36<T>,
+    n_in: usize,
+    n_out: usize,
+    f: impl Fn(Vec6<T>) -> Vec6<T>,
+) -> Tile36<T> {
+    let mut mid = [T::ZERO; MAX_A * MAX_A];
+    for col in 0..n_in {
+        let mut v = [T::ZERO; MAX_A];
+        for (r, e) in v.iter_mut().enumerate().take(n_in) {
+            *e = src[r * MAX_A + col];
+        }
+        let t = f(v);
+        for (r, &e) in t.iter().enumerate().take(n_out) {
+            mid[r * MAX_A + col] = e;
+        }
+    }
+    let mut out = [T::ZERO; MAX_A * MAX_A];
+    for row in 0..n_out {
+        let mut v = [T::ZERO; MAX_A];
+        v[..n_in].copy_from_slice(&mid[row * MAX_A..row * MAX_A + n_in]);
+        let t = f(v);
+        out[row * MAX_A..row * MAX_A + n_out].copy_from_slice(&t[..n_out]);
+    }
+    out
+}
+
+/// Whether a geometry runs through Winograd: stride 1, 3x3, padding up to 2, and
+/// channel counts on both sides that are multiples of the eight lanes the transforms
+/// run on (which also keeps the `a²` GEMMs from being degenerate).
+pub(crate) fn applies(g: &Geometry) -> bool {
+    g.stride == 1
+        && g.k == 3
+        && g.pad <= 2
+        && g.c_in % LANES == 0
+        && g.c_out % LANES == 0
+        && g.c_in > 0
+        && g.c_out > 0
+}
+
+/// Tiles per image and the padded plane that their patches are read from.
+#[derive(Clone, Copy)]
+struct Tiling {
+    /// Tiles down and across.
+    th: usize,
+    tw: usize,
+    /// The zero-padded input plane: `hp x wp`, the image at `(pad, pad)`.
+    hp: usize,
+    wp: usize,
+}
+
+impl Tiling {
+    fn new<V: Variant>(g: &Geometry) -> Self {
+        let th = g.ho.div_ceil(V::M);
+        let tw = g.wo.div_ceil(V::M);
+        Self {
+            th,
+            tw,
+            hp: th * V::M + 2,
+            wp: tw * V::M + 2,
+        }
+    }
+
+    fn per_image(&self) -> usize {
+        self.th * self.tw
+    }
+}
+
+/// Images per GEMM round: enough tiles to keep the products efficient, few enough that
+/// the transformed operands stay in cache.
+fn images_per_round(tiles: usize) -> usize {
+    const TARGET_TILES: usize = 128;
+    TARGET_TILES.div_ceil(tiles.max(1)).max(1)
+}
+
+/// `U[k][co][ci]`: the transformed kernels, `a² x C_out x C_in`.
+fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let a2 = V::A * V::A;
+    let block = g.c_out * g.c_in;
+    let mut u = vec![T::ZERO; a2 * block];
+    for (oc, taps) in w.chunks_exact(9).enumerate() {
+        let mut src = [T::ZERO; MAX_A * MAX_A];
+        for r in 0..3 {
+            src[r * MAX_A..r * MAX_A + 3].copy_from_slice(&taps[r * 3..r * 3 + 3]);
+        }
+        let t = both(&src, 3, V::A, V::kernel);
+        for ky in 0..V::A {
+            for kx in 0..V::A {
+                u[(ky * V::A + kx) * block + oc] = t[ky * MAX_A + kx];
+            }
+        }
+    }
+    u
+}
+
+/// Per-thread buffers. Transformed tiles are stored channels-last, `[k][tile][c]`, so
+/// every transform runs on eight channels at once with contiguous loads and stores.
+struct Scratch<T> {
+    /// One image, zero-padded and channels-last: `hp x wp x C_in`. Only its interior
+    /// is ever written, so its borders stay zero.
+    padded: Vec<T>,
+    /// The output gradient, channels-last, zero past the output over whole tiles:
+    /// `th*m x tw*m x C_out` (weight gradient only).
+    grad: Vec<T>,
+    /// One image or output channels-last and unpadded: `h*w x C` (either side).
+    compact: Vec<T>,
+    /// `V`: `a² x tiles x C_in` for one round.
+    v: Vec<T>,
+    /// `M` (forward) or the transformed output gradient (backward): `a² x tiles x C_out`.
+    m: Vec<T>,
+}
+
+impl<T: Elem> Scratch<T> {
+    fn new<V: Variant>(g: &Geometry, t: &Tiling, images: usize) -> Self {
+        let a2 = V::A * V::A;
+        let tiles = images * t.per_image();
+        Self {
+            padded: vec![T::ZERO; t.hp * t.wp * g.c_in],
+            grad: vec![T::ZERO; t.th * V::M * t.tw * V::M * g.c_out],
+            compact: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
+            v: vec![T::ZERO; a2 * tiles * g.c_in],
+            m: vec![T::ZERO; a2 * tiles * g.c_out],
+        }
+    }
+}
+
+/// Lanes processed together by the transforms: eight f32 fill one AVX register.
+const LANES: usize = 8;
+
+/// `LANES` values with element-wise arithmetic, so the transforms written for one
+/// value run on eight columns (or tiles) at once and compile to vector code.
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+struct Lanes<T>([T; LANES]);
+
+macro_rules! lanes_op {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl<T: Elem> std::ops::$tr for Lanes<T> {
+            type Output = Self;
+            #[inline(always)]
+            #[allow(clippy::assign_op_pattern)] // `$op=` is not an operator token
+            fn $f(self, o: Self) -> Self {
+                let mut r = self.0;
+                for (a, b) in r.iter_mut().zip(o.0) {
+                    *a = *a $op b;
+                }
+                Lanes(r)
+            }
+        }
+    };
+}
+lanes_op!(Add, add, +);
+lanes_op!(Sub, sub, -);
+lanes_op!(Mul, mul, *);
+
+impl<T: Elem> std::ops::AddAssign for Lanes<T> {
+    #[inline(always)]
+    fn add_assign(&mut self, o: Self) {
+        *self = *self + o;
+    }
+}
+
+impl<T: Elem> Elem for Lanes<T> {
+    const ZERO: Self = Lanes([T::ZERO; LANES]);
+    const ONE: Self = Lanes([T::ONE; LANES]);
+    fn from_f64(v: f64) -> Self {
+        Lanes([T::from_f64(v); LANES])
+    }
+}
+
+/// The `LANES` values at `src[at..]`.
+#[inline(always)]
+fn load<T: Elem>(src: &[T], at: usize) -> Lanes<T> {
+    let mut l = Lanes::<T>::ZERO;
+    l.0.copy_from_slice(&src[at..at + LANES]);
+    l
+}
+
+/// Writes `l` to `dst[at..]`.
+#[inline(always)]
+fn store<T: Elem>(l: Lanes<T>, dst: &mut [T], at: usize) {
+    dst[at..at + LANES].copy_from_slice(&l.0);
+}
+
+impl<T: Elem> Lanes<T> {
+    /// ReLU lane by lane; NaN passes through (it is not <= 0), as in candle's relu.
+    #[inline(always)]
+    fn relu(self) -> Self {
+        let mut r = self.0;
+        for e in r.iter_mut() {
+            *e = if *e <= T::ZERO { T::ZERO } else { *e };
+        }
+        Lanes(r)
+    }
+}
+
+/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i < rows`, `j < cols`,
+/// in 8 x 8 blocks.
+#[inline(always)]
+fn transpose<T: Elem>(
+    src: &[T],
+    (rows, cols, src_stride): (usize, usize, usize),
+    dst: &mut [T],
+    dst_stride: usize,
+) {
+    const B: usize = 8;
+    for i0 in (0..rows).step_by(B) {
+        let ri = B.min(rows - i0);
+        for j0 in (0..cols).step_by(B) {
+            let cj = B.min(cols - j0);
+            if ri == B && cj == B {
+                let mut b = [[T::ZERO; B]; B];
+                for (i, row) in b.iter_mut().enumerate() {
+                    row.copy_from_slice(&src[(i0 + i) * src_stride + j0..][..B]);
+                }
+                for j in 0..B {
+                    let mut col = [T::ZERO; B];
+                    for (i, e) in col.iter_mut().enumerate() {
+                        *e = b[i][j];
+                    }
+                    dst[(j0 + j) * dst_stride + i0..][..B].copy_from_slice(&col);
+                }
+            } else {
+                for i in i0..i0 + ri {
+                    for j in j0..j0 + cj {
+                        dst[j * dst_stride + i] = src[i * src_stride + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies one `C x h x w` image (channels-first) into the channels-last buffer
+/// `rows x cols x C` at `(top, left)`, through `tmp` (`h*w x C`); the rest of the
+/// buffer is left as it is.
+#[inline(always)]
+fn to_channels_last<T: Elem>(
+    src: &[T],
+    (c, h, w): (usize, usize, usize),
+    cols: usize,
+    (top, left): (usize, usize),
+    tmp: &mut [T],
+    dst: &mut [T],
+) {
+    transpose(src, (c, h * w, h * w), tmp, c);
+    for y in 0..h {
+        dst[((y + top) * cols + left) * c..][..w * c].copy_from_slice(&tmp[y * w * c..][..w * c]);
+    }
+}
+
+/// Fills `V` for `x` (`images` consecutive images): `V[k][tile][ci]`, where a round's
+/// tiles are numbered image by image, row by row.
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+fn transform_inputs<V: Variant, T: Elem>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    x: &[T],
+    images: usize,
+) {
+    let tiles = images * t.per_image();
+    let c = g.c_in;
+    let stride_k = tiles * c;
+    let wp = t.wp;
+    for (i, img) in x.chunks_exact(g.in_len()).take(images).enumerate() {
+        // Only the interior is written, so the borders stay zero.
+        to_channels_last(
+            img,
+            (c, g.h, g.w),
+            wp,
+            (g.pad, g.pad),
+            &mut s.compact,
+            &mut s.padded,
+        );
+        // Bᵀ down the patch's columns into `half`, then across its rows into V.
+        let mut half = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
+        for ty in 0..t.th {
+            for tx in 0..t.tw {
+                let tile = i * t.per_image() + ty * t.tw + tx;
+                let corner = (ty * V::M * wp + tx * V::M) * c;
+                for c0 in (0..c).step_by(LANES) {
+                    for col in 0..V::A {
+                        let mut d = [Lanes::<T>::ZERO; MAX_A];
+                        for (r, e) in d.iter_mut().enumerate().take(V::A) {
+                            *e = load(&s.padded, corner + (r * wp + col) * c + c0);
+                        }
+                        let o = V::input(d);
+                        for r in 0..V::A {
+                            half[r][col] = o[r];
+                        }
+                    }
+                    for (r, row) in half.iter().enumerate().take(V::A) {
+                        let o = V::input(*row);
+                        for (col, &e) in o.iter().enumerate().take(V::A) {
+                            store(e, &mut s.v, (r * V::A + col) * stride_k + tile * c + c0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward convolution of a contiguous batch with bias and ReLU fused into the output
+/// transform; `out` is `N x C_out x ho x wo`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward<V: Variant, T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+    out: &mut [T],
+    per_thread: usize,
+    par: Parallelism,
+) {
+    use rayon::prelude::*;
+    let t = Tiling::new::<V>(g);
+    let u = transform_kernels::<V, T>(g, w);
+    let round = images_per_round(t.per_image()).min(per_thread);
+    let zero = vec![T::ZERO; g.c_out];
+    let bias = bias.unwrap_or(&zero);
+    out.par_chunks_mut(per_thread * g.out_len())
+        .zip(x.par_chunks(per_thread * g.in_len()))
+        .for_each(|(out, x)| {
+            let mut s = Scratch::new::<V>(g, &t, round);
+            for (out, x) in out
+                .chunks_mut(round * g.out_len())
+                .zip(x.chunks(round * g.in_len()))
+            {
+                let images = x.len() / g.in_len();
+                let args = (g, &t, &mut s, &u[..], x, images, bias, relu);
+                simd::forward_round::<V, T>(args, out, par);
+            }
+        });
+}
+
+/// One round of the forward pass: transforms, `a²` GEMMs, and the output transform
+/// with bias and ReLU, written channels-first.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+fn forward_round<V: Variant, T: Elem>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    u: &[T],
+    x: &[T],
+    images: usize,
+    bias: &[T],
+    relu: bool,
+    out: &mut [T],
+    par: Parallelism,
+) {
+    let a2 = V::A * V::A;
+    let tiles = images * t.per_image();
+    transform_inputs::<V, T>(g, t, s, x, images);
+    let (v_k, m_k, u_k) = (tiles * g.c_in, tiles * g.c_out, g.c_out * g.c_in);
+    for k in 0..a2 {
+        matmul(
+            tiles,
+            g.c_out,
+            g.c_in,
+            &mut s.m[k * m_k..(k + 1) * m_k],
+            false,
+            Mat::rows(&s.v[k * v_k..(k + 1) * v_k], g.c_in),
+            Mat::rows_t(&u[k * u_k..(k + 1) * u_k], g.c_in),
+            par,
+        );
+    }
+    let c = g.c_out;
+    let mut half = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
+    for (i, y) in out.chunks_exact_mut(g.out_len()).take(images).enumerate() {
+        for ty in 0..t.th {
+            let rows = V::M.min(g.ho - ty * V::M);
+            for tx in 0..t.tw {
+                let cols = V::M.min(g.wo - tx * V::M);
+                let tile = i * t.per_image() + ty * t.tw + tx;
+                let corner = (ty * V::M * g.wo + tx * V::M) * c;
+                for c0 in (0..c).step_by(LANES) {
+                    // Aᵀ down the columns of the transformed tile, then across rows.
+                    for col in 0..V::A {
+                        let mut d = [Lanes::<T>::ZERO; MAX_A];
+                        for (r, e) in d.iter_mut().enumerate().take(V::A) {
+                            *e = load(&s.m, (r * V::A + col) * m_k + tile * c + c0);
+                        }
+                        let o = V::output(d);
+                        for r in 0..V::M {
+                            half[r][col] = o[r];
+                        }
+                    }
+                    let b = load(bias, c0);
+                    for (r, row) in half.iter().enumerate().take(rows) {
+                        let o = V::output(*row);
+                        for (col, &e) in o.iter().enumerate().take(cols) {
+                            let v = if relu { (e + b).relu() } else { e + b };
+                            store(v, &mut s.compact, corner + (r * g.wo + col) * c + c0);
+                        }
+                    }
+                }
+            }
+        }
+        transpose(&s.compact, (g.out_hw(), c, c), y, g.out_hw());
+    }
+}
+
+/// The rounds compiled for AVX2 and FMA when the CPU has them (the build targets the
+/// x86-64 baseline, where the transforms' eight-lane arithmetic would run on SSE2).
+mod simd {
+    use super::{Elem, Geometry, Parallelism, Scratch, Tiling, Variant};
+
+    /// `forward_round`'s inputs, less the output.
+    pub(super) type ForwardArgs<'a, T> = (
+        &'a Geometry,
+        &'a Tiling,
+        &'a mut Scratch<T>,
+        &'a [T],
+        &'a [T],
+        usize,
+        &'a [T],
+        bool,
+    );
+
+    /// `weight_round`'s inputs, less the accumulator.
+    pub(super) type WeightArgs<'a, T> = (
+        &'a Geometry,
+        &'a Tiling,
+        &'a mut Scratch<T>,
+        &'a [T],
+        &'a [T],
+        usize,
+    );
+
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx2() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    pub(super) fn forward_round<V: Variant, T: Elem>(
+        a: ForwardArgs<'_, T>,
+        out: &mut [T],
+        par: Parallelism,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above), the only
+            // requirement of a `target_feature` function.
+            #[allow(unsafe_code)]
+            unsafe {
+                forward_avx2::<V, T>(a, out, par)
+            };
+            return;
+        }
+        super::forward_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, out, par);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(unsafe_code)]
+    unsafe fn forward_avx2<V: Variant, T: Elem>(
+        a: ForwardArgs<'_, T>,
+        out: &mut [T],
+        par: Parallelism,
+    ) {
+        super::forward_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, out, par);
+    }
+
+    pub(super) fn weight_round<V: Variant, T: Elem>(
+        a: WeightArgs<'_, T>,
+        du: &mut [T],
+        par: Parallelism,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: as in `forward_round`.
+            #[allow(unsafe_code)]
+            unsafe {
+                weight_avx2::<V, T>(a, du, par)
+            };
+            return;
+        }
+        super::weight_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, du, par);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(unsafe_code)]
+    unsafe fn weight_avx2<V: Variant, T: Elem>(
+        a: WeightArgs<'_, T>,
+        du: &mut [T],
+        par: Parallelism,
+    ) {
+        super::weight_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, du, par);
+    }
+}
+
+/// Adds the weight gradient of `x` (`images` images) and their output gradient `gy`
+/// into `du` (`a² x C_out x C_in`, transformed).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+fn weight_round<V: Variant, T: Elem>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    x: &[T],
+    gy: &[T],
+    images: usize,
+    du: &mut [T],
+    par: Parallelism,
+) {
+    let a2 = V::A * V::A;
+    let tiles = images * t.per_image();
+    transform_inputs::<V, T>(g, t, s, x, images);
+    let c = g.c_out;
+    let m_k = tiles * c;
+    // The output gradient, channels-last and zero past the output's last row and
+    // column, so every tile reads a full `m x m` block.
+    let wm = t.tw * V::M;
+    // Past the output it stays zero: only the output's own pixels are ever written
+    // here, and the forward pass, which writes whole tiles, uses its own scratch.
+    let mut half = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
+    for (i, dy) in gy.chunks_exact(g.out_len()).take(images).enumerate() {
+        to_channels_last(dy, (c, g.ho, g.wo), wm, (0, 0), &mut s.compact, &mut s.grad);
+        for ty in 0..t.th {
+            for tx in 0..t.tw {
+                let tile = i * t.per_image() + ty * t.tw + tx;
+                let corner = (ty * V::M * wm + tx * V::M) * c;
+                for c0 in (0..c).step_by(LANES) {
+                    // A down the columns of the gradient tile, then across rows.
+                    for col in 0..V::M {
+                        let mut d = [Lanes::<T>::ZERO; MAX_A];
+                        for (r, e) in d.iter_mut().enumerate().take(V::M) {
+                            *e = load(&s.grad, corner + (r * wm + col) * c + c0);
+                        }
+                        let o = V::output_t(d);
+                        for r in 0..V::A {
+                            half[r][col] = o[r];
+                        }
+                    }
+                    for (r, row) in half.iter().enumerate().take(V::A) {
+                        let o = V::output_t(*row);
+                        for (col, &e) in o.iter().enumerate().take(V::A) {
+                            store(e, &mut s.m, (r * V::A + col) * m_k + tile * c + c0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let (v_k, u_k) = (tiles * g.c_in, g.c_out * g.c_in);
+    for k in 0..a2 {
+        matmul(
+            g.c_out,
+            g.c_in,
+            tiles,
+            &mut du[k * u_k..(k + 1) * u_k],
+            true,
+            Mat::rows_t(&s.m[k * m_k..(k + 1) * m_k], g.c_out),
+            Mat::rows(&s.v[k * v_k..(k + 1) * v_k], g.c_in),
+            par,
+        );
+    }
+}
+
+/// The transformed weight gradient of the images in `x` with output gradient `grad`
+/// (`a² x C_out x C_in`), summed over the rounds of one thread.
+pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: &[T],
+    par: Parallelism,
+) -> Vec<T> {
+    let t = Tiling::new::<V>(g);
+    let a2 = V::A * V::A;
+    let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in];
+    let round = images_per_round(t.per_image());
+    let mut s = Scratch::new::<V>(g, &t, round);
+    for (x, gy) in x
+        .chunks(round * g.in_len())
+        .zip(grad.chunks(round * g.out_len()))
+    {
+        let images = x.len() / g.in_len();
+        simd::weight_round::<V, T>((g, &t, &mut s, x, gy, images), &mut du, par);
+    }
+    du
+}
+
+/// `dW = Gᵀ dU G` for every channel pair, into PyTorch's `C_out x C_in x 3 x 3`.
+pub(crate) fn untransform_weight_grad<V: Variant, T: Elem>(g: &Geometry, du: &[T], dw: &mut [T]) {
+    let block = g.c_out * g.c_in;
+    for (oc, taps) in dw.chunks_exact_mut(9).enumerate().take(block) {
+        let mut src = [T::ZERO; MAX_A * MAX_A];
+        for ky in 0..V::A {
+            for kx in 0..V::A {
+                src[ky * MAX_A + kx] = du[(ky * V::A + kx) * block + oc];
+            }
+        }
+        let t = both(&src, V::A, 3, V::kernel_t);
+        for r in 0..3 {
+            taps[r * 3..r * 3 + 3].copy_from_slice(&t[r * MAX_A..r * MAX_A + 3]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dense matrix of a one-dimensional map, column by column.
+    fn matrix(f: impl Fn(Vec6<f64>) -> Vec6<f64>, n_in: usize, n_out: usize) -> Vec<Vec<f64>> {
+        let mut m = vec![vec![0.0; n_in]; n_out];
+        for j in 0..n_in {
+            let mut e = [0.0; MAX_A];
+            e[j] = 1.0;
+            let col = f(e);
+            for (i, row) in m.iter_mut().enumerate() {
+                row[j] = col[i];
+            }
+        }
+        m
+    }
+
+    fn transposes_agree<V: Variant>() {
+        let a = matrix(V::output, V::A, V::M);
+        let at = matrix(V::output_t, V::M, V::A);
+        let g = matrix(V::kernel, 3, V::A);
+        let gt = matrix(V::kernel_t, V::A, 3);
+        for i in 0..V::M {
+            for j in 0..V::A {
+                assert_eq!(a[i][j], at[j][i], "output transpose ({i}, {j})");
+            }
+        }
+        for i in 0..V::A {
+            for j in 0..3 {
+                assert!((g[i][j] - gt[j][i]).abs() < 1e-15, "kernel transpose");
+            }
+        }
+    }
+
+    /// The one-dimensional identity `Aᵀ[(G g) ⊙ (Bᵀ d)] = correlation of d with g`.
+    fn computes_correlation<V: Variant>() {
+        let d: Vec<f64> = (0..V::A).map(|i| (i as f64 * 0.37).sin() + 0.2).collect();
+        let g = [0.3, -1.1, 0.7];
+        let mut dv = [0.0; MAX_A];
+        dv[..V::A].copy_from_slice(&d);
+        let mut gv = [0.0; MAX_A];
+        gv[..3].copy_from_slice(&g);
+        let (bd, gg) = (V::input(dv), V::kernel(gv));
+        let mut prod = [0.0; MAX_A];
+        for i in 0..V::A {
+            prod[i] = bd[i] * gg[i];
+        }
+        let y = V::output(prod);
+        for i in 0..V::M {
+            let direct: f64 = (0..3).map(|j| d[i + j] * g[j]).sum();
+            assert!(
+                (y[i] - direct).abs() < 1e-13,
+                "output {i}: {} vs {direct}",
+                y[i]
+            );
+        }
+    }
+
+    #[test]
+    fn f4_transforms_are_consistent() {
+        transposes_agree::<F4>();
+        computes_correlation::<F4>();
+    }
+}
