@@ -275,10 +275,18 @@ impl<T: Elem> Scratch<T> {
             padded: vec![T::ZERO; t.hp * t.wp * g.c_in],
             grad: vec![T::ZERO; t.th * V::M * t.tw * V::M * g.c_out],
             compact: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
-            v: vec![T::ZERO; a2 * tiles * g.c_in],
-            m: vec![T::ZERO; a2 * tiles * g.c_out],
+            v: vec![T::ZERO; a2 * plane(tiles, g.c_in)],
+            m: vec![T::ZERO; a2 * plane(tiles, g.c_out)],
         }
     }
+}
+
+/// Elements between the starts of two of the `a²` planes of `V` or `M` (`tiles x c`
+/// each): one cache line more than a plane, so that the transforms' `a²` streams, one
+/// per plane, do not all fall into the same cache set (planes are often a multiple of
+/// 4 KiB, which made them evict each other).
+fn plane(tiles: usize, c: usize) -> usize {
+    tiles * c + 16
 }
 
 /// Lanes processed together by the transforms: eight f32 fill one AVX register.
@@ -419,7 +427,7 @@ fn transform_inputs<V: Variant, T: Elem>(
 ) {
     let tiles = images * t.per_image();
     let c = g.c_in;
-    let stride_k = tiles * c;
+    let stride_k = plane(tiles, c);
     let wp = t.wp;
     for (i, img) in x.chunks_exact(g.in_len()).take(images).enumerate() {
         // Only the interior is written, so the borders stay zero.
@@ -515,15 +523,19 @@ fn forward_round<V: Variant, T: Elem>(
     let a2 = V::A * V::A;
     let tiles = images * t.per_image();
     transform_inputs::<V, T>(g, t, s, x, images);
-    let (v_k, m_k, u_k) = (tiles * g.c_in, tiles * g.c_out, g.c_out * g.c_in);
+    let (v_k, m_k, u_k) = (
+        plane(tiles, g.c_in),
+        plane(tiles, g.c_out),
+        g.c_out * g.c_in,
+    );
     for k in 0..a2 {
         matmul(
             tiles,
             g.c_out,
             g.c_in,
-            &mut s.m[k * m_k..(k + 1) * m_k],
+            &mut s.m[k * m_k..k * m_k + tiles * g.c_out],
             false,
-            Mat::rows(&s.v[k * v_k..(k + 1) * v_k], g.c_in),
+            Mat::rows(&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
             Mat::rows_t(&u[k * u_k..(k + 1) * u_k], g.c_in),
             par,
         );
@@ -674,7 +686,7 @@ fn weight_round<V: Variant, T: Elem>(
     let tiles = images * t.per_image();
     transform_inputs::<V, T>(g, t, s, x, images);
     let c = g.c_out;
-    let m_k = tiles * c;
+    let m_k = plane(tiles, c);
     // The output gradient, channels-last and zero past the output's last row and
     // column, so every tile reads a full `m x m` block.
     let wm = t.tw * V::M;
@@ -709,7 +721,7 @@ fn weight_round<V: Variant, T: Elem>(
             }
         }
     }
-    let (v_k, u_k) = (tiles * g.c_in, g.c_out * g.c_in);
+    let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
     for k in 0..a2 {
         matmul(
             g.c_out,
@@ -717,8 +729,8 @@ fn weight_round<V: Variant, T: Elem>(
             tiles,
             &mut du[k * u_k..(k + 1) * u_k],
             true,
-            Mat::rows_t(&s.m[k * m_k..(k + 1) * m_k], g.c_out),
-            Mat::rows(&s.v[k * v_k..(k + 1) * v_k], g.c_in),
+            Mat::rows_t(&s.m[k * m_k..k * m_k + tiles * g.c_out], g.c_out),
+            Mat::rows(&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
             par,
         );
     }
