@@ -1,9 +1,10 @@
 //! `fastconv::set_enabled` switches the whole process between the fast ops and
-//! candle's. Its own test binary, because the switch is global and the unit tests run
-//! in parallel.
+//! candle's, `fastconv::set_winograd` the 3x3 stride-1 layers between Winograd and the
+//! GEMM paths. Its own test binary, because the switches are global and the unit tests
+//! run in parallel (so one test flips them in turn).
 
 use candle_core::{DType, Device, Tensor, Var};
-use models::fastconv::{enabled, max_pool2d, set_enabled};
+use models::fastconv::{conv2d, enabled, max_pool2d, set_enabled, set_winograd, winograd_enabled};
 
 /// Input-gradient mass through a 2x2 pool of an all-zero 4x4 map: every window is a
 /// four-way tie. The fast op routes each window's gradient to its first maximum (4 in
@@ -26,8 +27,37 @@ fn tie_gradient_mass() -> f32 {
         .unwrap()
 }
 
+/// A 16 -> 8 channel 3x3 stride-1 convolution (Winograd's shape) in f32, and the
+/// largest difference to the same in f64, relative to the output's scale.
+fn winograd_shape_conv() -> (Vec<f32>, f64) {
+    let dev = Device::Cpu;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let x = models::random::uniform(&mut rng, (2, 16, 9, 9), -1.0, 1.0, DType::F64, &dev).unwrap();
+    let w = models::random::uniform(&mut rng, (8, 16, 3, 3), -0.5, 0.5, DType::F64, &dev).unwrap();
+    let b = Tensor::zeros(8, DType::F64, &dev).unwrap();
+    let exact: Vec<f64> = conv2d(&x, &w, &b, 1, 1, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let y: Vec<f32> = conv2d(&f(&x), &f(&w), &f(&b), 1, 1, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let scale = exact.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = exact
+        .iter()
+        .zip(&y)
+        .fold(0f64, |m, (a, &b)| m.max((a - b as f64).abs()));
+    (y, err / scale)
+}
+
 #[test]
-fn the_switch_selects_the_implementation() {
+fn the_switches_select_the_implementation() {
     assert!(enabled(), "on by default");
     assert_eq!(tie_gradient_mass(), 4.0);
     set_enabled(false);
@@ -35,4 +65,15 @@ fn the_switch_selects_the_implementation() {
     assert_eq!(tie_gradient_mass(), 16.0);
     set_enabled(true);
     assert_eq!(tie_gradient_mass(), 4.0);
+
+    assert!(winograd_enabled(), "Winograd on by default");
+    let (winograd, err_winograd) = winograd_shape_conv();
+    set_winograd(false);
+    assert!(!winograd_enabled());
+    let (gemm, err_gemm) = winograd_shape_conv();
+    set_winograd(true);
+    // Two algorithms: both close to the exact result, with different rounding.
+    assert_ne!(winograd, gemm);
+    assert!(err_winograd < 1e-5, "Winograd error {err_winograd:e}");
+    assert!(err_gemm < 1e-6, "GEMM error {err_gemm:e}");
 }
