@@ -22,6 +22,25 @@ pub(crate) trait Elem:
     const ONE: Self;
     /// A constant, rounded to this type.
     fn from_f64(v: f64) -> Self;
+
+    /// `dst[j * ds + i] = src[i * ss + j]` for `i, j < 8`: one 8 x 8 block of a
+    /// transpose.
+    ///
+    /// Panics if a slice is too short for the block.
+    #[inline(always)]
+    fn transpose8(src: &[Self], ss: usize, dst: &mut [Self], ds: usize) {
+        let mut b = [[Self::ZERO; 8]; 8];
+        for (i, row) in b.iter_mut().enumerate() {
+            row.copy_from_slice(&src[i * ss..i * ss + 8]);
+        }
+        for j in 0..8 {
+            let mut col = [Self::ZERO; 8];
+            for (i, e) in col.iter_mut().enumerate() {
+                *e = b[i][j];
+            }
+            dst[j * ds..j * ds + 8].copy_from_slice(&col);
+        }
+    }
 }
 
 impl Elem for f32 {
@@ -29,6 +48,80 @@ impl Elem for f32 {
     const ONE: Self = 1.0;
     fn from_f64(v: f64) -> Self {
         v as f32
+    }
+
+    /// With AVX, eight row loads, 24 shuffles and eight column stores (compilers turn
+    /// the generic version into 128 scalar moves).
+    #[inline(always)]
+    fn transpose8(src: &[f32], ss: usize, dst: &mut [f32], ds: usize) {
+        assert!(
+            src.len() >= 7 * ss + 8 && dst.len() >= 7 * ds + 8,
+            "transpose8: short"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is present (checked above), and the assert above keeps the
+            // eight 8-wide rows read from `src` and written to `dst` in bounds.
+            #[allow(unsafe_code)]
+            unsafe {
+                transpose8_avx(src.as_ptr(), ss, dst.as_mut_ptr(), ds)
+            };
+            return;
+        }
+        let mut b = [[0.0f32; 8]; 8];
+        for (i, row) in b.iter_mut().enumerate() {
+            row.copy_from_slice(&src[i * ss..i * ss + 8]);
+        }
+        for j in 0..8 {
+            let mut col = [0.0f32; 8];
+            for (i, e) in col.iter_mut().enumerate() {
+                *e = b[i][j];
+            }
+            dst[j * ds..j * ds + 8].copy_from_slice(&col);
+        }
+    }
+}
+
+/// The 8 x 8 transpose of [`Elem::transpose8`] in AVX registers.
+///
+/// # Safety
+/// The CPU must support AVX; `src + i * ss` and `dst + i * ds` must be valid for eight
+/// f32 each, for `i < 8`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn transpose8_avx(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * ss)));
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let out = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (j, v) in out.into_iter().enumerate() {
+        _mm256_storeu_ps(dst.add(j * ds), v);
     }
 }
 
@@ -292,6 +385,26 @@ pub(crate) fn matmul<T: Elem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn transposes<T: Elem + std::fmt::Debug>(of: impl Fn(usize) -> T) {
+        let (ss, ds) = (11, 9);
+        let src: Vec<T> = (0..7 * ss + 8).map(&of).collect();
+        let mut dst = vec![T::ZERO; 7 * ds + 8 + 3];
+        T::transpose8(&src, ss, &mut dst, ds);
+        for i in 0..8 {
+            for j in 0..8 {
+                assert!(dst[j * ds + i] == src[i * ss + j], "({i}, {j})");
+            }
+        }
+        // Between the written columns and past the block nothing is touched.
+        assert!(dst[8] == T::ZERO && dst[7 * ds + 8] == T::ZERO);
+    }
+
+    #[test]
+    fn transpose8_matches_the_definition() {
+        transposes(|i| i as f32 + 0.5);
+        transposes(|i| i as f64 - 0.25);
+    }
 
     /// The direct definition of one output pixel, for comparison.
     fn direct(g: &Geometry, x: &[f64], w: &[f64], co: usize, oy: usize, ox: usize) -> f64 {

@@ -373,17 +373,12 @@ fn transpose<T: Elem>(
         for j0 in (0..cols).step_by(B) {
             let cj = B.min(cols - j0);
             if ri == B && cj == B {
-                let mut b = [[T::ZERO; B]; B];
-                for (i, row) in b.iter_mut().enumerate() {
-                    row.copy_from_slice(&src[(i0 + i) * src_stride + j0..][..B]);
-                }
-                for j in 0..B {
-                    let mut col = [T::ZERO; B];
-                    for (i, e) in col.iter_mut().enumerate() {
-                        *e = b[i][j];
-                    }
-                    dst[(j0 + j) * dst_stride + i0..][..B].copy_from_slice(&col);
-                }
+                T::transpose8(
+                    &src[i0 * src_stride + j0..],
+                    src_stride,
+                    &mut dst[j0 * dst_stride + i0..],
+                    dst_stride,
+                );
             } else {
                 for i in i0..i0 + ri {
                     for j in j0..j0 + cj {
