@@ -230,20 +230,34 @@ fn images_per_round(tiles: usize) -> usize {
     TARGET_TILES.div_ceil(tiles.max(1)).max(1)
 }
 
-/// `U[k][co][ci]`: the transformed kernels, `a² x C_out x C_in`.
+/// `U[k][co][ci]`: the transformed kernels, `a² x C_out x C_in`, eight channel pairs
+/// at a time (the pair count is a multiple of 64 wherever Winograd applies).
 fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
     let a2 = V::A * V::A;
     let block = g.c_out * g.c_in;
+    debug_assert_eq!(
+        block % LANES,
+        0,
+        "Winograd needs channel counts divisible by 8"
+    );
     let mut u = vec![T::ZERO; a2 * block];
-    for (oc, taps) in w.chunks_exact(9).enumerate() {
-        let mut src = [T::ZERO; MAX_A * MAX_A];
+    for (p, taps) in w.chunks_exact(9 * LANES).enumerate() {
+        let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
         for r in 0..3 {
-            src[r * MAX_A..r * MAX_A + 3].copy_from_slice(&taps[r * 3..r * 3 + 3]);
+            for c in 0..3 {
+                for (l, e) in src[r * MAX_A + c].0.iter_mut().enumerate() {
+                    *e = taps[l * 9 + r * 3 + c];
+                }
+            }
         }
         let t = both(&src, 3, V::A, V::kernel);
         for ky in 0..V::A {
             for kx in 0..V::A {
-                u[(ky * V::A + kx) * block + oc] = t[ky * MAX_A + kx];
+                store(
+                    t[ky * MAX_A + kx],
+                    &mut u,
+                    (ky * V::A + kx) * block + p * LANES,
+                );
             }
         }
     }
