@@ -330,7 +330,6 @@ fn covers(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
 ///
 /// Panics if an operand is too short for its shape and strides: every caller sizes
 /// its buffers from one [`Geometry`], so a failure here is a bug, not bad input.
-#[allow(unsafe_code)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul<T: Elem>(
     m: usize,
@@ -342,7 +341,26 @@ pub(crate) fn matmul<T: Elem>(
     rhs: Mat<'_, T>,
     parallelism: Parallelism,
 ) {
-    assert!(dst.len() >= m * n, "matmul: destination too short");
+    matmul_strided(m, n, k, (dst, n, 1), accumulate, lhs, rhs, parallelism);
+}
+
+/// [`matmul`] into a destination with row stride `rs` and column stride `cs`.
+#[allow(unsafe_code)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_strided<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, rs, cs): (&mut [T], usize, usize),
+    accumulate: bool,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    parallelism: Parallelism,
+) {
+    assert!(
+        covers(dst.len(), m, n, rs, cs),
+        "matmul: destination too short"
+    );
     assert!(
         covers(lhs.data.len(), m, k, lhs.rs, lhs.cs),
         "matmul: lhs too short"
@@ -363,8 +381,8 @@ pub(crate) fn matmul<T: Elem>(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            cs as isize,
+            rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,

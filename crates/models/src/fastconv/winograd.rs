@@ -20,7 +20,7 @@
 //! gradient (backward); patches that stick out of the input read zeros, which is the
 //! convolution's zero padding.
 
-use super::kernels::{matmul, Elem, Geometry, Mat};
+use super::kernels::{matmul, matmul_strided, Elem, Geometry, Mat};
 use gemm::Parallelism;
 
 /// Largest transformed tile side (F(4x4, 3x3)).
@@ -538,14 +538,16 @@ fn forward_round<V: Variant, T: Elem>(
         g.c_out * g.c_in,
     );
     for k in 0..a2 {
-        matmul(
-            tiles,
+        // Computed as Mᵀ = U · Vᵀ: C_out rows fill gemm's 16-row kernels better than
+        // the tiles' few channels fill its 6-column ones.
+        matmul_strided(
             g.c_out,
+            tiles,
             g.c_in,
-            &mut s.m[k * m_k..k * m_k + tiles * g.c_out],
+            (&mut s.m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
             false,
-            Mat::rows(&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
-            Mat::rows_t(&u[k * u_k..(k + 1) * u_k], g.c_in),
+            Mat::rows(&u[k * u_k..(k + 1) * u_k], g.c_in),
+            Mat::rows_t(&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
             par,
         );
     }
