@@ -14,6 +14,7 @@ use mnist_data::BatchOptions;
 use models::{load_model, Classifier, GapCnn, Mlp, Oracle};
 
 use crate::data::SourceArgs;
+use crate::progress::Progress;
 use crate::train::ModelKind;
 
 /// The attacks of the `attacks` crate.
@@ -207,14 +208,7 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
         splits.origin,
         args.weights.display()
     );
-    let bar = indicatif::ProgressBar::new(batches as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} batches {elapsed} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(name);
+    let mut bar = Progress::new(name, batches as u64, "batches");
     let start = Instant::now();
     let mut tally = Tally::default();
     let mut csv = String::from(CSV_HEADER);
@@ -241,7 +235,7 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
         ));
         bar.inc(1);
     }
-    bar.finish_and_clear();
+    bar.finish();
     print_table(&tally, start.elapsed().as_secs_f64());
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod attack;
 mod cam;
 mod data;
+mod progress;
 mod reproduce;
 mod train;
 mod type1;

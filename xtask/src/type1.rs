@@ -14,6 +14,7 @@ use vae_attack::{class_transition, type_one_attack, LatentAttackConfig, LatentOu
 
 use crate::attack::print_rows;
 use crate::data::SourceArgs;
+use crate::progress::Progress;
 use crate::train::ModelKind;
 
 /// Flags of `cargo xtask type1`.
@@ -146,14 +147,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         config.max_iters,
         args.weights_dir.display()
     );
-    let bar = indicatif::ProgressBar::new(pairs.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} pairs {elapsed} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_prefix("type1");
+    let mut bar = Progress::new("type1", pairs.len() as u64, "pairs");
     let start = Instant::now();
     let mut tally = Tally::default();
     for chunk in pairs.chunks(args.batch_size) {
@@ -174,7 +168,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         ));
         bar.inc(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    bar.finish();
     print_table(&tally, args.transition, start.elapsed().as_secs_f64());
     Ok(())
 }
