@@ -643,62 +643,44 @@ mod simd {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 
-    pub(super) fn forward_round<V: Variant, T: Elem>(
-        a: ForwardArgs<'_, T>,
-        out: &mut [T],
-        par: Parallelism,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above), the only
-            // requirement of a `target_feature` function.
+    /// `pub(super) fn $name(args, out, par)`, which runs `$body` compiled for AVX2+FMA
+    /// (in `$avx`) when the CPU has them and for the build's baseline otherwise.
+    macro_rules! dispatched {
+        ($name:ident, $avx:ident, $args:ident, |$a:ident, $o:ident, $p:ident| $body:expr) => {
+            pub(super) fn $name<V: Variant, T: Elem>(
+                $a: $args<'_, T>,
+                $o: &mut [T],
+                $p: Parallelism,
+            ) {
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above), the
+                    // only requirement of a `target_feature` function.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        $avx::<V, T>($a, $o, $p)
+                    };
+                    return;
+                }
+                $body
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
             #[allow(unsafe_code)]
-            unsafe {
-                forward_avx2::<V, T>(a, out, par)
-            };
-            return;
-        }
-        super::forward_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, out, par);
+            unsafe fn $avx<V: Variant, T: Elem>($a: $args<'_, T>, $o: &mut [T], $p: Parallelism) {
+                $body
+            }
+        };
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(unsafe_code)]
-    unsafe fn forward_avx2<V: Variant, T: Elem>(
-        a: ForwardArgs<'_, T>,
-        out: &mut [T],
-        par: Parallelism,
-    ) {
-        super::forward_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, out, par);
-    }
+    dispatched!(forward_round, forward_avx2, ForwardArgs, |a, out, par| {
+        super::forward_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, out, par)
+    });
 
-    pub(super) fn weight_round<V: Variant, T: Elem>(
-        a: WeightArgs<'_, T>,
-        du: &mut [T],
-        par: Parallelism,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: as in `forward_round`.
-            #[allow(unsafe_code)]
-            unsafe {
-                weight_avx2::<V, T>(a, du, par)
-            };
-            return;
-        }
-        super::weight_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, du, par);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(unsafe_code)]
-    unsafe fn weight_avx2<V: Variant, T: Elem>(
-        a: WeightArgs<'_, T>,
-        du: &mut [T],
-        par: Parallelism,
-    ) {
-        super::weight_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, du, par);
-    }
+    dispatched!(weight_round, weight_avx2, WeightArgs, |a, du, par| {
+        super::weight_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, du, par)
+    });
 }
 
 /// Adds the weight gradient of `x` (`images` images) and their output gradient `gy`
