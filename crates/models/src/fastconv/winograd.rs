@@ -19,6 +19,12 @@
 //! Tiles that stick out of the output are computed and cropped (forward), or fed zero
 //! gradient (backward); patches that stick out of the input read zeros, which is the
 //! convolution's zero padding.
+//!
+//! Storage is channels-last, `V[k]` and `M[k]` as `tiles x channels`, so that every
+//! transform works on eight channels at once (one AVX register of f32) with contiguous
+//! loads and stores; images are transposed in and out in 8 x 8 blocks. Work is cut
+//! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
+//! for AVX2+FMA when the CPU has them.
 
 use super::kernels::{matmul, matmul_strided, Elem, Geometry, Mat};
 use gemm::Parallelism;
