@@ -329,7 +329,6 @@ fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T]) {
 /// Weight and bias gradients, flattened: `C_out * C_in * k * k` then `C_out`.
 fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
     let wlen = g.c_out * g.ckk();
-    let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     let partial = |(x, grad): (&[T], &[T])| -> Vec<T> {
         let mut acc = vec![T::ZERO; wlen + g.c_out];
@@ -372,12 +371,25 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
     if use_winograd(g) {
         return winograd_weight_grad::<winograd::F4, T>(g, x, grad);
     }
+    summed_over_threads(g, x, grad, partial)
+}
+
+/// `partial` over one chunk of the batch per thread (images and their output
+/// gradients), its equal-length results summed.
+fn summed_over_threads<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: &[T],
+    partial: impl Fn((&[T], &[T])) -> Vec<T> + Sync + Send,
+) -> Vec<T> {
+    let per = chunk(g.n);
     let parts: Vec<Vec<T>> = x
         .par_chunks(per * g.in_len())
         .zip(grad.par_chunks(per * g.out_len()))
         .map(partial)
         .collect();
-    let mut total = vec![T::ZERO; wlen + g.c_out];
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
     for p in parts {
         for (t, v) in total.iter_mut().zip(p) {
             *t += v;
@@ -392,34 +404,22 @@ fn winograd_weight_grad<V: winograd::Variant, T: Elem>(
     x: &[T],
     grad: &[T],
 ) -> Vec<T> {
-    let per = chunk(g.n);
     let par = inner_parallelism(g.n);
-    let parts: Vec<(Vec<T>, Vec<T>)> = x
-        .par_chunks(per * g.in_len())
-        .zip(grad.par_chunks(per * g.out_len()))
-        .map(|(x, gy)| {
-            let du = winograd::weight_grad_transformed::<V, T>(g, x, gy, par);
-            let mut db = vec![T::ZERO; g.c_out];
-            for gy in gy.chunks_exact(g.out_len()) {
-                bias_grad(g, gy, &mut db);
-            }
-            (du, db)
-        })
-        .collect();
-    let mut parts = parts.into_iter();
-    let (mut du, mut db) = parts.next().unwrap_or_default();
-    for (p_du, p_db) in parts {
-        for (t, v) in du.iter_mut().zip(p_du) {
-            *t += v;
+    // Per thread: the transformed weight gradient, then the bias gradient.
+    let sum = summed_over_threads(g, x, grad, |(x, gy)| {
+        let mut part = winograd::weight_grad_transformed::<V, T>(g, x, gy, par);
+        let at = part.len();
+        part.resize(at + g.c_out, T::ZERO);
+        for gy in gy.chunks_exact(g.out_len()) {
+            bias_grad(g, gy, &mut part[at..]);
         }
-        for (t, v) in db.iter_mut().zip(p_db) {
-            *t += v;
-        }
-    }
+        part
+    });
+    let (du, db) = sum.split_at(sum.len() - g.c_out);
     let wlen = g.c_out * g.ckk();
     let mut total = vec![T::ZERO; wlen + g.c_out];
-    winograd::untransform_weight_grad::<V, T>(g, &du, &mut total[..wlen]);
-    total[wlen..].copy_from_slice(&db);
+    winograd::untransform_weight_grad::<V, T>(g, du, &mut total[..wlen]);
+    total[wlen..].copy_from_slice(db);
     total
 }
 
