@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{global_average_pool, max_pool, Conv, ConvShape, Dense};
+use crate::layers::{global_average_pool, Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
 use crate::traits::{CamModel, Classifier, FeatureClassifier};
 
@@ -63,10 +63,11 @@ impl GapCnn {
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, conv) in self.convs.iter().enumerate() {
-            h = conv.forward_relu(&h)?;
-            if i == 1 || i == 3 {
-                h = max_pool(&h, 2)?;
-            }
+            h = if i == 1 || i == 3 {
+                conv.forward_relu_pool(&h, 2)?
+            } else {
+                conv.forward_relu(&h)?
+            };
         }
         Ok(h)
     }

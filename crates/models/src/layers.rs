@@ -40,6 +40,13 @@ impl Conv {
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
         crate::fastconv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding, true)
     }
+
+    /// `max_pool(relu(conv(x) + b), k)` in one op (see
+    /// [`crate::fastconv::conv2d_relu_pool`]).
+    pub fn forward_relu_pool(&self, x: &Tensor, k: usize) -> Result<Tensor> {
+        let geometry = (self.stride, self.padding);
+        crate::fastconv::conv2d_relu_pool(x, &self.weight, &self.bias, geometry, k)
+    }
 }
 
 impl Module for Conv {

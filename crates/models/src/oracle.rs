@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{max_pool, Conv, ConvShape, Dense};
+use crate::layers::{Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
 use crate::traits::Classifier;
 
@@ -58,10 +58,8 @@ impl Architecture for Oracle {
 
 impl Classifier for Oracle {
     fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward_relu(images)?;
-        let h = max_pool(&h, 2)?;
-        let h = self.conv2.forward_relu(&h)?;
-        let h = max_pool(&h, 2)?;
+        let h = self.conv1.forward_relu_pool(images, 2)?;
+        let h = self.conv2.forward_relu_pool(&h, 2)?;
         let h = self.fc1.forward(&h.flatten_from(1)?)?.relu()?;
         self.fc2.forward(&h)
     }

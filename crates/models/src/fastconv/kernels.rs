@@ -23,6 +23,10 @@ pub(crate) trait Elem:
     /// A constant, rounded to this type.
     fn from_f64(v: f64) -> Self;
 
+    /// `self * a + b` with one rounding. Fast only where the compiler may use FMA
+    /// instructions (it is a library call elsewhere).
+    fn fused_mul_add(self, a: Self, b: Self) -> Self;
+
     /// `dst[j * ds + i] = src[i * ss + j]` for `i, j < 8`: one 8 x 8 block of a
     /// transpose.
     ///
@@ -48,6 +52,11 @@ impl Elem for f32 {
     const ONE: Self = 1.0;
     fn from_f64(v: f64) -> Self {
         v as f32
+    }
+
+    #[inline(always)]
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
     }
 
     /// With AVX, eight row loads, 24 shuffles and eight column stores (compilers turn
@@ -130,6 +139,11 @@ impl Elem for f64 {
     const ONE: Self = 1.0;
     fn from_f64(v: f64) -> Self {
         v
+    }
+
+    #[inline(always)]
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
     }
 }
 

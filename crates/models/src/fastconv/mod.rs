@@ -136,6 +136,42 @@ pub fn reference_conv2d(
     }
 }
 
+/// `max_pool2d(act(conv2d(x, weight) + bias), k)` with ReLU as `act`: [`conv2d`] then
+/// [`max_pool2d`] in one op whose backward keeps, instead of the convolution's output,
+/// one byte per pooled value (where its maximum was). The pooling is fused into the
+/// Winograd output transform when `k` divides its 4x4 tiles. The convolution's output
+/// must be divisible by `k` (at most 15) on both sides.
+pub fn conv2d_relu_pool(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (stride, padding): (usize, usize),
+    k: usize,
+) -> Result<Tensor> {
+    let fast = enabled()
+        && x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && weight.dtype() == x.dtype()
+        && bias.dtype() == x.dtype();
+    if !fast {
+        return max_pool2d(
+            &reference_conv2d(x, weight, bias, stride, padding, true)?,
+            k,
+        );
+    }
+    let op = ConvPoolForward {
+        conv: ConvForward {
+            stride,
+            padding,
+            relu: true,
+        },
+        k,
+        codes: std::sync::Mutex::new(None),
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
 /// Threads to split a batch over.
 fn threads() -> usize {
     rayon::current_num_threads().max(1)
@@ -183,6 +219,18 @@ fn geometry(x: &Layout, w: &Layout, stride: usize, pad: usize) -> Result<Geometr
     geometry_of(dims4(x, "input")?, dims4(w, "kernel")?, stride, pad)
 }
 
+/// Checks that a bias has one value per output channel.
+fn check_bias(l: &Layout, g: &Geometry) -> Result<()> {
+    if l.shape().dims() != [g.c_out] {
+        candle_core::bail!(
+            "fast conv2d: bias has shape {:?}, expected [{}]",
+            l.shape().dims(),
+            g.c_out
+        );
+    }
+    Ok(())
+}
+
 /// Checks that an output gradient has the convolution's output shape.
 fn check_output_gradient(l: &Layout, g: &Geometry) -> Result<()> {
     if dims4(l, "gradient")? != (g.n, g.c_out, g.ho, g.wo) {
@@ -200,7 +248,8 @@ fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T], bias: Option<&[T]>, relu: bo
     let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     if use_winograd(g) {
-        winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, &mut out, per, par);
+        let out_pool = (&mut out[..], (1, &mut [][..]));
+        winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, out_pool, per, par);
         return out;
     }
     out.par_chunks_mut(per * g.out_len())
@@ -249,6 +298,28 @@ fn epilogue<T: Elem>(y: &mut [T], hw: usize, bias: Option<&[T]>, relu: bool) {
             *v = if relu && s <= T::ZERO { T::ZERO } else { s };
         }
     }
+}
+
+/// `max_pool(relu(conv(x) + b), k)` and each window's first maximum (its offset
+/// `dy * k + dx`), with the pooling fused into Winograd's output transform where it
+/// applies.
+fn forward_pooled<T: Elem>(g: &Geometry, x: &[T], w: &[T], b: &[T], k: usize) -> (Vec<T>, Vec<u8>) {
+    let pooled = g.n * g.c_out * (g.ho / k) * (g.wo / k);
+    let mut out = vec![T::ZERO; pooled];
+    let mut codes = vec![0u8; pooled];
+    if pooled == 0 {
+        return (out, codes);
+    }
+    if use_winograd(g) && winograd::pools::<winograd::F4>(k) {
+        let (per, par) = (chunk(g.n), inner_parallelism(g.n));
+        let out_pool = (&mut out[..], (k, &mut codes[..]));
+        winograd::forward::<winograd::F4, T>(g, x, w, Some(b), true, out_pool, per, par);
+        return (out, codes);
+    }
+    let full = forward(g, x, w, Some(b), true);
+    let planes = g.n * g.c_out;
+    pool::forward_with_codes(&full, planes, (g.ho, g.wo), k, (&mut out, &mut codes));
+    (out, codes)
 }
 
 /// Input channels from which a stride-1 input gradient runs as a flipped convolution.
@@ -484,13 +555,7 @@ impl CustomOp3 for ConvForward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = geometry(l1, l2, self.stride, self.padding)?;
-        if l3.shape().dims() != [g.c_out] {
-            candle_core::bail!(
-                "fast conv2d: bias has shape {:?}, expected [{}]",
-                l3.shape().dims(),
-                g.c_out
-            );
-        }
+        check_bias(l3, &g)?;
         fn run<T: Same>(
             op: &ConvForward,
             g: &Geometry,
@@ -525,6 +590,20 @@ impl CustomOp3 for ConvForward {
         } else {
             grad.contiguous()?
         };
+        self.backward_linear(x, w, b, &grad)
+    }
+}
+
+impl ConvForward {
+    /// The gradients of `conv(x, w) + b` (no activation) for those arguments that take
+    /// part in a gradient, from the gradient of that sum.
+    fn backward_linear(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c_in, h, wd) = x.dims4()?;
         let dx = if x.track_op() {
             let op = BackwardData {
@@ -542,7 +621,7 @@ impl CustomOp3 for ConvForward {
                 padding: self.padding,
                 kernel: w.dims4()?,
             };
-            let flat = x.apply_op2_no_bwd(&grad, &op)?;
+            let flat = x.apply_op2_no_bwd(grad, &op)?;
             let wlen = w.elem_count();
             (
                 Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
@@ -552,6 +631,103 @@ impl CustomOp3 for ConvForward {
             (None, None)
         };
         Ok((dx, dw, db))
+    }
+}
+
+/// `max_pool(relu(conv(x, w) + b), k)`; the forward pass records where each window's
+/// maximum was for the backward pass.
+struct ConvPoolForward {
+    conv: ConvForward,
+    k: usize,
+    /// The maxima's offsets from the forward pass, and the convolution's output shape.
+    codes: std::sync::Mutex<Option<PoolRecord>>,
+}
+
+/// Where each pooled value's maximum was (see [`pool::Unpool`]), and the shape of the
+/// convolution's output it was pooled from.
+type PoolRecord = (std::sync::Arc<Vec<u8>>, (usize, usize, usize, usize));
+
+impl CustomOp3 for ConvPoolForward {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-pool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = geometry(l1, l2, self.conv.stride, self.conv.padding)?;
+        check_bias(l3, &g)?;
+        let k = self.k;
+        if k == 0 || k > pool::MAX_CODED_WINDOW || g.ho % k != 0 || g.wo % k != 0 {
+            candle_core::bail!(
+                "fast conv2d+pool: the {}x{} output is not divisible by the window {k} \
+                 (at most {})",
+                g.ho,
+                g.wo,
+                pool::MAX_CODED_WINDOW
+            );
+        }
+        fn run<T: Same>(
+            g: &Geometry,
+            k: usize,
+            x: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+            codes: &mut Vec<u8>,
+        ) -> Result<Vec<T>> {
+            let w = T::same(s2, l2, "kernel")?;
+            let b = T::same(s3, l3, "bias")?;
+            let (out, c) = forward_pooled(g, x, w, b, k);
+            *codes = c;
+            Ok(out)
+        }
+        let mut codes = Vec::new();
+        let out = with_dtype!("forward", s1, |x| run(
+            &g,
+            k,
+            slice(x, l1, "input")?,
+            (s2, l2),
+            (s3, l3),
+            &mut codes
+        )?);
+        let full = (g.n, g.c_out, g.ho, g.wo);
+        *self
+            .codes
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fast conv2d+pool: poisoned lock".into()))? =
+            Some((std::sync::Arc::new(codes), full));
+        Ok((out, Shape::from((g.n, g.c_out, g.ho / k, g.wo / k))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some((codes, full)) = self
+            .codes
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fast conv2d+pool: poisoned lock".into()))?
+            .clone()
+        else {
+            candle_core::bail!("fast conv2d+pool: backward before forward");
+        };
+        let unpool = pool::Unpool {
+            k: self.k,
+            full,
+            codes,
+        };
+        let grad = grad.contiguous()?.apply_op2_no_bwd(y, &unpool)?;
+        self.conv.backward_linear(x, w, b, &grad)
     }
 }
 

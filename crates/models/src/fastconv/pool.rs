@@ -147,3 +147,111 @@ impl CustomOp2 for MaxPoolBackward {
         Ok((out, l1.shape().clone()))
     }
 }
+
+/// Pooled planes and, for each pooled value, its window's first maximum as an offset
+/// `dy * k + dx` within the window: what [`Unpool`] needs instead of the input.
+pub(crate) fn forward_with_codes<T: Elem>(
+    x: &[T],
+    planes: usize,
+    (h, w): (usize, usize),
+    k: usize,
+    (out, codes): (&mut [T], &mut [u8]),
+) {
+    let (ho, wo) = (h / k, w / k);
+    if ho * wo == 0 {
+        return;
+    }
+    out.par_chunks_mut(ho * wo)
+        .zip(codes.par_chunks_mut(ho * wo))
+        .zip(x.par_chunks(h * w))
+        .take(planes)
+        .for_each(|((out, codes), plane)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let best = argmax(plane, w, k, oy, ox);
+                    out[oy * wo + ox] = plane[best];
+                    let (dy, dx) = (best / w - oy * k, best % w - ox * k);
+                    // k <= 15 (checked by the caller), so the offset fits a byte.
+                    codes[oy * wo + ox] = (dy * k + dx) as u8;
+                }
+            }
+        });
+}
+
+/// Largest window [`forward_with_codes`] takes: offsets within it must fit a byte.
+pub(crate) const MAX_CODED_WINDOW: usize = 15;
+
+/// The backward pass of ReLU then max-pooling from the pooled output and the maxima's
+/// offsets: (pooled-output gradient, pooled output) -> the gradient of the
+/// pre-activation, `N x C x H x W`, non-zero only at each window's first maximum and
+/// only where the pooled value is positive.
+pub(crate) struct Unpool {
+    pub k: usize,
+    /// `N x C x H x W` of the pre-activation.
+    pub full: (usize, usize, usize, usize),
+    pub codes: std::sync::Arc<Vec<u8>>,
+}
+
+impl CustomOp2 for Unpool {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-unpool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = self.full;
+        let (k, ho, wo) = (self.k, h / self.k, w / self.k);
+        let pooled = (n, c, ho, wo);
+        if l1.shape().dims4()? != pooled || l2.shape().dims4()? != pooled {
+            candle_core::bail!("conv2d+pool backward: the gradient has the wrong shape");
+        }
+        if self.codes.len() != n * c * ho * wo {
+            candle_core::bail!("conv2d+pool backward: the pooling record has the wrong size");
+        }
+        fn run<T: Same>(
+            op: &Unpool,
+            g: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (h, w, k): (usize, usize, usize),
+        ) -> Result<Vec<T>> {
+            let y = T::same(s2, l2, "pooled output")?;
+            let (ho, wo) = (h / k, w / k);
+            let mut dx = vec![T::ZERO; op.codes.len() * k * k];
+            if ho * wo == 0 {
+                return Ok(dx);
+            }
+            dx.par_chunks_mut(h * w)
+                .zip(g.par_chunks(ho * wo))
+                .zip(y.par_chunks(ho * wo).zip(op.codes.par_chunks(ho * wo)))
+                .for_each(|((dx, g), (y, codes))| {
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let i = oy * wo + ox;
+                            // ReLU's mask: NaN is not > 0, as in the unfused path.
+                            if y[i] > T::ZERO {
+                                let (dy, ddx) = (codes[i] as usize / k, codes[i] as usize % k);
+                                dx[(oy * k + dy) * w + ox * k + ddx] = g[i];
+                            }
+                        }
+                    }
+                });
+            Ok(dx)
+        }
+        let dims = (h, w, k);
+        let out = match s1 {
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(run(self, slice(v, l1, "gradient")?, (s2, l2), dims)?)
+            }
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(run(self, slice(v, l1, "gradient")?, (s2, l2), dims)?)
+            }
+            other => candle_core::bail!("conv2d+pool: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, Shape::from(self.full)))
+    }
+}

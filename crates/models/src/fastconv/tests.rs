@@ -342,3 +342,104 @@ fn winograd_path_matches_candle_on_odd_shapes() {
         check(&case, DType::F32, 1e-5);
     }
 }
+
+/// (output, dx, dw, db) of `sum(r * max_pool(relu(conv)))`, fused or through candle's
+/// own convolution, ReLU and reduction max.
+fn run_pooled(case: &Case, pool: usize, fused: bool, dtype: DType) -> [Vec<f64>; 4] {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut var = |shape: &[usize], scale: f64| {
+        Var::from_tensor(&uniform(&mut rng, shape, -scale, scale, dtype, &dev).unwrap()).unwrap()
+    };
+    let x = var(&[case.n, case.c_in, case.h, case.w], 1.0);
+    let w = var(&[case.c_out, case.c_in, case.k, case.k], 0.5);
+    let b = var(&[case.c_out], 0.3);
+    let y = if fused {
+        conv2d_relu_pool(&x, &w, &b, (case.stride, case.pad), pool).unwrap()
+    } else {
+        let y = reference_conv2d(&x, &w, &b, case.stride, case.pad, true).unwrap();
+        let (n, c, h, wd) = y.dims4().unwrap();
+        y.reshape((n, c, h / pool, pool, wd / pool, pool))
+            .unwrap()
+            .max(5)
+            .unwrap()
+            .max(3)
+            .unwrap()
+    };
+    let r = uniform(&mut rng, y.shape(), -1.0, 1.0, dtype, &dev).unwrap();
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    [
+        flat(&y),
+        flat(grads.get(&x).unwrap()),
+        flat(grads.get(&w).unwrap()),
+        flat(grads.get(&b).unwrap()),
+    ]
+}
+
+#[test]
+fn conv_relu_pool_matches_candle_conv_relu_and_max() {
+    // Winograd with the pooling in its output transform (16 -> 8 channels, 3x3 stride
+    // 1, windows 2 and 4, cropped last tiles), and the GEMM paths followed by a
+    // separate pool (few channels, 5x5, stride 2, window 3).
+    let cases = [
+        (3, 16, 8, 14, 14, 3, 1, 1, 2),
+        (1, 16, 8, 10, 6, 3, 1, 1, 2),
+        (2, 16, 8, 8, 12, 3, 1, 1, 4),
+        (2, 16, 8, 12, 12, 3, 1, 0, 2),
+        (2, 3, 5, 12, 12, 5, 1, 2, 3),
+        (2, 4, 6, 12, 8, 3, 2, 1, 2),
+    ];
+    for (n, c_in, c_out, h, w, k, stride, pad, pool) in cases {
+        let case = Case {
+            n,
+            c_in,
+            c_out,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+            relu: true,
+        };
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let fused = run_pooled(&case, pool, true, dtype);
+            let reference = run_pooled(&case, pool, false, dtype);
+            for (i, what) in [
+                "output",
+                "input gradient",
+                "weight gradient",
+                "bias gradient",
+            ]
+            .iter()
+            .enumerate()
+            {
+                let what = format!("{what} ({n}x{c_in}x{h}x{w}, k {k}, pool {pool}, {dtype:?})");
+                assert_close(&fused[i], &reference[i], tol, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_relu_pool_rejects_windows_that_do_not_divide_the_output() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((1, 8, 6, 6), DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((8, 8, 3, 3), DType::F32, &dev).unwrap();
+    let b = Tensor::zeros(8, DType::F32, &dev).unwrap();
+    for k in [0, 4, 5, 16] {
+        assert!(
+            conv2d_relu_pool(&x, &w, &b, (1, 1), k).is_err(),
+            "window {k}"
+        );
+    }
+    let y = conv2d_relu_pool(&x, &w, &b, (1, 1), 3).unwrap();
+    assert_eq!(y.dims4().unwrap(), (1, 8, 2, 2));
+}

@@ -26,7 +26,7 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 
-use super::kernels::{matmul, matmul_strided, Elem, Geometry, Mat};
+use super::kernels::{Elem, Geometry};
 use gemm::Parallelism;
 
 /// Largest transformed tile side (F(4x4, 3x3)).
@@ -236,8 +236,9 @@ fn images_per_round(tiles: usize) -> usize {
     TARGET_TILES.div_ceil(tiles.max(1)).max(1)
 }
 
-/// `U[k][co][ci]`: the transformed kernels, `a² x C_out x C_in`, eight channel pairs
-/// at a time (the pair count is a multiple of 64 wherever Winograd applies).
+/// `U[k][ci][co]`: the transformed kernels, `a² x C_in x C_out`, computed eight
+/// channel pairs at a time (the pair count is a multiple of 64 wherever Winograd
+/// applies).
 fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
     let a2 = V::A * V::A;
     let block = g.c_out * g.c_in;
@@ -267,7 +268,121 @@ fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
             }
         }
     }
-    u
+    let mut ut = vec![T::ZERO; u.len()];
+    for (u, ut) in u.chunks_exact(block).zip(ut.chunks_exact_mut(block)) {
+        transpose(u, (g.c_out, g.c_in, g.c_in), ut, g.c_out);
+    }
+    ut
+}
+
+/// `C (+)= A · B` for the rounds' `a²` small products (`m x k` by `k x n`), with
+/// `A(r, p) = a[r * ars + p * aks]`, `B(p, j) = b[p * ldb + j]`,
+/// `C(r, j) = c[r * ldc + j]` and `n` a multiple of [`LANES`]: register blocks of 6
+/// rows by 16 columns straight from the operands, which a round keeps in cache, so
+/// nothing is packed. `FMA` fuses the multiply-adds (set only in the AVX2+FMA build,
+/// where they are single instructions).
+#[inline(always)]
+fn small_gemm<T: Elem, const FMA: bool>(
+    (m, n, k): (usize, usize, usize),
+    (a, ars, aks): (&[T], usize, usize),
+    (b, ldb): (&[T], usize),
+    (c, ldc): (&mut [T], usize),
+    accumulate: bool,
+) {
+    debug_assert_eq!(n % LANES, 0, "small_gemm: n is not a multiple of the lanes");
+    for j0 in (0..n).step_by(2 * LANES) {
+        let wide = n - j0 >= 2 * LANES;
+        for i0 in (0..m).step_by(6) {
+            let a = (&a[i0 * ars..], ars, aks);
+            let b = (&b[j0..], ldb);
+            let c = (&mut c[i0 * ldc + j0..], ldc);
+            macro_rules! block {
+                ($r:literal) => {
+                    if wide {
+                        block::<T, $r, 2, FMA>(k, a, b, c, accumulate)
+                    } else {
+                        block::<T, $r, 1, FMA>(k, a, b, c, accumulate)
+                    }
+                };
+            }
+            match m - i0 {
+                1 => block!(1),
+                2 => block!(2),
+                3 => block!(3),
+                4 => block!(4),
+                5 => block!(5),
+                _ => block!(6),
+            }
+        }
+    }
+}
+
+/// `f(k, plane k)` for every `len`-long plane of `planes`, spread over rayon's threads
+/// when `par` asks for it (a batch too small to give every thread its own images).
+#[inline(always)]
+fn each_plane<T: Elem>(
+    planes: &mut [T],
+    len: usize,
+    par: Parallelism,
+    f: impl Fn((usize, &mut [T])) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    match par {
+        Parallelism::None => planes.chunks_mut(len).enumerate().for_each(f),
+        _ => planes.par_chunks_mut(len).enumerate().for_each(f),
+    }
+}
+
+/// One `R x NV*LANES` block of [`small_gemm`], its accumulators in registers.
+#[inline(always)]
+fn block<T: Elem, const R: usize, const NV: usize, const FMA: bool>(
+    k: usize,
+    (a, ars, aks): (&[T], usize, usize),
+    (b, ldb): (&[T], usize),
+    (c, ldc): (&mut [T], usize),
+    accumulate: bool,
+) {
+    let mut acc = [[Lanes::<T>::ZERO; NV]; R];
+    if k == 0 {
+        return;
+    }
+    assert!(
+        (R - 1) * ars + (k - 1) * aks < a.len() && (k - 1) * ldb + NV * LANES <= b.len(),
+        "small_gemm: operand too short"
+    );
+    for p in 0..k {
+        let mut bv = [Lanes::<T>::ZERO; NV];
+        for (v, e) in bv.iter_mut().enumerate() {
+            // SAFETY: p < k and v < NV, so the read ends at most at
+            // (k - 1) * ldb + NV * LANES <= b.len() (asserted above).
+            #[allow(unsafe_code)]
+            unsafe {
+                e.0.copy_from_slice(
+                    b.get_unchecked(p * ldb + v * LANES..p * ldb + (v + 1) * LANES),
+                );
+            }
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: r < R and p < k, so the index is at most
+            // (R - 1) * ars + (k - 1) * aks < a.len() (asserted above).
+            #[allow(unsafe_code)]
+            let x = Lanes([unsafe { *a.get_unchecked(r * ars + p * aks) }; LANES]);
+            for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                *acc = if FMA {
+                    x.fused_mul_add(bv, *acc)
+                } else {
+                    x * bv + *acc
+                };
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (v, &e) in acc.iter().enumerate() {
+            let at = r * ldc + v * LANES;
+            let e = if accumulate { e + load(c, at) } else { e };
+            store(e, c, at);
+        }
+    }
 }
 
 /// Per-thread buffers. Transformed tiles are stored channels-last, `[k][tile][c]`, so
@@ -349,6 +464,15 @@ impl<T: Elem> Elem for Lanes<T> {
     const ONE: Self = Lanes([T::ONE; LANES]);
     fn from_f64(v: f64) -> Self {
         Lanes([T::from_f64(v); LANES])
+    }
+
+    #[inline(always)]
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        let mut r = self.0;
+        for ((e, a), b) in r.iter_mut().zip(a.0).zip(b.0) {
+            *e = e.fused_mul_add(a, b);
+        }
+        Lanes(r)
     }
 }
 
@@ -507,8 +631,17 @@ fn transform_inputs<V: Variant, T: Elem>(
     }
 }
 
+/// Whether ReLU then `k x k` max-pooling fuses into the output transform: the windows
+/// must not straddle tiles.
+pub(crate) fn pools<V: Variant>(k: usize) -> bool {
+    k >= 1 && V::M % k == 0
+}
+
 /// Forward convolution of a contiguous batch with bias and ReLU fused into the output
-/// transform; `out` is `N x C_out x ho x wo`.
+/// transform; `out` is `N x C_out x ho x wo`. With `pool.0 = k > 1` (see [`pools`];
+/// `relu` set) the output is also max-pooled over `k x k` windows, `out` is
+/// `N x C_out x ho/k x wo/k` and `pool.1` gets each window's first maximum as the
+/// offset `dy * k + dx` (one byte per output; empty when `k == 1`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<V: Variant, T: Elem>(
     g: &Geometry,
@@ -516,7 +649,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     w: &[T],
     bias: Option<&[T]>,
     relu: bool,
-    out: &mut [T],
+    (out, pool): (&mut [T], (usize, &mut [u8])),
     per_thread: usize,
     par: Parallelism,
 ) {
@@ -526,17 +659,34 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     let round = images_per_round(t.per_image()).min(per_thread);
     let zero = vec![T::ZERO; g.c_out];
     let bias = bias.unwrap_or(&zero);
-    out.par_chunks_mut(per_thread * g.out_len())
+    let (k, codes) = pool;
+    debug_assert!(k == 1 || (relu && pools::<V>(k) && g.ho % k == 0 && g.wo % k == 0));
+    let out_len = g.out_len() / (k * k);
+    // One slice of codes per thread, empty without pooling.
+    let parts = out.len().div_ceil(per_thread * out_len);
+    let codes: Vec<&mut [u8]> = if k > 1 {
+        codes.chunks_mut(per_thread * out_len).collect()
+    } else {
+        (0..parts).map(|_| <&mut [u8]>::default()).collect()
+    };
+    out.par_chunks_mut(per_thread * out_len)
         .zip(x.par_chunks(per_thread * g.in_len()))
-        .for_each(|(out, x)| {
+        .zip(codes)
+        .for_each(|((out, x), codes)| {
             let mut s = Scratch::new::<V>(g, &t, round);
-            for (out, x) in out
-                .chunks_mut(round * g.out_len())
+            for (r, (out, x)) in out
+                .chunks_mut(round * out_len)
                 .zip(x.chunks(round * g.in_len()))
+                .enumerate()
             {
                 let images = x.len() / g.in_len();
-                let args = (g, &t, &mut s, &u[..], x, images, bias, relu);
-                simd::forward_round::<V, T>(args, out, par);
+                let codes = if k > 1 {
+                    &mut codes[r * round * out_len..][..images * out_len]
+                } else {
+                    &mut []
+                };
+                let args = (g, &t, &mut s, &u[..], x, images, bias, relu, k);
+                simd::forward_round::<V, T>(args, (out, codes), par);
             }
         });
 }
@@ -547,7 +697,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
 #[allow(clippy::needless_range_loop)]
-fn forward_round<V: Variant, T: Elem>(
+fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,
@@ -556,7 +706,8 @@ fn forward_round<V: Variant, T: Elem>(
     images: usize,
     bias: &[T],
     relu: bool,
-    out: &mut [T],
+    pool: usize,
+    (out, codes): (&mut [T], &mut [u8]),
     par: Parallelism,
 ) {
     let a2 = V::A * V::A;
@@ -567,29 +718,29 @@ fn forward_round<V: Variant, T: Elem>(
         plane(tiles, g.c_out),
         g.c_out * g.c_in,
     );
-    for k in 0..a2 {
-        // Computed as Mᵀ = U · Vᵀ: C_out rows fill gemm's 16-row kernels better than
-        // the tiles' few channels fill its 6-column ones.
-        matmul_strided(
-            g.c_out,
-            tiles,
-            g.c_in,
-            (&mut s.m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
+    // M[k] (tiles x C_out) = V[k] (tiles x C_in) · U[k] (C_in x C_out).
+    let product = |(k, m): (usize, &mut [T])| {
+        small_gemm::<T, FMA>(
+            (tiles, g.c_out, g.c_in),
+            (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in, 1),
+            (&u[k * u_k..(k + 1) * u_k], g.c_out),
+            (&mut m[..tiles * g.c_out], g.c_out),
             false,
-            Mat::rows(&u[k * u_k..(k + 1) * u_k], g.c_in),
-            Mat::rows_t(&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
-            par,
-        );
-    }
+        )
+    };
+    each_plane(&mut s.m[..a2 * m_k], m_k, par, product);
     let c = g.c_out;
+    let k = pool;
+    // The (pooled) output plane.
+    let (ph, pw) = (g.ho / k, g.wo / k);
     let mut half = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
-    for (i, y) in out.chunks_exact_mut(g.out_len()).take(images).enumerate() {
+    let mut full = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
+    for (i, y) in out.chunks_exact_mut(c * ph * pw).take(images).enumerate() {
         for ty in 0..t.th {
             let rows = V::M.min(g.ho - ty * V::M);
             for tx in 0..t.tw {
                 let cols = V::M.min(g.wo - tx * V::M);
                 let tile = i * t.per_image() + ty * t.tw + tx;
-                let corner = (ty * V::M * g.wo + tx * V::M) * c;
                 for c0 in (0..c).step_by(LANES) {
                     // Aᵀ down the columns of the transformed tile, then across rows.
                     for col in 0..V::A {
@@ -603,17 +754,50 @@ fn forward_round<V: Variant, T: Elem>(
                         }
                     }
                     let b = load(bias, c0);
+                    if k == 1 {
+                        let corner = (ty * V::M * g.wo + tx * V::M) * c;
+                        for (r, row) in half.iter().enumerate().take(rows) {
+                            let o = V::output(*row);
+                            for (col, &e) in o.iter().enumerate().take(cols) {
+                                let v = if relu { (e + b).relu() } else { e + b };
+                                store(v, &mut s.compact, corner + (r * g.wo + col) * c + c0);
+                            }
+                        }
+                        continue;
+                    }
                     for (r, row) in half.iter().enumerate().take(rows) {
                         let o = V::output(*row);
                         for (col, &e) in o.iter().enumerate().take(cols) {
-                            let v = if relu { (e + b).relu() } else { e + b };
-                            store(v, &mut s.compact, corner + (r * g.wo + col) * c + c0);
+                            full[r][col] = (e + b).relu();
+                        }
+                    }
+                    // Each window's first maximum, as the unfused pool finds it.
+                    let (py0, px0) = (ty * V::M / k, tx * V::M / k);
+                    for py in 0..rows / k {
+                        for px in 0..cols / k {
+                            let mut best = full[py * k][px * k];
+                            let mut at = [0u8; LANES];
+                            for d in 1..k * k {
+                                let v = full[py * k + d / k][px * k + d % k];
+                                for l in 0..LANES {
+                                    if v.0[l] > best.0[l] {
+                                        best.0[l] = v.0[l];
+                                        at[l] = d as u8;
+                                    }
+                                }
+                            }
+                            let p = (py0 + py) * pw + px0 + px;
+                            store(best, &mut s.compact, p * c + c0);
+                            let codes = &mut codes[i * c * ph * pw..];
+                            for (l, &a) in at.iter().enumerate() {
+                                codes[(c0 + l) * ph * pw + p] = a;
+                            }
                         }
                     }
                 }
             }
         }
-        transpose(&s.compact, (g.out_hw(), c, c), y, g.out_hw());
+        transpose(&s.compact, (ph * pw, c, c), y, ph * pw);
     }
 }
 
@@ -622,7 +806,7 @@ fn forward_round<V: Variant, T: Elem>(
 mod simd {
     use super::{Elem, Geometry, Parallelism, Scratch, Tiling, Variant};
 
-    /// `forward_round`'s inputs, less the output.
+    /// `forward_round`'s inputs, less the output and the pooling record.
     pub(super) type ForwardArgs<'a, T> = (
         &'a Geometry,
         &'a Tiling,
@@ -632,6 +816,7 @@ mod simd {
         usize,
         &'a [T],
         bool,
+        usize,
     );
 
     /// `weight_round`'s inputs, less the accumulator.
@@ -652,12 +837,9 @@ mod simd {
     /// `pub(super) fn $name(args, out, par)`, which runs `$body` compiled for AVX2+FMA
     /// (in `$avx`) when the CPU has them and for the build's baseline otherwise.
     macro_rules! dispatched {
-        ($name:ident, $avx:ident, $args:ident, |$a:ident, $o:ident, $p:ident| $body:expr) => {
-            pub(super) fn $name<V: Variant, T: Elem>(
-                $a: $args<'_, T>,
-                $o: &mut [T],
-                $p: Parallelism,
-            ) {
+        ($name:ident, $avx:ident, $args:ident, |$a:ident, $o:ident: $oty:ty, $p:ident| $body:expr) => {
+            pub(super) fn $name<V: Variant, T: Elem>($a: $args<'_, T>, $o: $oty, $p: Parallelism) {
+                const FMA: bool = false;
                 #[cfg(target_arch = "x86_64")]
                 if has_avx2() {
                     // SAFETY: the CPU supports AVX2 and FMA (checked just above), the
@@ -674,19 +856,30 @@ mod simd {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             #[allow(unsafe_code)]
-            unsafe fn $avx<V: Variant, T: Elem>($a: $args<'_, T>, $o: &mut [T], $p: Parallelism) {
+            unsafe fn $avx<V: Variant, T: Elem>($a: $args<'_, T>, $o: $oty, $p: Parallelism) {
+                const FMA: bool = true;
                 $body
             }
         };
     }
 
-    dispatched!(forward_round, forward_avx2, ForwardArgs, |a, out, par| {
-        super::forward_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, out, par)
-    });
+    dispatched!(
+        forward_round,
+        forward_avx2,
+        ForwardArgs,
+        |a, out: (&mut [T], &mut [u8]), par| {
+            super::forward_round::<V, T, FMA>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, out, par)
+        }
+    );
 
-    dispatched!(weight_round, weight_avx2, WeightArgs, |a, du, par| {
-        super::weight_round::<V, T>(a.0, a.1, a.2, a.3, a.4, a.5, du, par)
-    });
+    dispatched!(
+        weight_round,
+        weight_avx2,
+        WeightArgs,
+        |a, du: &mut [T], par| {
+            super::weight_round::<V, T, FMA>(a.0, a.1, a.2, a.3, a.4, a.5, du, par)
+        }
+    );
 }
 
 /// Adds the weight gradient of `x` (`images` images) and their output gradient `gy`
@@ -695,7 +888,7 @@ mod simd {
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
 #[allow(clippy::needless_range_loop)]
-fn weight_round<V: Variant, T: Elem>(
+fn weight_round<V: Variant, T: Elem, const FMA: bool>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,
@@ -721,18 +914,17 @@ fn weight_round<V: Variant, T: Elem>(
         transform_tiles!(V, T, t, i, c, (s.grad, wm, V::M), V::output_t, (s.m, m_k));
     }
     let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
-    for k in 0..a2 {
-        matmul(
-            g.c_out,
-            g.c_in,
-            tiles,
-            &mut du[k * u_k..(k + 1) * u_k],
+    // dU[k] (C_out x C_in) += dM[k]ᵀ (C_out x tiles) · V[k] (tiles x C_in).
+    let product = |(k, du): (usize, &mut [T])| {
+        small_gemm::<T, FMA>(
+            (g.c_out, g.c_in, tiles),
+            (&s.m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
+            (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
+            (du, g.c_in),
             true,
-            Mat::rows_t(&s.m[k * m_k..k * m_k + tiles * g.c_out], g.c_out),
-            Mat::rows(&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
-            par,
-        );
-    }
+        )
+    };
+    each_plane(&mut du[..a2 * u_k], u_k, par, product);
 }
 
 /// The transformed weight gradient of the images in `x` with output gradient `grad`
@@ -831,6 +1023,64 @@ mod tests {
                 "output {i}: {} vs {direct}",
                 y[i]
             );
+        }
+    }
+
+    /// `small_gemm` against the triple loop: every row remainder of its 6-row blocks,
+    /// 8- and 16-column blocks, both operand layouts the rounds use, overwrite and
+    /// accumulate, with and without fused multiply-adds.
+    #[test]
+    fn small_gemm_matches_the_triple_loop() {
+        let val = |i: usize| ((i * 37 % 101) as f64 - 50.0) / 25.0;
+        for m in [1, 5, 6, 7, 12, 17] {
+            for n in [8, 16, 24, 40] {
+                for k in [1, 3, 16] {
+                    // Row-major A (the forward pass) and column-major A (the weight
+                    // gradient), each inside a longer buffer.
+                    for (ars, aks) in [(k + 2, 1), (1, m + 3)] {
+                        let a: Vec<f64> = (0..(m - 1) * ars + (k - 1) * aks + 1).map(val).collect();
+                        let ldb = n + 8;
+                        let b: Vec<f64> = (0..k * ldb).map(|i| val(i + 7)).collect();
+                        for accumulate in [false, true] {
+                            let ldc = n + 8;
+                            let c0: Vec<f64> = (0..m * ldc).map(|i| val(i + 3)).collect();
+                            let mut want = c0.clone();
+                            for r in 0..m {
+                                for j in 0..n {
+                                    let dot: f64 =
+                                        (0..k).map(|p| a[r * ars + p * aks] * b[p * ldb + j]).sum();
+                                    let base = if accumulate { c0[r * ldc + j] } else { 0.0 };
+                                    want[r * ldc + j] = base + dot;
+                                }
+                            }
+                            let mut c = c0.clone();
+                            let args = ((m, n, k), (&a[..], ars, aks), (&b[..], ldb));
+                            small_gemm::<f64, false>(
+                                args.0,
+                                args.1,
+                                args.2,
+                                (&mut c, ldc),
+                                accumulate,
+                            );
+                            let mut cf = c0.clone();
+                            small_gemm::<f64, true>(
+                                args.0,
+                                args.1,
+                                args.2,
+                                (&mut cf, ldc),
+                                accumulate,
+                            );
+                            for (i, ((&x, &y), &w)) in c.iter().zip(&cf).zip(&want).enumerate() {
+                                let what = format!(
+                                    "m {m} n {n} k {k} a ({ars}, {aks}) acc {accumulate} at {i}"
+                                );
+                                assert!((x - w).abs() < 1e-12, "{what}: {x} vs {w}");
+                                assert!((y - w).abs() < 1e-12, "{what} (fma): {y} vs {w}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
