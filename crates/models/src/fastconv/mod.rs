@@ -248,7 +248,7 @@ fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T], bias: Option<&[T]>, relu: bo
     let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     if use_winograd(g) {
-        let out_pool = (&mut out[..], (1, &mut [][..]));
+        let (x, out_pool) = (winograd::Source::Dense(x), (&mut out[..], (1, &mut [][..])));
         winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, out_pool, per, par);
         return out;
     }
@@ -312,7 +312,10 @@ fn forward_pooled<T: Elem>(g: &Geometry, x: &[T], w: &[T], b: &[T], k: usize) ->
     }
     if use_winograd(g) && winograd::pools::<winograd::F4>(k) {
         let (per, par) = (chunk(g.n), inner_parallelism(g.n));
-        let out_pool = (&mut out[..], (k, &mut codes[..]));
+        let (x, out_pool) = (
+            winograd::Source::Dense(x),
+            (&mut out[..], (k, &mut codes[..])),
+        );
         winograd::forward::<winograd::F4, T>(g, x, w, Some(b), true, out_pool, per, par);
         return (out, codes);
     }
@@ -325,35 +328,50 @@ fn forward_pooled<T: Elem>(g: &Geometry, x: &[T], w: &[T], b: &[T], k: usize) ->
 /// Input channels from which a stride-1 input gradient runs as a flipped convolution.
 const FLIPPED_MIN_CHANNELS: usize = 8;
 
+/// A stride-1 convolution's input gradient is the convolution of the output gradient
+/// with the kernel flipped in space and transposed in channels: that convolution's
+/// geometry and kernel.
+fn flipped<T: Elem>(g: &Geometry, w: &[T]) -> (Geometry, Vec<T>) {
+    let k2 = g.k * g.k;
+    let mut flipped = vec![T::ZERO; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for t in 0..k2 {
+                flipped[(ci * g.c_out + co) * k2 + (k2 - 1 - t)] = w[(co * g.c_in + ci) * k2 + t];
+            }
+        }
+    }
+    (back_geometry(g), flipped)
+}
+
+/// The geometry of [`flipped`]'s convolution (stride 1, `pad < k`).
+fn back_geometry(g: &Geometry) -> Geometry {
+    Geometry {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.ho,
+        w: g.wo,
+        c_out: g.c_in,
+        k: g.k,
+        stride: 1,
+        pad: g.k - 1 - g.pad,
+        ho: g.h,
+        wo: g.w,
+    }
+}
+
+/// Whether a convolution's two backward passes both run Winograd, reading the output
+/// gradient of a fused pool without unpooling it first.
+fn backward_reads_pooled(g: &Geometry) -> bool {
+    g.stride == 1 && g.pad < g.k && use_winograd(g) && use_winograd(&back_geometry(g))
+}
+
 /// Gradient with respect to the input, `N x C_in x H x W`.
 fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
     // With few input channels the flipped convolution is a thin GEMM over a large
     // unfolded gradient; col2im reads and writes less there.
     if g.stride == 1 && g.pad < g.k && g.c_in >= FLIPPED_MIN_CHANNELS {
-        // A stride-1 convolution's input gradient is the convolution of the output
-        // gradient with the kernel flipped in space and transposed in channels.
-        let k2 = g.k * g.k;
-        let mut flipped = vec![T::ZERO; w.len()];
-        for co in 0..g.c_out {
-            for ci in 0..g.c_in {
-                for t in 0..k2 {
-                    flipped[(ci * g.c_out + co) * k2 + (k2 - 1 - t)] =
-                        w[(co * g.c_in + ci) * k2 + t];
-                }
-            }
-        }
-        let back = Geometry {
-            n: g.n,
-            c_in: g.c_out,
-            h: g.ho,
-            w: g.wo,
-            c_out: g.c_in,
-            k: g.k,
-            stride: 1,
-            pad: g.k - 1 - g.pad,
-            ho: g.h,
-            wo: g.w,
-        };
+        let (back, flipped) = flipped(g, w);
         return forward(&back, grad, &flipped, None, false);
     }
     let mut dx = vec![T::ZERO; g.n * g.in_len()];
@@ -401,7 +419,9 @@ fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T]) {
 fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
     let wlen = g.c_out * g.ckk();
     let par = inner_parallelism(g.n);
-    let partial = |(x, grad): (&[T], &[T])| -> Vec<T> {
+    let partial = |images: std::ops::Range<usize>| -> Vec<T> {
+        let x = &x[images.start * g.in_len()..images.end * g.in_len()];
+        let grad = &grad[images.start * g.out_len()..images.end * g.out_len()];
         let mut acc = vec![T::ZERO; wlen + g.c_out];
         if shifted::applies(g) {
             let mut s = shifted::Scratch::new(g);
@@ -440,23 +460,21 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
         return vec![T::ZERO; wlen + g.c_out];
     }
     if use_winograd(g) {
-        return winograd_weight_grad::<winograd::F4, T>(g, x, grad);
+        return winograd_weight_grad::<winograd::F4, T>(g, x, winograd::Source::Dense(grad));
     }
-    summed_over_threads(g, x, grad, partial)
+    summed_over_threads(g.n, partial)
 }
 
-/// `partial` over one chunk of the batch per thread (images and their output
-/// gradients), its equal-length results summed.
+/// `partial` over one range of the batch's `n` images per thread, its equal-length
+/// results summed.
 fn summed_over_threads<T: Elem>(
-    g: &Geometry,
-    x: &[T],
-    grad: &[T],
-    partial: impl Fn((&[T], &[T])) -> Vec<T> + Sync + Send,
+    n: usize,
+    partial: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync + Send,
 ) -> Vec<T> {
-    let per = chunk(g.n);
-    let parts: Vec<Vec<T>> = x
-        .par_chunks(per * g.in_len())
-        .zip(grad.par_chunks(per * g.out_len()))
+    let per = chunk(n);
+    let parts: Vec<Vec<T>> = (0..n.div_ceil(per))
+        .into_par_iter()
+        .map(|p| p * per..((p + 1) * per).min(n))
         .map(partial)
         .collect();
     let mut parts = parts.into_iter();
@@ -473,16 +491,18 @@ fn summed_over_threads<T: Elem>(
 fn winograd_weight_grad<V: winograd::Variant, T: Elem>(
     g: &Geometry,
     x: &[T],
-    grad: &[T],
+    grad: winograd::Source<'_, T>,
 ) -> Vec<T> {
     let par = inner_parallelism(g.n);
     // Per thread: the transformed weight gradient, then the bias gradient.
-    let sum = summed_over_threads(g, x, grad, |(x, gy)| {
+    let sum = summed_over_threads(g.n, |images| {
+        let x = winograd::Source::Dense(x).images(g.in_len(), images.start, images.len());
+        let gy = grad.images(g.out_len(), images.start, images.len());
         let mut part = winograd::weight_grad_transformed::<V, T>(g, x, gy, par);
         let at = part.len();
         part.resize(at + g.c_out, T::ZERO);
-        for gy in gy.chunks_exact(g.out_len()) {
-            bias_grad(g, gy, &mut part[at..]);
+        for i in 0..images.len() {
+            gy.channel_sums(i, (g.c_out, g.out_hw()), &mut part[at..]);
         }
         part
     });
@@ -634,6 +654,139 @@ impl ConvForward {
     }
 }
 
+/// The input gradient of `max_pool(relu(conv(x, w) + b), k)` through Winograd, from
+/// (pooled-output gradient, pooled output, kernel): the unpooling happens as the
+/// gradient is read.
+struct BackwardDataPooled {
+    input: (usize, usize, usize, usize),
+    padding: usize,
+    k: usize,
+    codes: std::sync::Arc<Vec<u8>>,
+}
+
+/// The weight and bias gradients of `max_pool(relu(conv(x, w) + b), k)` through
+/// Winograd, from (input, pooled-output gradient, pooled output): flat `dW | db`.
+struct BackwardWeightPooled {
+    kernel: (usize, usize, usize, usize),
+    padding: usize,
+    k: usize,
+    codes: std::sync::Arc<Vec<u8>>,
+}
+
+/// Checks a pooled gradient and pooled output against the convolution's output and
+/// the pooling record.
+fn check_pooled(g: &Geometry, k: usize, codes: &[u8], grad: &Layout, y: &Layout) -> Result<()> {
+    let pooled = (g.n, g.c_out, g.ho / k, g.wo / k);
+    if k == 0 || g.ho % k != 0 || g.wo % k != 0 || !winograd::pools::<winograd::F4>(k) {
+        candle_core::bail!("fast conv2d+pool backward: window {k} does not fit the output");
+    }
+    if dims4(grad, "gradient")? != pooled || dims4(y, "pooled output")? != pooled {
+        candle_core::bail!("fast conv2d+pool backward: the gradient has the wrong shape");
+    }
+    if codes.len() != grad.shape().elem_count() {
+        candle_core::bail!("fast conv2d+pool backward: the pooling record has the wrong size");
+    }
+    Ok(())
+}
+
+impl CustomOp3 for BackwardDataPooled {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-pool-backward-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = geometry_of(self.input, dims4(l3, "kernel")?, 1, self.padding)?;
+        check_pooled(&g, self.k, &self.codes, l1, l2)?;
+        fn run<T: Same>(
+            op: &BackwardDataPooled,
+            g: &Geometry,
+            grad: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            let y = T::same(s2, l2, "pooled output")?;
+            let w = T::same(s3, l3, "kernel")?;
+            let (back, flipped) = flipped(g, w);
+            let mut dx = vec![T::ZERO; g.n * g.in_len()];
+            let source = winograd::Source::Unpooled {
+                grad,
+                y,
+                codes: &op.codes,
+                k: op.k,
+            };
+            let (per, par) = (chunk(g.n), inner_parallelism(g.n));
+            if !dx.is_empty() {
+                let out = (&mut dx[..], (1, &mut [][..]));
+                winograd::forward::<winograd::F4, T>(
+                    &back, source, &flipped, None, false, out, per, par,
+                );
+            }
+            Ok(dx)
+        }
+        let out = with_dtype!("input gradient", s1, |gy| run(
+            self,
+            &g,
+            slice(gy, l1, "gradient")?,
+            (s2, l2),
+            (s3, l3)
+        )?);
+        Ok((out, Shape::from(self.input)))
+    }
+}
+
+impl CustomOp3 for BackwardWeightPooled {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-pool-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = geometry_of(dims4(l1, "input")?, self.kernel, 1, self.padding)?;
+        check_pooled(&g, self.k, &self.codes, l2, l3)?;
+        fn run<T: Same>(
+            op: &BackwardWeightPooled,
+            g: &Geometry,
+            x: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            let source = winograd::Source::Unpooled {
+                grad: T::same(s2, l2, "gradient")?,
+                y: T::same(s3, l3, "pooled output")?,
+                codes: &op.codes,
+                k: op.k,
+            };
+            if g.n == 0 {
+                return Ok(vec![T::ZERO; g.c_out * g.ckk() + g.c_out]);
+            }
+            Ok(winograd_weight_grad::<winograd::F4, T>(g, x, source))
+        }
+        let out = with_dtype!("weight gradient", s1, |x| run(
+            self,
+            &g,
+            slice(x, l1, "input")?,
+            (s2, l2),
+            (s3, l3)
+        )?);
+        Ok((out, Shape::from(g.c_out * g.ckk() + g.c_out)))
+    }
+}
+
 /// `max_pool(relu(conv(x, w) + b), k)`; the forward pass records where each window's
 /// maximum was for the backward pass.
 struct ConvPoolForward {
@@ -721,13 +874,46 @@ impl CustomOp3 for ConvPoolForward {
         else {
             candle_core::bail!("fast conv2d+pool: backward before forward");
         };
-        let unpool = pool::Unpool {
-            k: self.k,
-            full,
-            codes,
+        let grad = grad.contiguous()?;
+        let (stride, padding) = (self.conv.stride, self.conv.padding);
+        let g = geometry_of(x.dims4()?, w.dims4()?, stride, padding)?;
+        if !(backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k)) {
+            let unpool = pool::Unpool {
+                k: self.k,
+                full,
+                codes,
+            };
+            let grad = grad.apply_op2_no_bwd(y, &unpool)?;
+            return self.conv.backward_linear(x, w, b, &grad);
+        }
+        let dx = if x.track_op() {
+            let op = BackwardDataPooled {
+                input: x.dims4()?,
+                padding,
+                k: self.k,
+                codes: codes.clone(),
+            };
+            Some(grad.apply_op3_no_bwd(y, w, &op)?)
+        } else {
+            None
         };
-        let grad = grad.contiguous()?.apply_op2_no_bwd(y, &unpool)?;
-        self.conv.backward_linear(x, w, b, &grad)
+        let (dw, db) = if w.track_op() || b.track_op() {
+            let op = BackwardWeightPooled {
+                kernel: w.dims4()?,
+                padding,
+                k: self.k,
+                codes,
+            };
+            let flat = x.apply_op3_no_bwd(&grad, y, &op)?;
+            let wlen = w.elem_count();
+            (
+                Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
+                Some(flat.narrow(0, wlen, b.elem_count())?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok((dx, dw, db))
     }
 }
 

@@ -396,6 +396,8 @@ struct Scratch<T> {
     grad: Vec<T>,
     /// One image or output channels-last and unpadded: `h*w x C` (either side).
     compact: Vec<T>,
+    /// The window offsets of an unpooled gradient, channels-last (same size).
+    codes: Vec<u8>,
     /// `V`: `a² x tiles x C_in` for one round.
     v: Vec<T>,
     /// `M` (forward) or the transformed output gradient (backward): `a² x tiles x C_out`.
@@ -410,6 +412,7 @@ impl<T: Elem> Scratch<T> {
             padded: vec![T::ZERO; t.hp * t.wp * g.c_in],
             grad: vec![T::ZERO; t.th * V::M * t.tw * V::M * g.c_out],
             compact: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
+            codes: vec![0; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
             v: vec![T::ZERO; a2 * plane(tiles, g.c_in)],
             m: vec![T::ZERO; a2 * plane(tiles, g.c_out)],
         }
@@ -552,6 +555,149 @@ fn to_channels_last<T: Elem>(
     }
 }
 
+/// Where a pass reads its `C x H x W` images (or output gradients) from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a, T> {
+    /// The images themselves, channels-first.
+    Dense(&'a [T]),
+    /// The gradient with respect to the input of `max_pool(relu(.), k)`, built on the
+    /// fly from the gradient of its output (`grad`), its output (`y`, ReLU's mask) and
+    /// each window's first maximum (`codes`, as [`forward`] records them), all
+    /// `C x H/k x W/k` per image: never materialised at full size.
+    Unpooled {
+        grad: &'a [T],
+        y: &'a [T],
+        codes: &'a [u8],
+        k: usize,
+    },
+}
+
+/// A code that matches no window offset: where the pooled value is not positive.
+const MASKED: u8 = u8::MAX;
+
+impl<'a, T: Elem> Source<'a, T> {
+    /// Images `from..from + count` (or as many as there are), each `len` values at
+    /// full size.
+    pub(crate) fn images(self, len: usize, from: usize, count: usize) -> Self {
+        let cut = |l: usize, n: usize| {
+            from.saturating_mul(l).min(n)..(from + count).saturating_mul(l).min(n)
+        };
+        match self {
+            Source::Dense(x) => Source::Dense(&x[cut(len, x.len())]),
+            Source::Unpooled { grad, y, codes, k } => {
+                let l = len / (k * k);
+                Source::Unpooled {
+                    grad: &grad[cut(l, grad.len())],
+                    y: &y[cut(l, y.len())],
+                    codes: &codes[cut(l, codes.len())],
+                    k,
+                }
+            }
+        }
+    }
+
+    /// How many images of `len` values (at full size) there are.
+    fn count(self, len: usize) -> usize {
+        match self {
+            Source::Dense(x) => x.len() / len,
+            Source::Unpooled { grad, k, .. } => grad.len() / (len / (k * k)),
+        }
+    }
+
+    /// Writes image `i`, `c x h x w`, channels-last into `dst` (`cols` pixels per row)
+    /// with its corner at `(top, left)`, through the scratch `tmp` (`h*w x c`) and
+    /// `codes` (`h*w x c` bytes); the rest of `dst` is left as it is.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        self,
+        i: usize,
+        (c, h, w): (usize, usize, usize),
+        cols: usize,
+        (top, left): (usize, usize),
+        tmp: &mut [T],
+        codes_cl: &mut [u8],
+        dst: &mut [T],
+    ) {
+        let (grad, y, codes, k) = match self {
+            Source::Dense(x) => {
+                let len = c * h * w;
+                to_channels_last(
+                    &x[i * len..(i + 1) * len],
+                    (c, h, w),
+                    cols,
+                    (top, left),
+                    tmp,
+                    dst,
+                );
+                return;
+            }
+            Source::Unpooled { grad, y, codes, k } => (grad, y, codes, k),
+        };
+        let (ph, pw) = (h / k, w / k);
+        let (hw, len) = (ph * pw, c * ph * pw);
+        let (grad, y, codes) = (
+            &grad[i * len..(i + 1) * len],
+            &y[i * len..(i + 1) * len],
+            &codes[i * len..(i + 1) * len],
+        );
+        // The pooled gradient channels-last, and each value's window offset, or
+        // `MASKED` where ReLU blocks it (the pooled value is not positive; NaN is not
+        // either, as in the unfused path).
+        transpose(grad, (c, hw, hw), tmp, c);
+        for ch in 0..c {
+            for p in 0..hw {
+                let at = ch * hw + p;
+                codes_cl[p * c + ch] = if y[at] > T::ZERO { codes[at] } else { MASKED };
+            }
+        }
+        for py in 0..ph {
+            for px in 0..pw {
+                let p = py * pw + px;
+                for c0 in (0..c).step_by(LANES) {
+                    let g = load(tmp, p * c + c0);
+                    let at = &codes_cl[p * c + c0..p * c + c0 + LANES];
+                    for d in 0..k * k {
+                        let mut v = Lanes::<T>::ZERO;
+                        for ((v, &g), &at) in v.0.iter_mut().zip(&g.0).zip(at) {
+                            if usize::from(at) == d {
+                                *v = g;
+                            }
+                        }
+                        let (yy, xx) = (top + py * k + d / k, left + px * k + d % k);
+                        store(v, dst, (yy * cols + xx) * c + c0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds image `i`'s bias gradient, the image summed per channel, to `db`.
+    pub(crate) fn channel_sums(self, i: usize, (c, hw): (usize, usize), db: &mut [T]) {
+        let (plane, len) = match self {
+            Source::Dense(_) => (hw, c * hw),
+            Source::Unpooled { k, .. } => (hw / (k * k), c * hw / (k * k)),
+        };
+        for (ch, db) in db.iter_mut().enumerate().take(c) {
+            let mut sum = T::ZERO;
+            for p in 0..plane {
+                let at = i * len + ch * plane + p;
+                sum += match self {
+                    Source::Dense(x) => x[at],
+                    Source::Unpooled { grad, y, .. } => {
+                        if y[at] > T::ZERO {
+                            grad[at]
+                        } else {
+                            T::ZERO
+                        }
+                    }
+                };
+            }
+            *db += sum;
+        }
+    }
+}
+
 /// Transforms the tiles of image `$i` of a round, channels-last in `$src` (rows `$w`
 /// pixels wide, each tile an `$n x $n` block with its corner at `(ty*M, tx*M)`): `$f`
 /// down the block's columns, then across the resulting `a` rows, into
@@ -600,21 +746,22 @@ fn transform_inputs<V: Variant, T: Elem>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,
-    x: &[T],
+    x: Source<'_, T>,
     images: usize,
 ) {
     let tiles = images * t.per_image();
     let c = g.c_in;
     let stride_k = plane(tiles, c);
     let wp = t.wp;
-    for (i, img) in x.chunks_exact(g.in_len()).take(images).enumerate() {
+    for i in 0..images {
         // Only the interior is written, so the borders stay zero.
-        to_channels_last(
-            img,
+        x.fill(
+            i,
             (c, g.h, g.w),
             wp,
             (g.pad, g.pad),
             &mut s.compact,
+            &mut s.codes,
             &mut s.padded,
         );
         // Bᵀ down the patch's columns, then across its rows into V.
@@ -645,7 +792,7 @@ pub(crate) fn pools<V: Variant>(k: usize) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<V: Variant, T: Elem>(
     g: &Geometry,
-    x: &[T],
+    x: Source<'_, T>,
     w: &[T],
     bias: Option<&[T]>,
     relu: bool,
@@ -670,16 +817,14 @@ pub(crate) fn forward<V: Variant, T: Elem>(
         (0..parts).map(|_| <&mut [u8]>::default()).collect()
     };
     out.par_chunks_mut(per_thread * out_len)
-        .zip(x.par_chunks(per_thread * g.in_len()))
         .zip(codes)
-        .for_each(|((out, x), codes)| {
+        .enumerate()
+        .for_each(|(part, (out, codes))| {
+            let x = x.images(g.in_len(), part * per_thread, per_thread);
             let mut s = Scratch::new::<V>(g, &t, round);
-            for (r, (out, x)) in out
-                .chunks_mut(round * out_len)
-                .zip(x.chunks(round * g.in_len()))
-                .enumerate()
-            {
-                let images = x.len() / g.in_len();
+            for (r, out) in out.chunks_mut(round * out_len).enumerate() {
+                let x = x.images(g.in_len(), r * round, round);
+                let images = x.count(g.in_len());
                 let codes = if k > 1 {
                     &mut codes[r * round * out_len..][..images * out_len]
                 } else {
@@ -702,7 +847,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     t: &Tiling,
     s: &mut Scratch<T>,
     u: &[T],
-    x: &[T],
+    x: Source<'_, T>,
     images: usize,
     bias: &[T],
     relu: bool,
@@ -804,7 +949,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
 /// The rounds compiled for AVX2 and FMA when the CPU has them (the build targets the
 /// x86-64 baseline, where the transforms' eight-lane arithmetic would run on SSE2).
 mod simd {
-    use super::{Elem, Geometry, Parallelism, Scratch, Tiling, Variant};
+    use super::{Elem, Geometry, Parallelism, Scratch, Source, Tiling, Variant};
 
     /// `forward_round`'s inputs, less the output and the pooling record.
     pub(super) type ForwardArgs<'a, T> = (
@@ -812,7 +957,7 @@ mod simd {
         &'a Tiling,
         &'a mut Scratch<T>,
         &'a [T],
-        &'a [T],
+        Source<'a, T>,
         usize,
         &'a [T],
         bool,
@@ -824,8 +969,8 @@ mod simd {
         &'a Geometry,
         &'a Tiling,
         &'a mut Scratch<T>,
-        &'a [T],
-        &'a [T],
+        Source<'a, T>,
+        Source<'a, T>,
         usize,
     );
 
@@ -892,8 +1037,8 @@ fn weight_round<V: Variant, T: Elem, const FMA: bool>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,
-    x: &[T],
-    gy: &[T],
+    x: Source<'_, T>,
+    gy: Source<'_, T>,
     images: usize,
     du: &mut [T],
     par: Parallelism,
@@ -908,8 +1053,9 @@ fn weight_round<V: Variant, T: Elem, const FMA: bool>(
     let wm = t.tw * V::M;
     // Past the output it stays zero: only the output's own pixels are ever written
     // here, and the forward pass, which writes whole tiles, uses its own scratch.
-    for (i, dy) in gy.chunks_exact(g.out_len()).take(images).enumerate() {
-        to_channels_last(dy, (c, g.ho, g.wo), wm, (0, 0), &mut s.compact, &mut s.grad);
+    for i in 0..images {
+        let (tmp, codes) = (&mut s.compact, &mut s.codes);
+        gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), tmp, codes, &mut s.grad);
         // A down the columns of each gradient tile, then across its rows into M.
         transform_tiles!(V, T, t, i, c, (s.grad, wm, V::M), V::output_t, (s.m, m_k));
     }
@@ -931,8 +1077,8 @@ fn weight_round<V: Variant, T: Elem, const FMA: bool>(
 /// (`a² x C_out x C_in`), summed over the rounds of one thread.
 pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     g: &Geometry,
-    x: &[T],
-    grad: &[T],
+    x: Source<'_, T>,
+    grad: Source<'_, T>,
     par: Parallelism,
 ) -> Vec<T> {
     let t = Tiling::new::<V>(g);
@@ -940,11 +1086,10 @@ pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in];
     let round = images_per_round(t.per_image());
     let mut s = Scratch::new::<V>(g, &t, round);
-    for (x, gy) in x
-        .chunks(round * g.in_len())
-        .zip(grad.chunks(round * g.out_len()))
-    {
-        let images = x.len() / g.in_len();
+    for from in (0..x.count(g.in_len())).step_by(round) {
+        let x = x.images(g.in_len(), from, round);
+        let gy = grad.images(g.out_len(), from, round);
+        let images = x.count(g.in_len());
         simd::weight_round::<V, T>((g, &t, &mut s, x, gy, images), &mut du, par);
     }
     du
