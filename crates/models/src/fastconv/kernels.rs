@@ -147,6 +147,16 @@ impl Elem for f64 {
     }
 }
 
+/// `n` copies of `zero`, written by all of rayon's threads: the outputs of the passes
+/// are large, and a zero fill (with its page faults) on the calling thread alone
+/// leaves the other cores idle.
+pub(crate) fn zeros<T: Copy + Send + Sync>(n: usize, zero: T) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(n);
+    rayon::iter::repeat_n(zero, n).collect_into_vec(&mut v);
+    v
+}
+
 /// Shapes of one convolution: `n x c_in x h x w` input, `c_out x c_in x k x k` kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {

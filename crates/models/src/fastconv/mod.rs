@@ -50,7 +50,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use kernels::{col2im, im2col, matmul, Elem, Geometry, Mat};
+use kernels::{col2im, im2col, matmul, zeros, Elem, Geometry, Mat};
 
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
@@ -241,7 +241,7 @@ fn check_output_gradient(l: &Layout, g: &Geometry) -> Result<()> {
 
 /// Forward convolution of a contiguous batch, optionally with bias and ReLU.
 fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T], bias: Option<&[T]>, relu: bool) -> Vec<T> {
-    let mut out = vec![T::ZERO; g.n * g.out_len()];
+    let mut out = zeros(g.n * g.out_len(), T::ZERO);
     if out.is_empty() {
         return out;
     }
@@ -305,8 +305,8 @@ fn epilogue<T: Elem>(y: &mut [T], hw: usize, bias: Option<&[T]>, relu: bool) {
 /// applies.
 fn forward_pooled<T: Elem>(g: &Geometry, x: &[T], w: &[T], b: &[T], k: usize) -> (Vec<T>, Vec<u8>) {
     let pooled = g.n * g.c_out * (g.ho / k) * (g.wo / k);
-    let mut out = vec![T::ZERO; pooled];
-    let mut codes = vec![0u8; pooled];
+    let mut out = zeros(pooled, T::ZERO);
+    let mut codes = zeros(pooled, 0u8);
     if pooled == 0 {
         return (out, codes);
     }
@@ -374,7 +374,7 @@ fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
         let (back, flipped) = flipped(g, w);
         return forward(&back, grad, &flipped, None, false);
     }
-    let mut dx = vec![T::ZERO; g.n * g.in_len()];
+    let mut dx = zeros(g.n * g.in_len(), T::ZERO);
     if dx.is_empty() {
         return dx;
     }
@@ -605,12 +605,16 @@ impl CustomOp3 for ConvForward {
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = if self.relu {
-            grad.contiguous()?.apply_op2_no_bwd(y, &ReluMask)?
-        } else {
-            grad.contiguous()?
-        };
-        self.backward_linear(x, w, b, &grad)
+        let grad = grad.contiguous()?;
+        if !self.relu {
+            return self.backward_linear(x, w, b, &grad);
+        }
+        let g = geometry_of(x.dims4()?, w.dims4()?, self.stride, self.padding)?;
+        if backward_reads_pooled(&g) {
+            let no_pool = (1, std::sync::Arc::new(Vec::new()));
+            return backward_through_relu((x, w, b), y, &grad, self.padding, no_pool);
+        }
+        self.backward_linear(x, w, b, &grad.apply_op2_no_bwd(y, &ReluMask)?)
     }
 }
 
@@ -654,19 +658,20 @@ impl ConvForward {
     }
 }
 
-/// The input gradient of `max_pool(relu(conv(x, w) + b), k)` through Winograd, from
-/// (pooled-output gradient, pooled output, kernel): the unpooling happens as the
-/// gradient is read.
-struct BackwardDataPooled {
+/// The input gradient of `max_pool(relu(conv(x, w) + b), k)` (of `relu(conv(x, w) +
+/// b)` when `k == 1`) through Winograd, from (output gradient, output, kernel): ReLU's
+/// mask and the unpooling are applied as the gradient is read.
+struct BackwardDataRelu {
     input: (usize, usize, usize, usize),
     padding: usize,
     k: usize,
     codes: std::sync::Arc<Vec<u8>>,
 }
 
-/// The weight and bias gradients of `max_pool(relu(conv(x, w) + b), k)` through
-/// Winograd, from (input, pooled-output gradient, pooled output): flat `dW | db`.
-struct BackwardWeightPooled {
+/// The weight and bias gradients of `max_pool(relu(conv(x, w) + b), k)` (of
+/// `relu(conv(x, w) + b)` when `k == 1`) through Winograd, from (input, output
+/// gradient, output): flat `dW | db`.
+struct BackwardWeightRelu {
     kernel: (usize, usize, usize, usize),
     padding: usize,
     k: usize,
@@ -683,13 +688,13 @@ fn check_pooled(g: &Geometry, k: usize, codes: &[u8], grad: &Layout, y: &Layout)
     if dims4(grad, "gradient")? != pooled || dims4(y, "pooled output")? != pooled {
         candle_core::bail!("fast conv2d+pool backward: the gradient has the wrong shape");
     }
-    if codes.len() != grad.shape().elem_count() {
+    if k > 1 && codes.len() != grad.shape().elem_count() {
         candle_core::bail!("fast conv2d+pool backward: the pooling record has the wrong size");
     }
     Ok(())
 }
 
-impl CustomOp3 for BackwardDataPooled {
+impl CustomOp3 for BackwardDataRelu {
     fn name(&self) -> &'static str {
         "fast-conv2d-pool-backward-data"
     }
@@ -706,7 +711,7 @@ impl CustomOp3 for BackwardDataPooled {
         let g = geometry_of(self.input, dims4(l3, "kernel")?, 1, self.padding)?;
         check_pooled(&g, self.k, &self.codes, l1, l2)?;
         fn run<T: Same>(
-            op: &BackwardDataPooled,
+            op: &BackwardDataRelu,
             g: &Geometry,
             grad: &[T],
             (s2, l2): (&CpuStorage, &Layout),
@@ -715,8 +720,8 @@ impl CustomOp3 for BackwardDataPooled {
             let y = T::same(s2, l2, "pooled output")?;
             let w = T::same(s3, l3, "kernel")?;
             let (back, flipped) = flipped(g, w);
-            let mut dx = vec![T::ZERO; g.n * g.in_len()];
-            let source = winograd::Source::Unpooled {
+            let mut dx = zeros(g.n * g.in_len(), T::ZERO);
+            let source = winograd::Source::ThroughRelu {
                 grad,
                 y,
                 codes: &op.codes,
@@ -742,7 +747,7 @@ impl CustomOp3 for BackwardDataPooled {
     }
 }
 
-impl CustomOp3 for BackwardWeightPooled {
+impl CustomOp3 for BackwardWeightRelu {
     fn name(&self) -> &'static str {
         "fast-conv2d-pool-backward-weight"
     }
@@ -759,13 +764,13 @@ impl CustomOp3 for BackwardWeightPooled {
         let g = geometry_of(dims4(l1, "input")?, self.kernel, 1, self.padding)?;
         check_pooled(&g, self.k, &self.codes, l2, l3)?;
         fn run<T: Same>(
-            op: &BackwardWeightPooled,
+            op: &BackwardWeightRelu,
             g: &Geometry,
             x: &[T],
             (s2, l2): (&CpuStorage, &Layout),
             (s3, l3): (&CpuStorage, &Layout),
         ) -> Result<Vec<T>> {
-            let source = winograd::Source::Unpooled {
+            let source = winograd::Source::ThroughRelu {
                 grad: T::same(s2, l2, "gradient")?,
                 y: T::same(s3, l3, "pooled output")?,
                 codes: &op.codes,
@@ -785,6 +790,46 @@ impl CustomOp3 for BackwardWeightPooled {
         )?);
         Ok((out, Shape::from(g.c_out * g.ckk() + g.c_out)))
     }
+}
+
+/// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with `k == 1`
+/// and no `codes`, of `relu(conv(x, w) + b)`), for the arguments that take part in a
+/// gradient, through Winograd, from the output `y` and its gradient.
+fn backward_through_relu(
+    (x, w, b): (&Tensor, &Tensor, &Tensor),
+    y: &Tensor,
+    grad: &Tensor,
+    padding: usize,
+    (k, codes): (usize, std::sync::Arc<Vec<u8>>),
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let dx = if x.track_op() {
+        let op = BackwardDataRelu {
+            input: x.dims4()?,
+            padding,
+            k,
+            codes: codes.clone(),
+        };
+        Some(grad.apply_op3_no_bwd(y, w, &op)?)
+    } else {
+        None
+    };
+    let (dw, db) = if w.track_op() || b.track_op() {
+        let op = BackwardWeightRelu {
+            kernel: w.dims4()?,
+            padding,
+            k,
+            codes,
+        };
+        let flat = x.apply_op3_no_bwd(grad, y, &op)?;
+        let wlen = w.elem_count();
+        (
+            Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
+            Some(flat.narrow(0, wlen, b.elem_count())?),
+        )
+    } else {
+        (None, None)
+    };
+    Ok((dx, dw, db))
 }
 
 /// `max_pool(relu(conv(x, w) + b), k)`; the forward pass records where each window's
@@ -886,34 +931,7 @@ impl CustomOp3 for ConvPoolForward {
             let grad = grad.apply_op2_no_bwd(y, &unpool)?;
             return self.conv.backward_linear(x, w, b, &grad);
         }
-        let dx = if x.track_op() {
-            let op = BackwardDataPooled {
-                input: x.dims4()?,
-                padding,
-                k: self.k,
-                codes: codes.clone(),
-            };
-            Some(grad.apply_op3_no_bwd(y, w, &op)?)
-        } else {
-            None
-        };
-        let (dw, db) = if w.track_op() || b.track_op() {
-            let op = BackwardWeightPooled {
-                kernel: w.dims4()?,
-                padding,
-                k: self.k,
-                codes,
-            };
-            let flat = x.apply_op3_no_bwd(&grad, y, &op)?;
-            let wlen = w.elem_count();
-            (
-                Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
-                Some(flat.narrow(0, wlen, b.elem_count())?),
-            )
-        } else {
-            (None, None)
-        };
-        Ok((dx, dw, db))
+        backward_through_relu((x, w, b), y, &grad, padding, (self.k, codes))
     }
 }
 
@@ -937,10 +955,12 @@ impl CustomOp2 for ReluMask {
         }
         fn run<T: Same>(g: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
             let y = T::same(s2, l2, "output")?;
-            Ok(g.iter()
+            let mut out = Vec::with_capacity(g.len());
+            g.par_iter()
                 .zip(y)
                 .map(|(&g, &y)| if y > T::ZERO { g } else { T::ZERO })
-                .collect())
+                .collect_into_vec(&mut out);
+            Ok(out)
         }
         let out = with_dtype!("relu mask", s1, |g| run(
             slice(g, l1, "gradient")?,

@@ -8,7 +8,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::Elem;
+use super::kernels::{zeros, Elem};
 use super::{slice, Same};
 
 /// `N x C x H x W -> N x C x H/k x W/k` (H and W divisible by k), on the CPU.
@@ -50,7 +50,7 @@ fn argmax<T: Elem>(plane: &[T], w: usize, k: usize, oy: usize, ox: usize) -> usi
 
 fn forward<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec<T> {
     let (ho, wo) = (h / k, w / k);
-    let mut out = vec![T::ZERO; planes * ho * wo];
+    let mut out = zeros(planes * ho * wo, T::ZERO);
     if out.is_empty() {
         return out;
     }
@@ -68,7 +68,7 @@ fn forward<T: Elem>(x: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec
 
 fn backward<T: Elem>(x: &[T], grad: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec<T> {
     let (ho, wo) = (h / k, w / k);
-    let mut dx = vec![T::ZERO; planes * h * w];
+    let mut dx = zeros(planes * h * w, T::ZERO);
     if dx.is_empty() {
         return dx;
     }
@@ -221,7 +221,7 @@ impl CustomOp2 for Unpool {
         ) -> Result<Vec<T>> {
             let y = T::same(s2, l2, "pooled output")?;
             let (ho, wo) = (h / k, w / k);
-            let mut dx = vec![T::ZERO; op.codes.len() * k * k];
+            let mut dx = zeros(op.codes.len() * k * k, T::ZERO);
             if ho * wo == 0 {
                 return Ok(dx);
             }

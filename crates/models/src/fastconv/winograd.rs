@@ -396,6 +396,8 @@ struct Scratch<T> {
     grad: Vec<T>,
     /// One image or output channels-last and unpadded: `h*w x C` (either side).
     compact: Vec<T>,
+    /// A gradient through ReLU, channels-first (same size).
+    masked: Vec<T>,
     /// The window offsets of an unpooled gradient, channels-last (same size).
     codes: Vec<u8>,
     /// `V`: `a² x tiles x C_in` for one round.
@@ -412,6 +414,7 @@ impl<T: Elem> Scratch<T> {
             padded: vec![T::ZERO; t.hp * t.wp * g.c_in],
             grad: vec![T::ZERO; t.th * V::M * t.tw * V::M * g.c_out],
             compact: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
+            masked: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
             codes: vec![0; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
             v: vec![T::ZERO; a2 * plane(tiles, g.c_in)],
             m: vec![T::ZERO; a2 * plane(tiles, g.c_out)],
@@ -560,20 +563,18 @@ fn to_channels_last<T: Elem>(
 pub(crate) enum Source<'a, T> {
     /// The images themselves, channels-first.
     Dense(&'a [T]),
-    /// The gradient with respect to the input of `max_pool(relu(.), k)`, built on the
-    /// fly from the gradient of its output (`grad`), its output (`y`, ReLU's mask) and
-    /// each window's first maximum (`codes`, as [`forward`] records them), all
-    /// `C x H/k x W/k` per image: never materialised at full size.
-    Unpooled {
+    /// The gradient with respect to the input of `max_pool(relu(.), k)` (of `relu`
+    /// alone when `k == 1`), built on the fly from the gradient of its output (`grad`),
+    /// its output (`y`, ReLU's mask) and each window's first maximum (`codes`, as
+    /// [`forward`] records them; empty when `k == 1`), all `C x H/k x W/k` per image:
+    /// never materialised at full size.
+    ThroughRelu {
         grad: &'a [T],
         y: &'a [T],
         codes: &'a [u8],
         k: usize,
     },
 }
-
-/// A code that matches no window offset: where the pooled value is not positive.
-const MASKED: u8 = u8::MAX;
 
 impl<'a, T: Elem> Source<'a, T> {
     /// Images `from..from + count` (or as many as there are), each `len` values at
@@ -584,12 +585,16 @@ impl<'a, T: Elem> Source<'a, T> {
         };
         match self {
             Source::Dense(x) => Source::Dense(&x[cut(len, x.len())]),
-            Source::Unpooled { grad, y, codes, k } => {
+            Source::ThroughRelu { grad, y, codes, k } => {
                 let l = len / (k * k);
-                Source::Unpooled {
+                Source::ThroughRelu {
                     grad: &grad[cut(l, grad.len())],
                     y: &y[cut(l, y.len())],
-                    codes: &codes[cut(l, codes.len())],
+                    codes: if k > 1 {
+                        &codes[cut(l, codes.len())]
+                    } else {
+                        codes
+                    },
                     k,
                 }
             }
@@ -600,13 +605,14 @@ impl<'a, T: Elem> Source<'a, T> {
     fn count(self, len: usize) -> usize {
         match self {
             Source::Dense(x) => x.len() / len,
-            Source::Unpooled { grad, k, .. } => grad.len() / (len / (k * k)),
+            Source::ThroughRelu { grad, k, .. } => grad.len() / (len / (k * k)),
         }
     }
 
     /// Writes image `i`, `c x h x w`, channels-last into `dst` (`cols` pixels per row)
-    /// with its corner at `(top, left)`, through the scratch `tmp` (`h*w x c`) and
-    /// `codes` (`h*w x c` bytes); the rest of `dst` is left as it is.
+    /// with its corner at `(top, left)`, through the scratch `tmp` and `masked`
+    /// (`h*w x c` values each) and `codes_cl` (as many bytes); the rest of `dst` is left
+    /// as it is.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn fill(
@@ -615,8 +621,7 @@ impl<'a, T: Elem> Source<'a, T> {
         (c, h, w): (usize, usize, usize),
         cols: usize,
         (top, left): (usize, usize),
-        tmp: &mut [T],
-        codes_cl: &mut [u8],
+        (tmp, masked, codes_cl): (&mut [T], &mut [T], &mut [u8]),
         dst: &mut [T],
     ) {
         let (grad, y, codes, k) = match self {
@@ -632,23 +637,27 @@ impl<'a, T: Elem> Source<'a, T> {
                 );
                 return;
             }
-            Source::Unpooled { grad, y, codes, k } => (grad, y, codes, k),
+            Source::ThroughRelu { grad, y, codes, k } => (grad, y, codes, k),
         };
         let (ph, pw) = (h / k, w / k);
         let (hw, len) = (ph * pw, c * ph * pw);
-        let (grad, y, codes) = (
-            &grad[i * len..(i + 1) * len],
-            &y[i * len..(i + 1) * len],
-            &codes[i * len..(i + 1) * len],
-        );
-        // The pooled gradient channels-last, and each value's window offset, or
-        // `MASKED` where ReLU blocks it (the pooled value is not positive; NaN is not
-        // either, as in the unfused path).
-        transpose(grad, (c, hw, hw), tmp, c);
-        for ch in 0..c {
-            for p in 0..hw {
-                let at = ch * hw + p;
-                codes_cl[p * c + ch] = if y[at] > T::ZERO { codes[at] } else { MASKED };
+        let (grad, y) = (&grad[i * len..(i + 1) * len], &y[i * len..(i + 1) * len]);
+        // Without pooling every value is its own window's maximum.
+        // ReLU's mask (the output is not positive; NaN is not either, as in the
+        // unfused path), channels-first, then channels-last.
+        for ((m, &g), &y) in masked.iter_mut().zip(grad).zip(y) {
+            *m = if y > T::ZERO { g } else { T::ZERO };
+        }
+        if k == 1 {
+            to_channels_last(&masked[..len], (c, h, w), cols, (top, left), tmp, dst);
+            return;
+        }
+        transpose(&masked[..len], (c, hw, hw), tmp, c);
+        // Each value's window offset, channels-last.
+        let codes = &codes[i * len..(i + 1) * len];
+        for p in 0..hw {
+            for ch in 0..c {
+                codes_cl[p * c + ch] = codes[ch * hw + p];
             }
         }
         for py in 0..ph {
@@ -656,6 +665,7 @@ impl<'a, T: Elem> Source<'a, T> {
                 let p = py * pw + px;
                 for c0 in (0..c).step_by(LANES) {
                     let g = load(tmp, p * c + c0);
+                    // Zero where ReLU blocks it, so its window offset does not matter.
                     let at = &codes_cl[p * c + c0..p * c + c0 + LANES];
                     for d in 0..k * k {
                         let mut v = Lanes::<T>::ZERO;
@@ -676,7 +686,7 @@ impl<'a, T: Elem> Source<'a, T> {
     pub(crate) fn channel_sums(self, i: usize, (c, hw): (usize, usize), db: &mut [T]) {
         let (plane, len) = match self {
             Source::Dense(_) => (hw, c * hw),
-            Source::Unpooled { k, .. } => (hw / (k * k), c * hw / (k * k)),
+            Source::ThroughRelu { k, .. } => (hw / (k * k), c * hw / (k * k)),
         };
         for (ch, db) in db.iter_mut().enumerate().take(c) {
             let mut sum = T::ZERO;
@@ -684,7 +694,7 @@ impl<'a, T: Elem> Source<'a, T> {
                 let at = i * len + ch * plane + p;
                 sum += match self {
                     Source::Dense(x) => x[at],
-                    Source::Unpooled { grad, y, .. } => {
+                    Source::ThroughRelu { grad, y, .. } => {
                         if y[at] > T::ZERO {
                             grad[at]
                         } else {
@@ -755,15 +765,8 @@ fn transform_inputs<V: Variant, T: Elem>(
     let wp = t.wp;
     for i in 0..images {
         // Only the interior is written, so the borders stay zero.
-        x.fill(
-            i,
-            (c, g.h, g.w),
-            wp,
-            (g.pad, g.pad),
-            &mut s.compact,
-            &mut s.codes,
-            &mut s.padded,
-        );
+        let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
+        x.fill(i, (c, g.h, g.w), wp, (g.pad, g.pad), scratch, &mut s.padded);
         // Bᵀ down the patch's columns, then across its rows into V.
         transform_tiles!(
             V,
@@ -1054,8 +1057,8 @@ fn weight_round<V: Variant, T: Elem, const FMA: bool>(
     // Past the output it stays zero: only the output's own pixels are ever written
     // here, and the forward pass, which writes whole tiles, uses its own scratch.
     for i in 0..images {
-        let (tmp, codes) = (&mut s.compact, &mut s.codes);
-        gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), tmp, codes, &mut s.grad);
+        let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
+        gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), scratch, &mut s.grad);
         // A down the columns of each gradient tile, then across its rows into M.
         transform_tiles!(V, T, t, i, c, (s.grad, wm, V::M), V::output_t, (s.m, m_k));
     }
