@@ -496,6 +496,33 @@ fn store<T: Elem>(l: Lanes<T>, dst: &mut [T], at: usize) {
     dst[at..at + LANES].copy_from_slice(&l.0);
 }
 
+/// [`load`] without the bounds check, for loops that assert their largest index
+/// once instead of at every access.
+///
+/// # Safety
+/// `at + LANES <= src.len()`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn load_unchecked<T: Elem>(src: &[T], at: usize) -> Lanes<T> {
+    debug_assert!(at + LANES <= src.len());
+    let mut l = Lanes::<T>::ZERO;
+    // SAFETY: in bounds by the caller's contract.
+    l.0.copy_from_slice(unsafe { src.get_unchecked(at..at + LANES) });
+    l
+}
+
+/// [`store`] without the bounds check (see [`load_unchecked`]).
+///
+/// # Safety
+/// `at + LANES <= dst.len()`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn store_unchecked<T: Elem>(l: Lanes<T>, dst: &mut [T], at: usize) {
+    debug_assert!(at + LANES <= dst.len());
+    // SAFETY: in bounds by the caller's contract.
+    unsafe { dst.get_unchecked_mut(at..at + LANES) }.copy_from_slice(&l.0);
+}
+
 impl<T: Elem> Lanes<T> {
     /// ReLU lane by lane; NaN passes through (it is not <= 0), as in candle's relu.
     #[inline(always)]
@@ -724,11 +751,23 @@ macro_rules! transform_tiles {
             for tx in 0..t.tw {
                 let tile = $i * t.per_image() + ty * t.tw + tx;
                 let corner = (ty * <$v>::M * width + tx * <$v>::M) * c;
+                // The largest indices below, with c0 + LANES <= c (c is a multiple of
+                // LANES): checked once per tile instead of at every access.
+                assert!(
+                    c % LANES == 0
+                        && corner + (($n - 1) * width + $n - 1) * c + c <= $src.len()
+                        && (<$v>::A * <$v>::A - 1) * $stride + (tile + 1) * c <= $dst.len(),
+                    "Winograd transform: tile out of bounds"
+                );
                 for c0 in (0..c).step_by(LANES) {
                     for col in 0..$n {
                         let mut d = [Lanes::<$t>::ZERO; MAX_A];
                         for (r, e) in d.iter_mut().enumerate().take($n) {
-                            *e = load(&$src, corner + (r * width + col) * c + c0);
+                            // SAFETY: r, col < $n and c0 + LANES <= c: within the bound
+                            // asserted above.
+                            *e = unsafe {
+                                load_unchecked(&$src, corner + (r * width + col) * c + c0)
+                            };
                         }
                         let o = $f(d);
                         for r in 0..<$v>::A {
@@ -738,7 +777,10 @@ macro_rules! transform_tiles {
                     for (r, row) in half.iter().enumerate().take(<$v>::A) {
                         let o = $f(*row);
                         for (col, &e) in o.iter().enumerate().take(<$v>::A) {
-                            store(e, &mut $dst, (r * <$v>::A + col) * $stride + tile * c + c0);
+                            let at = (r * <$v>::A + col) * $stride + tile * c + c0;
+                            // SAFETY: r, col < A and c0 + LANES <= c: within the bound
+                            // asserted above.
+                            unsafe { store_unchecked(e, &mut $dst, at) };
                         }
                     }
                 }
@@ -752,6 +794,8 @@ macro_rules! transform_tiles {
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
 #[allow(clippy::needless_range_loop)]
+// transform_tiles! reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
 fn transform_inputs<V: Variant, T: Elem>(
     g: &Geometry,
     t: &Tiling,
@@ -845,6 +889,8 @@ pub(crate) fn forward<V: Variant, T: Elem>(
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
 #[allow(clippy::needless_range_loop)]
+// The output transform reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
 fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     g: &Geometry,
     t: &Tiling,
@@ -883,6 +929,14 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     let (ph, pw) = (g.ho / k, g.wo / k);
     let mut half = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
     let mut full = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
+    // Every tile, row and column index below stays inside these two bounds (tile <
+    // tiles, output pixels inside the output), which replace per-access checks.
+    assert!(
+        c % LANES == 0
+            && (a2 - 1) * m_k + tiles * c <= s.m.len()
+            && g.out_hw() * c <= s.compact.len(),
+        "Winograd output transform: scratch too short"
+    );
     for (i, y) in out.chunks_exact_mut(c * ph * pw).take(images).enumerate() {
         for ty in 0..t.th {
             let rows = V::M.min(g.ho - ty * V::M);
@@ -894,7 +948,9 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                     for col in 0..V::A {
                         let mut d = [Lanes::<T>::ZERO; MAX_A];
                         for (r, e) in d.iter_mut().enumerate().take(V::A) {
-                            *e = load(&s.m, (r * V::A + col) * m_k + tile * c + c0);
+                            let at = (r * V::A + col) * m_k + tile * c + c0;
+                            // SAFETY: below the first bound asserted before the loop.
+                            *e = unsafe { load_unchecked(&s.m, at) };
                         }
                         let o = V::output(d);
                         for r in 0..V::M {
@@ -908,7 +964,10 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                             let o = V::output(*row);
                             for (col, &e) in o.iter().enumerate().take(cols) {
                                 let v = if relu { (e + b).relu() } else { e + b };
-                                store(v, &mut s.compact, corner + (r * g.wo + col) * c + c0);
+                                let at = corner + (r * g.wo + col) * c + c0;
+                                // SAFETY: an output pixel's channels, below the second
+                                // bound asserted before the loop.
+                                unsafe { store_unchecked(v, &mut s.compact, at) };
                             }
                         }
                         continue;
@@ -1036,6 +1095,8 @@ mod simd {
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
 #[allow(clippy::needless_range_loop)]
+// transform_tiles! reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
 fn weight_round<V: Variant, T: Elem, const FMA: bool>(
     g: &Geometry,
     t: &Tiling,
