@@ -157,6 +157,39 @@ pub(crate) fn zeros<T: Copy + Send + Sync>(n: usize, zero: T) -> Vec<T> {
     v
 }
 
+/// The sum of `v`, in eight interleaved partial sums so that it vectorises (a single
+/// running sum is one dependent addition per value).
+pub(crate) fn sum<T: Elem>(v: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    let mut total = T::ZERO;
+    for &x in chunks.remainder() {
+        total += x;
+    }
+    acc.iter().fold(total, |t, &a| t + a)
+}
+
+/// The sum of `v` where `y` is positive (ReLU's backward), as [`sum`].
+pub(crate) fn sum_where_positive<T: Elem>(v: &[T], y: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let (mut vc, mut yc) = (v.chunks_exact(8), y.chunks_exact(8));
+    for (c, yc) in (&mut vc).zip(&mut yc) {
+        for ((a, &x), &y) in acc.iter_mut().zip(c).zip(yc) {
+            *a += if y > T::ZERO { x } else { T::ZERO };
+        }
+    }
+    let mut total = T::ZERO;
+    for (&x, &y) in vc.remainder().iter().zip(yc.remainder()) {
+        total += if y > T::ZERO { x } else { T::ZERO };
+    }
+    acc.iter().fold(total, |t, &a| t + a)
+}
+
 /// Shapes of one convolution: `n x c_in x h x w` input, `c_out x c_in x k x k` kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {

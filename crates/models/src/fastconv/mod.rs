@@ -427,11 +427,7 @@ fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
 /// Adds one image's bias gradient (the output gradient summed per channel).
 fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T]) {
     for (c, plane) in gy.chunks_exact(g.out_hw()).enumerate() {
-        let mut s = T::ZERO;
-        for &v in plane {
-            s += v;
-        }
-        db[c] += s;
+        db[c] += kernels::sum(plane);
     }
 }
 

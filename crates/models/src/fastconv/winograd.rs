@@ -26,7 +26,7 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 
-use super::kernels::{Elem, Geometry};
+use super::kernels::{sum, sum_where_positive, Elem, Geometry};
 use gemm::Parallelism;
 
 /// Largest transformed tile side (F(4x4, 3x3)).
@@ -716,21 +716,13 @@ impl<'a, T: Elem> Source<'a, T> {
             Source::ThroughRelu { k, .. } => (hw / (k * k), c * hw / (k * k)),
         };
         for (ch, db) in db.iter_mut().enumerate().take(c) {
-            let mut sum = T::ZERO;
-            for p in 0..plane {
-                let at = i * len + ch * plane + p;
-                sum += match self {
-                    Source::Dense(x) => x[at],
-                    Source::ThroughRelu { grad, y, .. } => {
-                        if y[at] > T::ZERO {
-                            grad[at]
-                        } else {
-                            T::ZERO
-                        }
-                    }
-                };
-            }
-            *db += sum;
+            let at = i * len + ch * plane..i * len + (ch + 1) * plane;
+            *db += match self {
+                Source::Dense(x) => sum(&x[at]),
+                Source::ThroughRelu { grad, y, .. } => {
+                    sum_where_positive(&grad[at.clone()], &y[at])
+                }
+            };
         }
     }
 }
