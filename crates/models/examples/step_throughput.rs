@@ -1,0 +1,91 @@
+//! Best-of-N and median throughput of GapCnn's three hot paths: a training step (batch
+//! 128, Adam), an attack's input-gradient step (batch 250, the bundled weights) and
+//! inference (batch 1000).
+//!
+//! The criterion benches (`cargo bench -p models --bench models`) report means; on a
+//! shared 2-core machine a mean mixes in whatever else ran, so this prints the best
+//! and the median of `N` timed repetitions next to each other.
+//!
+//! ```text
+//! cargo run --release -p models --example step_throughput -- [N]
+//! RAYON_NUM_THREADS=1 cargo run --release -p models --example step_throughput
+//! ```
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use models::{init_model, Adam, AdamConfig, Classifier, GapCnn};
+use std::time::Instant;
+
+fn inputs(n: usize) -> Result<Tensor> {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    models::random::uniform(&mut rng, (n, 1, 28, 28), 0.0, 1.0, DType::F32, &Device::Cpu)
+}
+
+fn labels(n: usize) -> Result<Tensor> {
+    Tensor::from_vec((0..n as u32).map(|i| i % 10).collect(), n, &Device::Cpu)
+}
+
+/// Runs `step` once to warm up, then `reps` times, and prints images per second.
+fn report(
+    name: &str,
+    images: usize,
+    reps: usize,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    step()?;
+    let mut secs = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = Instant::now();
+        step()?;
+        secs.push(start.elapsed().as_secs_f64());
+    }
+    secs.sort_by(f64::total_cmp);
+    let rate = |s: f64| images as f64 / s;
+    println!(
+        "{name:28} best {:7.0} images/s   median {:7.0} images/s",
+        rate(secs[0]),
+        rate(secs[reps / 2])
+    );
+    Ok(())
+}
+
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    models::fastconv::tune_cpu_runtime();
+    let reps = match std::env::args().nth(1) {
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("N must be a count, got {n}"))?,
+        None => 30,
+    };
+    let reps = usize::max(reps, 1);
+    let dev = Device::Cpu;
+
+    let (model, varmap) = init_model::<GapCnn>(0, DType::F32, &dev)?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| "poisoned var map")?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut adam = Adam::new(vars, AdamConfig::default())?;
+    let (x, y) = (inputs(128)?, labels(128)?);
+    report("training step, batch 128", 128, reps, || {
+        let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
+        adam.step(&loss.backward()?)
+    })?;
+
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/weights/gapcnn.safetensors");
+    let model = models::load_model::<GapCnn>(&weights, DType::F32, &dev)?;
+    let (x, y) = (Var::from_tensor(&inputs(250)?)?, labels(250)?);
+    report("input gradient, batch 250", 250, reps, || {
+        let loss = candle_nn::loss::cross_entropy(&model.logits(x.as_tensor())?, &y)?;
+        loss.backward().map(|_| ())
+    })?;
+
+    let x = inputs(1000)?;
+    report("inference, batch 1000", 1000, reps.div_ceil(2), || {
+        model.logits(&x).map(|_| ())
+    })?;
+    Ok(())
+}
