@@ -661,17 +661,25 @@ impl ConvForward {
                 padding: self.padding,
                 kernel: w.dims4()?,
             };
-            let flat = x.apply_op2_no_bwd(grad, &op)?;
-            let wlen = w.elem_count();
-            (
-                Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
-                Some(flat.narrow(0, wlen, b.elem_count())?),
-            )
+            split_weight_bias(&x.apply_op2_no_bwd(grad, &op)?, w, b)?
         } else {
             (None, None)
         };
         Ok((dx, dw, db))
     }
+}
+
+/// The weight and bias gradients from the backward passes' flat `dW | db`.
+fn split_weight_bias(
+    flat: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let wlen = w.elem_count();
+    Ok((
+        Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
+        Some(flat.narrow(0, wlen, b.elem_count())?),
+    ))
 }
 
 /// The input gradient of `max_pool(relu(conv(x, w) + b), k)` (of `relu(conv(x, w) +
@@ -836,12 +844,7 @@ fn backward_through_relu(
             k,
             codes,
         };
-        let flat = x.apply_op3_no_bwd(grad, y, &op)?;
-        let wlen = w.elem_count();
-        (
-            Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
-            Some(flat.narrow(0, wlen, b.elem_count())?),
-        )
+        split_weight_bias(&x.apply_op3_no_bwd(grad, y, &op)?, w, b)?
     } else {
         (None, None)
     };
