@@ -720,7 +720,7 @@ fn check_pooled(g: &Geometry, k: usize, codes: &[u8], grad: &Layout, y: &Layout)
 
 impl CustomOp3 for BackwardDataRelu {
     fn name(&self) -> &'static str {
-        "fast-conv2d-pool-backward-data"
+        "fast-conv2d-relu-backward-data"
     }
 
     fn cpu_fwd(
@@ -773,7 +773,7 @@ impl CustomOp3 for BackwardDataRelu {
 
 impl CustomOp3 for BackwardWeightRelu {
     fn name(&self) -> &'static str {
-        "fast-conv2d-pool-backward-weight"
+        "fast-conv2d-relu-backward-weight"
     }
 
     fn cpu_fwd(
