@@ -50,8 +50,17 @@ fn run(case: &Case, fast: bool, dtype: DType, seed: u64) -> [Vec<f64>; 4] {
     );
     let f = if fast { conv2d } else { reference_conv2d };
     let y = f(&x, &w, &b, case.stride, case.pad, case.relu).unwrap();
-    let r = uniform(&mut rng, y.shape(), -1.0, 1.0, dtype, &dev).unwrap();
-    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    value_and_gradients(&y, (&x, &w, &b), &mut rng)
+}
+
+/// (y, dx, dw, db) of `sum(r * y)` for a random `r`, in f64.
+fn value_and_gradients(
+    y: &Tensor,
+    (x, w, b): (&Var, &Var, &Var),
+    rng: &mut StdRng,
+) -> [Vec<f64>; 4] {
+    let r = uniform(rng, y.shape(), -1.0, 1.0, y.dtype(), y.device()).unwrap();
+    let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let flat = |t: &Tensor| -> Vec<f64> {
         t.to_dtype(DType::F64)
             .unwrap()
@@ -61,10 +70,10 @@ fn run(case: &Case, fast: bool, dtype: DType, seed: u64) -> [Vec<f64>; 4] {
             .unwrap()
     };
     [
-        flat(&y),
-        flat(grads.get(&x).unwrap()),
-        flat(grads.get(&w).unwrap()),
-        flat(grads.get(&b).unwrap()),
+        flat(y),
+        flat(grads.get(x).unwrap()),
+        flat(grads.get(w).unwrap()),
+        flat(grads.get(b).unwrap()),
     ]
 }
 
@@ -366,22 +375,7 @@ fn run_pooled(case: &Case, pool: usize, fused: bool, dtype: DType) -> [Vec<f64>;
             .max(3)
             .unwrap()
     };
-    let r = uniform(&mut rng, y.shape(), -1.0, 1.0, dtype, &dev).unwrap();
-    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-    let flat = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    [
-        flat(&y),
-        flat(grads.get(&x).unwrap()),
-        flat(grads.get(&w).unwrap()),
-        flat(grads.get(&b).unwrap()),
-    ]
+    value_and_gradients(&y, (&x, &w, &b), &mut rng)
 }
 
 #[test]
