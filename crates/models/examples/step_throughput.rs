@@ -7,9 +7,12 @@
 //! and the median of `N` timed repetitions next to each other.
 //!
 //! ```text
-//! cargo run --release -p models --example step_throughput -- [N]
+//! cargo run --release -p models --example step_throughput -- [N] [PATH]
 //! RAYON_NUM_THREADS=1 cargo run --release -p models --example step_throughput
 //! ```
+//!
+//! `PATH` (`training`, `gradient` or `inference`) times that path alone, for a
+//! profiler.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use models::{init_model, Adam, AdamConfig, Classifier, GapCnn};
@@ -57,6 +60,13 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         None => 30,
     };
     let reps = usize::max(reps, 1);
+    let only = std::env::args().nth(2);
+    if let Some(p) = only.as_deref() {
+        if !["training", "gradient", "inference"].contains(&p) {
+            return Err(format!("PATH is training, gradient or inference, got {p}").into());
+        }
+    }
+    let runs = |path: &str| only.as_deref().is_none_or(|p| p == path);
     let dev = Device::Cpu;
 
     let (model, varmap) = init_model::<GapCnn>(0, DType::F32, &dev)?;
@@ -69,23 +79,29 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut adam = Adam::new(vars, AdamConfig::default())?;
     let (x, y) = (inputs(128)?, labels(128)?);
-    report("training step, batch 128", 128, reps, || {
-        let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
-        adam.step(&loss.backward()?)
-    })?;
+    if runs("training") {
+        report("training step, batch 128", 128, reps, || {
+            let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
+            adam.step(&loss.backward()?)
+        })?;
+    }
 
     let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/weights/gapcnn.safetensors");
     let model = models::load_model::<GapCnn>(&weights, DType::F32, &dev)?;
     let (x, y) = (Var::from_tensor(&inputs(250)?)?, labels(250)?);
-    report("input gradient, batch 250", 250, reps, || {
-        let loss = candle_nn::loss::cross_entropy(&model.logits(x.as_tensor())?, &y)?;
-        loss.backward().map(|_| ())
-    })?;
+    if runs("gradient") {
+        report("input gradient, batch 250", 250, reps, || {
+            let loss = candle_nn::loss::cross_entropy(&model.logits(x.as_tensor())?, &y)?;
+            loss.backward().map(|_| ())
+        })?;
+    }
 
     let x = inputs(1000)?;
-    report("inference, batch 1000", 1000, reps.div_ceil(2), || {
-        model.logits(&x).map(|_| ())
-    })?;
+    if runs("inference") {
+        report("inference, batch 1000", 1000, reps.div_ceil(2), || {
+            model.logits(&x).map(|_| ())
+        })?;
+    }
     Ok(())
 }
