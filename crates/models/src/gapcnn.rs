@@ -5,6 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::fastconv;
 use crate::layers::{global_average_pool, Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
 use crate::traits::{CamModel, Classifier, FeatureClassifier};
@@ -61,6 +62,9 @@ impl Architecture for GapCnn {
 impl GapCnn {
     /// The last feature maps (`N x 128 x 7 x 7`, after ReLU), before pooling.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        if fastconv::runs_fast(x) {
+            return self.features_nhwc(x)?.permute((0, 3, 1, 2))?.contiguous();
+        }
         let mut h = x.clone();
         for (i, conv) in self.convs.iter().enumerate() {
             h = if i == 1 || i == 3 {
@@ -71,10 +75,35 @@ impl GapCnn {
         }
         Ok(h)
     }
+
+    /// The last feature maps channels-last (`N x 7 x 7 x 128`), computed channels-last
+    /// throughout: the fast CPU path's layout, where no layer transposes its input or
+    /// output (see [`fastconv::conv2d_nhwc`]).
+    pub fn features_nhwc(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        // One channel: the same values in the same order.
+        let mut h = if c == 1 {
+            x.reshape((n, h, w, 1))?
+        } else {
+            x.permute((0, 2, 3, 1))?
+        };
+        for (i, conv) in self.convs.iter().enumerate() {
+            h = if i == 1 || i == 3 {
+                conv.forward_relu_pool_nhwc(&h, 2)?
+            } else {
+                conv.forward_relu_nhwc(&h)?
+            };
+        }
+        Ok(h)
+    }
 }
 
 impl Classifier for GapCnn {
     fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        if fastconv::runs_fast(images) {
+            let pooled = fastconv::global_average_pool_nhwc(&self.features_nhwc(images)?)?;
+            return self.fc.forward(&pooled);
+        }
         self.logits_from_features(&self.features(images)?)
     }
 }

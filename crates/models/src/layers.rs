@@ -47,6 +47,20 @@ impl Conv {
         let geometry = (self.stride, self.padding);
         crate::fastconv::conv2d_relu_pool(x, &self.weight, &self.bias, geometry, k)
     }
+
+    /// [`Conv::forward_relu`] on a channels-last batch (`N x H x W x C`, see
+    /// [`crate::fastconv::conv2d_nhwc`]).
+    pub fn forward_relu_nhwc(&self, x: &Tensor) -> Result<Tensor> {
+        let (s, p) = (self.stride, self.padding);
+        crate::fastconv::conv2d_nhwc(x, &self.weight, &self.bias, s, p, true)
+    }
+
+    /// [`Conv::forward_relu_pool`] on a channels-last batch (see
+    /// [`crate::fastconv::conv2d_relu_pool_nhwc`]).
+    pub fn forward_relu_pool_nhwc(&self, x: &Tensor, k: usize) -> Result<Tensor> {
+        let geometry = (self.stride, self.padding);
+        crate::fastconv::conv2d_relu_pool_nhwc(x, &self.weight, &self.bias, geometry, k)
+    }
 }
 
 impl Module for Conv {

@@ -147,6 +147,38 @@ impl Elem for f64 {
     }
 }
 
+/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i < rows`, `j < cols`,
+/// in 8 x 8 blocks.
+#[inline(always)]
+pub(crate) fn transpose<T: Elem>(
+    src: &[T],
+    (rows, cols, src_stride): (usize, usize, usize),
+    dst: &mut [T],
+    dst_stride: usize,
+) {
+    const B: usize = 8;
+    for i0 in (0..rows).step_by(B) {
+        let ri = B.min(rows - i0);
+        for j0 in (0..cols).step_by(B) {
+            let cj = B.min(cols - j0);
+            if ri == B && cj == B {
+                T::transpose8(
+                    &src[i0 * src_stride + j0..],
+                    src_stride,
+                    &mut dst[j0 * dst_stride + i0..],
+                    dst_stride,
+                );
+            } else {
+                for i in i0..i0 + ri {
+                    for j in j0..j0 + cj {
+                        dst[j * dst_stride + i] = src[i * src_stride + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `n` copies of `zero`, written by all of rayon's threads: the outputs of the passes
 /// are large, and a zero fill (with its page faults) on the calling thread alone
 /// leaves the other cores idle.

@@ -70,7 +70,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use kernels::{col2im, im2col, matmul, zeros, Elem, Geometry, Mat};
+use kernels::{col2im, im2col, matmul, transpose, zeros, Elem, Geometry, Mat};
 
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
@@ -119,18 +119,49 @@ pub fn conv2d(
     padding: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let fast = enabled()
-        && x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && weight.dtype() == x.dtype()
-        && bias.dtype() == x.dtype();
-    if !fast {
+    if !runs_fast(x) || weight.dtype() != x.dtype() || bias.dtype() != x.dtype() {
         return reference_conv2d(x, weight, bias, stride, padding, relu);
     }
     let op = ConvForward {
         stride,
         padding,
         relu,
+        channels_last: false,
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+/// Whether the ops of this module take their fast CPU path on `x` (they are switched
+/// on, `x` is on the CPU, in f32 or f64): for a model to pick the channels-last
+/// variants, which elsewhere only add permutes around candle's own ops.
+pub fn runs_fast(x: &Tensor) -> bool {
+    enabled() && x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// [`conv2d`] on channels-last batches: `x` is `N x H x W x C_in` and the result
+/// `N x Ho x Wo x C_out`; `weight` keeps PyTorch's `C_out x C_in x k x k`.
+///
+/// Layer after layer, channels-last saves the transposes in and out of the
+/// channels-last form that the Winograd kernels work in. Off the fast path this
+/// permutes around candle's `conv2d`.
+pub fn conv2d_nhwc(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    padding: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    if !runs_fast(x) || weight.dtype() != x.dtype() || bias.dtype() != x.dtype() {
+        let x = x.permute((0, 3, 1, 2))?;
+        return reference_conv2d(&x, weight, bias, stride, padding, relu)?.permute((0, 2, 3, 1));
+    }
+    let op = ConvForward {
+        stride,
+        padding,
+        relu,
+        channels_last: true,
     };
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
@@ -168,22 +199,55 @@ pub fn conv2d_relu_pool(
     (stride, padding): (usize, usize),
     k: usize,
 ) -> Result<Tensor> {
-    let fast = enabled()
-        && x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && weight.dtype() == x.dtype()
-        && bias.dtype() == x.dtype();
-    if !fast {
+    if !runs_fast(x) || weight.dtype() != x.dtype() || bias.dtype() != x.dtype() {
         return max_pool2d(
             &reference_conv2d(x, weight, bias, stride, padding, true)?,
             k,
         );
     }
+    conv_relu_pool_op(x, weight, bias, (stride, padding), (k, false))
+}
+
+/// [`conv2d_relu_pool`] on channels-last batches, as [`conv2d_nhwc`]. The fused op
+/// runs where Winograd pools (stride-1 3x3 kernels, channel counts divisible by 8, a
+/// window dividing 4); other layers permute around [`conv2d_relu_pool`].
+pub fn conv2d_relu_pool_nhwc(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (stride, padding): (usize, usize),
+    k: usize,
+) -> Result<Tensor> {
+    let native = runs_fast(x)
+        && weight.dtype() == x.dtype()
+        && bias.dtype() == x.dtype()
+        && x.dims4().is_ok_and(|d| {
+            weight.dims4().is_ok_and(|wd| {
+                geometry_of(nchw(d, true), wd, stride, padding)
+                    .is_ok_and(|g| pools_in_winograd(&g, k))
+            })
+        });
+    if !native {
+        let x = x.permute((0, 3, 1, 2))?;
+        return conv2d_relu_pool(&x, weight, bias, (stride, padding), k)?.permute((0, 2, 3, 1));
+    }
+    conv_relu_pool_op(x, weight, bias, (stride, padding), (k, true))
+}
+
+/// The fused convolution, ReLU and max-pool op.
+fn conv_relu_pool_op(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (stride, padding): (usize, usize),
+    (k, channels_last): (usize, bool),
+) -> Result<Tensor> {
     let op = ConvPoolForward {
         conv: ConvForward {
             stride,
             padding,
             relu: true,
+            channels_last,
         },
         k,
         codes: std::sync::Mutex::new(None),
@@ -235,8 +299,37 @@ fn geometry_of(
         .map_err(|e| candle_core::Error::Msg(format!("fast conv2d: {e}")))
 }
 
-fn geometry(x: &Layout, w: &Layout, stride: usize, pad: usize) -> Result<Geometry> {
-    geometry_of(dims4(x, "input")?, dims4(w, "kernel")?, stride, pad)
+/// `N, C, H, W` from the dims of an `N x C x H x W` tensor, or of an `N x H x W x C`
+/// one when `channels_last`.
+fn nchw(
+    (a, b, c, d): (usize, usize, usize, usize),
+    channels_last: bool,
+) -> (usize, usize, usize, usize) {
+    if channels_last {
+        (a, d, b, c)
+    } else {
+        (a, b, c, d)
+    }
+}
+
+/// The shape of an `N x C x H x W` batch in memory order.
+fn batch_shape((n, c, h, w): (usize, usize, usize, usize), channels_last: bool) -> Shape {
+    if channels_last {
+        Shape::from((n, h, w, c))
+    } else {
+        Shape::from((n, c, h, w))
+    }
+}
+
+fn geometry(
+    x: &Layout,
+    w: &Layout,
+    stride: usize,
+    pad: usize,
+    channels_last: bool,
+) -> Result<Geometry> {
+    let x = nchw(dims4(x, "input")?, channels_last);
+    geometry_of(x, dims4(w, "kernel")?, stride, pad)
 }
 
 /// Checks that a bias has one value per output channel.
@@ -252,15 +345,58 @@ fn check_bias(l: &Layout, g: &Geometry) -> Result<()> {
 }
 
 /// Checks that an output gradient has the convolution's output shape.
-fn check_output_gradient(l: &Layout, g: &Geometry) -> Result<()> {
-    if dims4(l, "gradient")? != (g.n, g.c_out, g.ho, g.wo) {
+fn check_output_gradient(l: &Layout, g: &Geometry, channels_last: bool) -> Result<()> {
+    if nchw(dims4(l, "gradient")?, channels_last) != (g.n, g.c_out, g.ho, g.wo) {
         candle_core::bail!("fast conv2d: output gradient has the wrong shape");
     }
     Ok(())
 }
 
-/// Forward convolution of a contiguous batch, optionally with bias and ReLU.
-fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T], bias: Option<&[T]>, relu: bool) -> Vec<T> {
+/// A batch's images as a Winograd source, in their memory order.
+fn dense<T: Elem>(x: &[T], channels_last: bool) -> winograd::Source<'_, T> {
+    if channels_last {
+        winograd::Source::ChannelsLast(x)
+    } else {
+        winograd::Source::Dense(x)
+    }
+}
+
+/// One input image channels-first, as im2col reads it: `x` itself, or (channels-last
+/// with more than one channel) its transpose into `buf`.
+fn channels_first<'a, T: Elem>(
+    g: &Geometry,
+    x: &'a [T],
+    channels_last: bool,
+    buf: &'a mut Vec<T>,
+) -> &'a [T] {
+    if !channels_last || g.c_in == 1 {
+        return x;
+    }
+    let hw = g.h * g.w;
+    buf.resize(g.in_len(), T::ZERO);
+    transpose(x, (hw, g.c_in, g.c_in), buf, hw);
+    buf
+}
+
+/// One image's output gradient as the GEMMs' `C_out x Ho*Wo` operand.
+fn gradient_rows<'a, T>(g: &Geometry, gy: &'a [T], channels_last: bool) -> Mat<'a, T> {
+    if channels_last {
+        Mat::rows_t(gy, g.c_out)
+    } else {
+        Mat::rows(gy, g.out_hw())
+    }
+}
+
+/// Forward convolution of a contiguous batch (`N x C x H x W`, or `N x H x W x C`
+/// when `channels_last`, the output in the same order), optionally with bias and ReLU.
+fn forward<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+    channels_last: bool,
+) -> Vec<T> {
     let mut out = zeros(g.n * g.out_len(), T::ZERO);
     if out.is_empty() {
         return out;
@@ -268,78 +404,112 @@ fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T], bias: Option<&[T]>, relu: bo
     let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     if use_winograd(g) {
-        let (x, out_pool) = (winograd::Source::Dense(x), (&mut out[..], (1, &mut [][..])));
+        let out_pool = (&mut out[..], (1, &mut [][..]), channels_last);
+        let x = dense(x, channels_last);
         winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, out_pool, per, par);
         return out;
     }
+    let shape = (g.c_out, g.out_hw());
     out.par_chunks_mut(per * g.out_len())
         .zip(x.par_chunks(per * g.in_len()))
         .for_each(|(out, x)| {
-            if shifted::applies(g) {
+            if shifted::applies(g) && !channels_last {
                 let mut s = shifted::Scratch::new(g);
                 for (y, x) in out
                     .chunks_exact_mut(g.out_len())
                     .zip(x.chunks_exact(g.in_len()))
                 {
                     shifted::forward_image(g, &mut s, x, w, y, par);
-                    epilogue(y, g.out_hw(), bias, relu);
+                    epilogue(y, shape, bias, relu, false);
                 }
                 return;
             }
             let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
+            let mut image = Vec::new();
             for (y, x) in out
                 .chunks_exact_mut(g.out_len())
                 .zip(x.chunks_exact(g.in_len()))
             {
-                im2col(g, x, &mut cols);
-                matmul(
-                    g.c_out,
-                    g.out_hw(),
-                    g.ckk(),
-                    y,
-                    false,
-                    Mat::rows(w, g.ckk()),
-                    Mat::rows(&cols, g.out_hw()),
-                    par,
+                im2col(
+                    g,
+                    channels_first(g, x, channels_last, &mut image),
+                    &mut cols,
                 );
-                epilogue(y, g.out_hw(), bias, relu);
+                if channels_last {
+                    // The transposed product, `Ho*Wo x C_out`.
+                    let (cols, w) = (Mat::rows_t(&cols, g.out_hw()), Mat::rows_t(w, g.ckk()));
+                    matmul(g.out_hw(), g.c_out, g.ckk(), y, false, cols, w, par);
+                } else {
+                    let (w, cols) = (Mat::rows(w, g.ckk()), Mat::rows(&cols, g.out_hw()));
+                    matmul(g.c_out, g.out_hw(), g.ckk(), y, false, w, cols, par);
+                }
+                epilogue(y, shape, bias, relu, channels_last);
             }
         });
     out
 }
 
-/// Adds the bias and applies ReLU to one output image, channel by channel.
-fn epilogue<T: Elem>(y: &mut [T], hw: usize, bias: Option<&[T]>, relu: bool) {
-    for (c, plane) in y.chunks_exact_mut(hw).enumerate() {
-        let b = bias.map_or(T::ZERO, |b| b[c]);
+/// Adds the bias and applies ReLU to one `c x hw` output image (`hw x c` when
+/// `channels_last`).
+fn epilogue<T: Elem>(
+    y: &mut [T],
+    (c, hw): (usize, usize),
+    bias: Option<&[T]>,
+    relu: bool,
+    channels_last: bool,
+) {
+    // NaN passes through (it is not <= 0), as in candle's relu.
+    let act = |s: T| if relu && s <= T::ZERO { T::ZERO } else { s };
+    if channels_last {
+        for pixel in y.chunks_exact_mut(c) {
+            for (ch, v) in pixel.iter_mut().enumerate() {
+                *v = act(*v + bias.map_or(T::ZERO, |b| b[ch]));
+            }
+        }
+        return;
+    }
+    for (ch, plane) in y.chunks_exact_mut(hw).enumerate() {
+        let b = bias.map_or(T::ZERO, |b| b[ch]);
         for v in plane.iter_mut() {
-            let s = *v + b;
-            // NaN passes through (it is not <= 0), as in candle's relu.
-            *v = if relu && s <= T::ZERO { T::ZERO } else { s };
+            *v = act(*v + b);
         }
     }
 }
 
+/// Whether [`forward_pooled`] runs through Winograd, the only path that takes
+/// channels-last batches.
+fn pools_in_winograd(g: &Geometry, k: usize) -> bool {
+    use_winograd(g) && winograd::pools::<winograd::F4>(k)
+}
+
 /// `max_pool(relu(conv(x) + b), k)` and each window's first maximum (its offset
 /// `dy * k + dx`), with the pooling fused into Winograd's output transform where it
-/// applies.
-fn forward_pooled<T: Elem>(g: &Geometry, x: &[T], w: &[T], b: &[T], k: usize) -> (Vec<T>, Vec<u8>) {
+/// applies (which a channels-last batch requires, see [`pools_in_winograd`]).
+fn forward_pooled<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    (w, b): (&[T], &[T]),
+    k: usize,
+    channels_last: bool,
+) -> (Vec<T>, Vec<u8>) {
     let pooled = g.n * g.c_out * (g.ho / k) * (g.wo / k);
     let mut out = zeros(pooled, T::ZERO);
     let mut codes = zeros(pooled, 0u8);
     if pooled == 0 {
         return (out, codes);
     }
-    if use_winograd(g) && winograd::pools::<winograd::F4>(k) {
+    if pools_in_winograd(g, k) {
         let (per, par) = (chunk(g.n), inner_parallelism(g.n));
-        let (x, out_pool) = (
-            winograd::Source::Dense(x),
-            (&mut out[..], (k, &mut codes[..])),
-        );
+        let x = dense(x, channels_last);
+        let out_pool = (&mut out[..], (k, &mut codes[..]), channels_last);
         winograd::forward::<winograd::F4, T>(g, x, w, Some(b), true, out_pool, per, par);
         return (out, codes);
     }
-    let full = forward(g, x, w, Some(b), true);
+    debug_assert!(
+        !channels_last,
+        "channels-last pooling runs only through Winograd"
+    );
+    let full = forward(g, x, w, Some(b), true, false);
     let planes = g.n * g.c_out;
     pool::forward_with_codes(&full, planes, (g.ho, g.wo), k, (&mut out, &mut codes));
     (out, codes)
@@ -386,13 +556,14 @@ fn backward_reads_pooled(g: &Geometry) -> bool {
     g.stride == 1 && g.pad < g.k && use_winograd(g) && use_winograd(&back_geometry(g))
 }
 
-/// Gradient with respect to the input, `N x C_in x H x W`.
-fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
+/// Gradient with respect to the input, `N x C_in x H x W` (or `N x H x W x C_in`,
+/// from a channels-last output gradient).
+fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T], channels_last: bool) -> Vec<T> {
     // With few input channels the flipped convolution is a thin GEMM over a large
     // unfolded gradient; col2im reads and writes less there.
     if g.stride == 1 && g.pad < g.k && g.c_in >= FLIPPED_MIN_CHANNELS {
         let (back, flipped) = flipped(g, w);
-        return forward(&back, grad, &flipped, None, false);
+        return forward(&back, grad, &flipped, None, false, channels_last);
     }
     let mut dx = zeros(g.n * g.in_len(), T::ZERO);
     if dx.is_empty() {
@@ -404,6 +575,10 @@ fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
         .zip(grad.par_chunks(per * g.out_len()))
         .for_each(|(dx, grad)| {
             let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
+            // Channels-last with several channels, each image's gradient is gathered
+            // channels-first, then transposed.
+            let through = channels_last && g.c_in > 1;
+            let mut image = vec![T::ZERO; if through { g.in_len() } else { 0 }];
             for (dx, gy) in dx
                 .chunks_exact_mut(g.in_len())
                 .zip(grad.chunks_exact(g.out_len()))
@@ -415,31 +590,47 @@ fn backward_data<T: Elem>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
                     &mut cols,
                     false,
                     Mat::rows_t(w, g.ckk()),
-                    Mat::rows(gy, g.out_hw()),
+                    gradient_rows(g, gy, channels_last),
                     par,
                 );
-                col2im(g, &cols, dx);
+                if through {
+                    image.fill(T::ZERO);
+                    col2im(g, &cols, &mut image);
+                    let hw = g.h * g.w;
+                    transpose(&image, (g.c_in, hw, hw), dx, g.c_in);
+                } else {
+                    col2im(g, &cols, dx);
+                }
             }
         });
     dx
 }
 
 /// Adds one image's bias gradient (the output gradient summed per channel).
-fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T]) {
+fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T], channels_last: bool) {
+    if channels_last {
+        for pixel in gy.chunks_exact(g.c_out) {
+            for (d, &v) in db.iter_mut().zip(pixel) {
+                *d += v;
+            }
+        }
+        return;
+    }
     for (c, plane) in gy.chunks_exact(g.out_hw()).enumerate() {
         db[c] += kernels::sum(plane);
     }
 }
 
-/// Weight and bias gradients, flattened: `C_out * C_in * k * k` then `C_out`.
-fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
+/// Weight and bias gradients, flattened: `C_out * C_in * k * k` then `C_out`, of a
+/// channels-first batch (or a channels-last one and its output gradient).
+fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T], channels_last: bool) -> Vec<T> {
     let wlen = g.c_out * g.ckk();
     let par = inner_parallelism(g.n);
     let partial = |images: std::ops::Range<usize>| -> Vec<T> {
         let x = &x[images.start * g.in_len()..images.end * g.in_len()];
         let grad = &grad[images.start * g.out_len()..images.end * g.out_len()];
         let mut acc = vec![T::ZERO; wlen + g.c_out];
-        if shifted::applies(g) {
+        if shifted::applies(g) && !channels_last {
             let mut s = shifted::Scratch::new(g);
             let mut taps = vec![T::ZERO; wlen];
             for (x, gy) in x
@@ -447,28 +638,33 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
                 .zip(grad.chunks_exact(g.out_len()))
             {
                 shifted::weight_grad_image(g, &mut s, x, gy, &mut taps, par);
-                bias_grad(g, gy, &mut acc[wlen..]);
+                bias_grad(g, gy, &mut acc[wlen..], false);
             }
             shifted::untap(g, &taps, &mut acc[..wlen]);
             return acc;
         }
         let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
+        let mut image = Vec::new();
         for (x, gy) in x
             .chunks_exact(g.in_len())
             .zip(grad.chunks_exact(g.out_len()))
         {
-            im2col(g, x, &mut cols);
+            im2col(
+                g,
+                channels_first(g, x, channels_last, &mut image),
+                &mut cols,
+            );
             matmul(
                 g.c_out,
                 g.ckk(),
                 g.out_hw(),
                 &mut acc[..wlen],
                 true,
-                Mat::rows(gy, g.out_hw()),
+                gradient_rows(g, gy, channels_last),
                 Mat::rows_t(&cols, g.out_hw()),
                 par,
             );
-            bias_grad(g, gy, &mut acc[wlen..]);
+            bias_grad(g, gy, &mut acc[wlen..], channels_last);
         }
         acc
     };
@@ -476,7 +672,8 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
         return vec![T::ZERO; wlen + g.c_out];
     }
     if use_winograd(g) {
-        return winograd_weight_grad::<winograd::F4, T>(g, x, winograd::Source::Dense(grad));
+        let grad = dense(grad, channels_last);
+        return winograd_weight_grad::<winograd::F4, T>(g, x, grad, channels_last);
     }
     summed_over_threads(g.n, partial)
 }
@@ -503,16 +700,18 @@ fn summed_over_threads<T: Elem>(
     total
 }
 
-/// Weight and bias gradients (flat `dW | db`) through Winograd.
+/// Weight and bias gradients (flat `dW | db`) through Winograd, of a channels-first
+/// (or channels-last) batch `x`.
 fn winograd_weight_grad<V: winograd::Variant, T: Elem>(
     g: &Geometry,
     x: &[T],
     grad: winograd::Source<'_, T>,
+    channels_last: bool,
 ) -> Vec<T> {
     let par = inner_parallelism(g.n);
     // Per thread: the transformed weight gradient, then the bias gradient.
     let sum = summed_over_threads(g.n, |images| {
-        let x = winograd::Source::Dense(x).images(g.in_len(), images.start, images.len());
+        let x = dense(x, channels_last).images(g.in_len(), images.start, images.len());
         let gy = grad.images(g.out_len(), images.start, images.len());
         let mut part = winograd::weight_grad_transformed::<V, T>(g, x, gy, par);
         let at = part.len();
@@ -568,12 +767,14 @@ impl Same for f64 {
     }
 }
 
-/// `act(conv2d(x, w) + b)`.
+/// `act(conv2d(x, w) + b)`, on `N x C x H x W` batches or, when `channels_last`, on
+/// `N x H x W x C` ones (the kernel in PyTorch's layout either way).
 #[derive(Debug, Clone, Copy)]
 struct ConvForward {
     stride: usize,
     padding: usize,
     relu: bool,
+    channels_last: bool,
 }
 
 impl CustomOp3 for ConvForward {
@@ -590,7 +791,8 @@ impl CustomOp3 for ConvForward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geometry(l1, l2, self.stride, self.padding)?;
+        let cl = self.channels_last;
+        let g = geometry(l1, l2, self.stride, self.padding, cl)?;
         check_bias(l3, &g)?;
         fn run<T: Same>(
             op: &ConvForward,
@@ -601,7 +803,7 @@ impl CustomOp3 for ConvForward {
         ) -> Result<Vec<T>> {
             let w = T::same(s2, l2, "kernel")?;
             let b = T::same(s3, l3, "bias")?;
-            Ok(forward(g, x, w, Some(b), op.relu))
+            Ok(forward(g, x, w, Some(b), op.relu, op.channels_last))
         }
         let out = with_dtype!("forward", s1, |x| run(
             self,
@@ -610,7 +812,7 @@ impl CustomOp3 for ConvForward {
             (s2, l2),
             (s3, l3)
         )?);
-        Ok((out, Shape::from((g.n, g.c_out, g.ho, g.wo))))
+        Ok((out, batch_shape((g.n, g.c_out, g.ho, g.wo), cl)))
     }
 
     fn bwd(
@@ -625,10 +827,11 @@ impl CustomOp3 for ConvForward {
         if !self.relu {
             return self.backward_linear(x, w, b, &grad);
         }
-        let g = geometry_of(x.dims4()?, w.dims4()?, self.stride, self.padding)?;
+        let cl = self.channels_last;
+        let g = geometry_of(nchw(x.dims4()?, cl), w.dims4()?, self.stride, self.padding)?;
         if backward_reads_pooled(&g) {
             let no_pool = (1, std::sync::Arc::new(Vec::new()));
-            return backward_through_relu((x, w, b), y, &grad, self.padding, no_pool);
+            return backward_through_relu((x, w, b), y, &grad, (self.padding, cl), no_pool);
         }
         self.backward_linear(x, w, b, &grad.apply_op2_no_bwd(y, &ReluMask)?)
     }
@@ -644,12 +847,12 @@ impl ConvForward {
         b: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c_in, h, wd) = x.dims4()?;
         let dx = if x.track_op() {
             let op = BackwardData {
                 stride: self.stride,
                 padding: self.padding,
-                input: (n, c_in, h, wd),
+                input: nchw(x.dims4()?, self.channels_last),
+                channels_last: self.channels_last,
             };
             Some(grad.apply_op2_no_bwd(w, &op)?)
         } else {
@@ -660,6 +863,7 @@ impl ConvForward {
                 stride: self.stride,
                 padding: self.padding,
                 kernel: w.dims4()?,
+                channels_last: self.channels_last,
             };
             split_weight_bias(&x.apply_op2_no_bwd(grad, &op)?, w, b)?
         } else {
@@ -686,10 +890,12 @@ fn split_weight_bias(
 /// b)` when `k == 1`) through Winograd, from (output gradient, output, kernel): ReLU's
 /// mask and the unpooling are applied as the gradient is read.
 struct BackwardDataRelu {
+    /// `N, C, H, W`.
     input: (usize, usize, usize, usize),
     padding: usize,
     k: usize,
     codes: std::sync::Arc<Vec<u8>>,
+    channels_last: bool,
 }
 
 /// The weight and bias gradients of `max_pool(relu(conv(x, w) + b), k)` (of
@@ -700,16 +906,25 @@ struct BackwardWeightRelu {
     padding: usize,
     k: usize,
     codes: std::sync::Arc<Vec<u8>>,
+    channels_last: bool,
 }
 
 /// Checks a pooled gradient and pooled output against the convolution's output and
 /// the pooling record.
-fn check_pooled(g: &Geometry, k: usize, codes: &[u8], grad: &Layout, y: &Layout) -> Result<()> {
-    let pooled = (g.n, g.c_out, g.ho / k, g.wo / k);
+fn check_pooled(
+    (g, channels_last): (&Geometry, bool),
+    k: usize,
+    codes: &[u8],
+    grad: &Layout,
+    y: &Layout,
+) -> Result<()> {
     if k == 0 || g.ho % k != 0 || g.wo % k != 0 || !winograd::pools::<winograd::F4>(k) {
         candle_core::bail!("fast conv2d+pool backward: window {k} does not fit the output");
     }
-    if dims4(grad, "gradient")? != pooled || dims4(y, "pooled output")? != pooled {
+    let pooled = (g.n, g.c_out, g.ho / k, g.wo / k);
+    let dims =
+        |l: &Layout, what: &str| Ok::<_, candle_core::Error>(nchw(dims4(l, what)?, channels_last));
+    if dims(grad, "gradient")? != pooled || dims(y, "pooled output")? != pooled {
         candle_core::bail!("fast conv2d+pool backward: the gradient has the wrong shape");
     }
     if k > 1 && codes.len() != grad.shape().elem_count() {
@@ -733,7 +948,7 @@ impl CustomOp3 for BackwardDataRelu {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = geometry_of(self.input, dims4(l3, "kernel")?, 1, self.padding)?;
-        check_pooled(&g, self.k, &self.codes, l1, l2)?;
+        check_pooled((&g, self.channels_last), self.k, &self.codes, l1, l2)?;
         fn run<T: Same>(
             op: &BackwardDataRelu,
             g: &Geometry,
@@ -750,10 +965,11 @@ impl CustomOp3 for BackwardDataRelu {
                 y,
                 codes: &op.codes,
                 k: op.k,
+                channels_last: op.channels_last,
             };
             let (per, par) = (chunk(g.n), inner_parallelism(g.n));
             if !dx.is_empty() {
-                let out = (&mut dx[..], (1, &mut [][..]));
+                let out = (&mut dx[..], (1, &mut [][..]), op.channels_last);
                 winograd::forward::<winograd::F4, T>(
                     &back, source, &flipped, None, false, out, per, par,
                 );
@@ -767,7 +983,7 @@ impl CustomOp3 for BackwardDataRelu {
             (s2, l2),
             (s3, l3)
         )?);
-        Ok((out, Shape::from(self.input)))
+        Ok((out, batch_shape(self.input, self.channels_last)))
     }
 }
 
@@ -785,8 +1001,9 @@ impl CustomOp3 for BackwardWeightRelu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geometry_of(dims4(l1, "input")?, self.kernel, 1, self.padding)?;
-        check_pooled(&g, self.k, &self.codes, l2, l3)?;
+        let cl = self.channels_last;
+        let g = geometry_of(nchw(dims4(l1, "input")?, cl), self.kernel, 1, self.padding)?;
+        check_pooled((&g, cl), self.k, &self.codes, l2, l3)?;
         fn run<T: Same>(
             op: &BackwardWeightRelu,
             g: &Geometry,
@@ -799,11 +1016,13 @@ impl CustomOp3 for BackwardWeightRelu {
                 y: T::same(s3, l3, "pooled output")?,
                 codes: &op.codes,
                 k: op.k,
+                channels_last: op.channels_last,
             };
             if g.n == 0 {
                 return Ok(vec![T::ZERO; g.c_out * g.ckk() + g.c_out]);
             }
-            Ok(winograd_weight_grad::<winograd::F4, T>(g, x, source))
+            let cl = op.channels_last;
+            Ok(winograd_weight_grad::<winograd::F4, T>(g, x, source, cl))
         }
         let out = with_dtype!("weight gradient", s1, |x| run(
             self,
@@ -818,20 +1037,22 @@ impl CustomOp3 for BackwardWeightRelu {
 
 /// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with `k == 1`
 /// and no `codes`, of `relu(conv(x, w) + b)`), for the arguments that take part in a
-/// gradient, through Winograd, from the output `y` and its gradient.
+/// gradient, through Winograd, from the output `y` and its gradient (all channels-last
+/// when `channels_last`).
 fn backward_through_relu(
     (x, w, b): (&Tensor, &Tensor, &Tensor),
     y: &Tensor,
     grad: &Tensor,
-    padding: usize,
+    (padding, channels_last): (usize, bool),
     (k, codes): (usize, std::sync::Arc<Vec<u8>>),
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let dx = if x.track_op() {
         let op = BackwardDataRelu {
-            input: x.dims4()?,
+            input: nchw(x.dims4()?, channels_last),
             padding,
             k,
             codes: codes.clone(),
+            channels_last,
         };
         Some(grad.apply_op3_no_bwd(y, w, &op)?)
     } else {
@@ -843,6 +1064,7 @@ fn backward_through_relu(
             padding,
             k,
             codes,
+            channels_last,
         };
         split_weight_bias(&x.apply_op3_no_bwd(grad, y, &op)?, w, b)?
     } else {
@@ -878,7 +1100,8 @@ impl CustomOp3 for ConvPoolForward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geometry(l1, l2, self.conv.stride, self.conv.padding)?;
+        let cl = self.conv.channels_last;
+        let g = geometry(l1, l2, self.conv.stride, self.conv.padding, cl)?;
         check_bias(l3, &g)?;
         let k = self.k;
         if k == 0 || k > pool::MAX_CODED_WINDOW || g.ho % k != 0 || g.wo % k != 0 {
@@ -890,8 +1113,14 @@ impl CustomOp3 for ConvPoolForward {
                 pool::MAX_CODED_WINDOW
             );
         }
+        if cl && !pools_in_winograd(&g, k) {
+            candle_core::bail!(
+                "fast conv2d+pool: channels-last batches need a stride-1 3x3 kernel, \
+                 channel counts divisible by 8 and a window dividing 4"
+            );
+        }
         fn run<T: Same>(
-            g: &Geometry,
+            (g, cl): (&Geometry, bool),
             k: usize,
             x: &[T],
             (s2, l2): (&CpuStorage, &Layout),
@@ -900,13 +1129,13 @@ impl CustomOp3 for ConvPoolForward {
         ) -> Result<Vec<T>> {
             let w = T::same(s2, l2, "kernel")?;
             let b = T::same(s3, l3, "bias")?;
-            let (out, c) = forward_pooled(g, x, w, b, k);
+            let (out, c) = forward_pooled(g, x, (w, b), k, cl);
             *codes = c;
             Ok(out)
         }
         let mut codes = Vec::new();
         let out = with_dtype!("forward", s1, |x| run(
-            &g,
+            (&g, cl),
             k,
             slice(x, l1, "input")?,
             (s2, l2),
@@ -919,7 +1148,7 @@ impl CustomOp3 for ConvPoolForward {
             .lock()
             .map_err(|_| candle_core::Error::Msg("fast conv2d+pool: poisoned lock".into()))? =
             Some((std::sync::Arc::new(codes), full));
-        Ok((out, Shape::from((g.n, g.c_out, g.ho / k, g.wo / k))))
+        Ok((out, batch_shape((g.n, g.c_out, g.ho / k, g.wo / k), cl)))
     }
 
     fn bwd(
@@ -939,9 +1168,13 @@ impl CustomOp3 for ConvPoolForward {
             candle_core::bail!("fast conv2d+pool: backward before forward");
         };
         let grad = grad.contiguous()?;
-        let (stride, padding) = (self.conv.stride, self.conv.padding);
-        let g = geometry_of(x.dims4()?, w.dims4()?, stride, padding)?;
-        if !(backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k)) {
+        let (stride, padding, cl) = (self.conv.stride, self.conv.padding, self.conv.channels_last);
+        let g = geometry_of(nchw(x.dims4()?, cl), w.dims4()?, stride, padding)?;
+        // A channels-last forward ran through Winograd (see `cpu_fwd`), whose record
+        // only the Winograd backward passes read.
+        let reads_pooled =
+            cl || backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k);
+        if !reads_pooled {
             let unpool = pool::Unpool {
                 k: self.k,
                 full,
@@ -950,7 +1183,7 @@ impl CustomOp3 for ConvPoolForward {
             let grad = grad.apply_op2_no_bwd(y, &unpool)?;
             return self.conv.backward_linear(x, w, b, &grad);
         }
-        backward_through_relu((x, w, b), y, &grad, padding, (self.k, codes))
+        backward_through_relu((x, w, b), y, &grad, (padding, cl), (self.k, codes))
     }
 }
 
@@ -989,11 +1222,14 @@ impl CustomOp2 for ReluMask {
     }
 }
 
-/// The input gradient: (output gradient, kernel) -> `N x C_in x H x W`.
+/// The input gradient: (output gradient, kernel) -> `N x C_in x H x W` (or
+/// `N x H x W x C_in`, from a channels-last gradient).
 struct BackwardData {
     stride: usize,
     padding: usize,
+    /// `N, C, H, W`.
     input: (usize, usize, usize, usize),
+    channels_last: bool,
 }
 
 impl CustomOp2 for BackwardData {
@@ -1008,21 +1244,22 @@ impl CustomOp2 for BackwardData {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let cl = self.channels_last;
         let g = geometry_of(self.input, dims4(l2, "kernel")?, self.stride, self.padding)?;
-        check_output_gradient(l1, &g)?;
+        check_output_gradient(l1, &g, cl)?;
         fn run<T: Same>(
-            g: &Geometry,
+            (g, cl): (&Geometry, bool),
             gy: &[T],
             (s2, l2): (&CpuStorage, &Layout),
         ) -> Result<Vec<T>> {
-            Ok(backward_data(g, gy, T::same(s2, l2, "kernel")?))
+            Ok(backward_data(g, gy, T::same(s2, l2, "kernel")?, cl))
         }
         let out = with_dtype!("input gradient", s1, |gy| run(
-            &g,
+            (&g, cl),
             slice(gy, l1, "gradient")?,
             (s2, l2)
         )?);
-        Ok((out, Shape::from(self.input)))
+        Ok((out, batch_shape(self.input, cl)))
     }
 }
 
@@ -1031,6 +1268,7 @@ struct BackwardWeight {
     stride: usize,
     padding: usize,
     kernel: (usize, usize, usize, usize),
+    channels_last: bool,
 }
 
 impl CustomOp2 for BackwardWeight {
@@ -1045,13 +1283,19 @@ impl CustomOp2 for BackwardWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geometry_of(dims4(l1, "input")?, self.kernel, self.stride, self.padding)?;
-        check_output_gradient(l2, &g)?;
-        fn run<T: Same>(g: &Geometry, x: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
-            Ok(backward_weight(g, x, T::same(s2, l2, "gradient")?))
+        let cl = self.channels_last;
+        let x = nchw(dims4(l1, "input")?, cl);
+        let g = geometry_of(x, self.kernel, self.stride, self.padding)?;
+        check_output_gradient(l2, &g, cl)?;
+        fn run<T: Same>(
+            (g, cl): (&Geometry, bool),
+            x: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            Ok(backward_weight(g, x, T::same(s2, l2, "gradient")?, cl))
         }
         let out = with_dtype!("weight gradient", s1, |x| run(
-            &g,
+            (&g, cl),
             slice(x, l1, "input")?,
             (s2, l2)
         )?);
@@ -1071,6 +1315,17 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
         candle_core::bail!("max_pool: {h}x{w} is not divisible by the window {k}");
     }
     x.reshape((n, c, h / k, k, w / k, k))?.max(5)?.max(3)
+}
+
+/// Global average pooling of a channels-last batch: `N x H x W x C -> N x C` (the
+/// per-channel mean over all pixels). One fast op each way on the CPU for f32/f64,
+/// candle's `mean` elsewhere.
+pub fn global_average_pool_nhwc(x: &Tensor) -> Result<Tensor> {
+    let (_, h, w, _) = x.dims4()?;
+    if runs_fast(x) {
+        return x.contiguous()?.apply_op1(pool::PixelMean);
+    }
+    x.sum((1, 2))? / (h * w) as f64
 }
 
 /// Forward FLOPs of one convolution (2 per multiply-add), for throughput reports.

@@ -26,7 +26,7 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 
-use super::kernels::{sum, sum_where_positive, Elem, Geometry};
+use super::kernels::{sum, sum_where_positive, transpose, Elem, Geometry};
 use gemm::Parallelism;
 
 /// Largest transformed tile side (F(4x4, 3x3)).
@@ -535,38 +535,6 @@ impl<T: Elem> Lanes<T> {
     }
 }
 
-/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i < rows`, `j < cols`,
-/// in 8 x 8 blocks.
-#[inline(always)]
-fn transpose<T: Elem>(
-    src: &[T],
-    (rows, cols, src_stride): (usize, usize, usize),
-    dst: &mut [T],
-    dst_stride: usize,
-) {
-    const B: usize = 8;
-    for i0 in (0..rows).step_by(B) {
-        let ri = B.min(rows - i0);
-        for j0 in (0..cols).step_by(B) {
-            let cj = B.min(cols - j0);
-            if ri == B && cj == B {
-                T::transpose8(
-                    &src[i0 * src_stride + j0..],
-                    src_stride,
-                    &mut dst[j0 * dst_stride + i0..],
-                    dst_stride,
-                );
-            } else {
-                for i in i0..i0 + ri {
-                    for j in j0..j0 + cj {
-                        dst[j * dst_stride + i] = src[i * src_stride + j];
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Copies one `C x h x w` image (channels-first) into the channels-last buffer
 /// `rows x cols x C` at `(top, left)`, through `tmp` (`h*w x C`); the rest of the
 /// buffer is left as it is.
@@ -588,18 +556,21 @@ fn to_channels_last<T: Elem>(
 /// Where a pass reads its `C x H x W` images (or output gradients) from.
 #[derive(Clone, Copy)]
 pub(crate) enum Source<'a, T> {
-    /// The images themselves, channels-first.
+    /// The images themselves, channels-first (`C x H x W` each).
     Dense(&'a [T]),
+    /// The images themselves, channels-last (`H x W x C` each).
+    ChannelsLast(&'a [T]),
     /// The gradient with respect to the input of `max_pool(relu(.), k)` (of `relu`
     /// alone when `k == 1`), built on the fly from the gradient of its output (`grad`),
     /// its output (`y`, ReLU's mask) and each window's first maximum (`codes`, as
-    /// [`forward`] records them; empty when `k == 1`), all `C x H/k x W/k` per image:
-    /// never materialised at full size.
+    /// [`forward`] records them; empty when `k == 1`), all `C x H/k x W/k` per image
+    /// (`H/k x W/k x C` when `channels_last`): never materialised at full size.
     ThroughRelu {
         grad: &'a [T],
         y: &'a [T],
         codes: &'a [u8],
         k: usize,
+        channels_last: bool,
     },
 }
 
@@ -612,7 +583,14 @@ impl<'a, T: Elem> Source<'a, T> {
         };
         match self {
             Source::Dense(x) => Source::Dense(&x[cut(len, x.len())]),
-            Source::ThroughRelu { grad, y, codes, k } => {
+            Source::ChannelsLast(x) => Source::ChannelsLast(&x[cut(len, x.len())]),
+            Source::ThroughRelu {
+                grad,
+                y,
+                codes,
+                k,
+                channels_last,
+            } => {
                 let l = len / (k * k);
                 Source::ThroughRelu {
                     grad: &grad[cut(l, grad.len())],
@@ -623,6 +601,7 @@ impl<'a, T: Elem> Source<'a, T> {
                         codes
                     },
                     k,
+                    channels_last,
                 }
             }
         }
@@ -631,7 +610,7 @@ impl<'a, T: Elem> Source<'a, T> {
     /// How many images of `len` values (at full size) there are.
     fn count(self, len: usize) -> usize {
         match self {
-            Source::Dense(x) => x.len() / len,
+            Source::Dense(x) | Source::ChannelsLast(x) => x.len() / len,
             Source::ThroughRelu { grad, k, .. } => grad.len() / (len / (k * k)),
         }
     }
@@ -664,7 +643,28 @@ impl<'a, T: Elem> Source<'a, T> {
                 );
                 return;
             }
-            Source::ThroughRelu { grad, y, codes, k } => (grad, y, codes, k),
+            Source::ChannelsLast(x) => {
+                let (row, len) = (w * c, c * h * w);
+                let x = &x[i * len..(i + 1) * len];
+                for (yy, src) in x.chunks_exact(row).enumerate() {
+                    dst[((yy + top) * cols + left) * c..][..row].copy_from_slice(src);
+                }
+                return;
+            }
+            Source::ThroughRelu {
+                grad,
+                y,
+                codes,
+                k,
+                channels_last,
+            } => {
+                if channels_last {
+                    let image = (grad, y, codes, i);
+                    unpool_channels_last(image, (c, h, w, k), cols, (top, left), dst);
+                    return;
+                }
+                (grad, y, codes, k)
+            }
         };
         let (ph, pw) = (h / k, w / k);
         let (hw, len) = (ph * pw, c * ph * pw);
@@ -712,17 +712,97 @@ impl<'a, T: Elem> Source<'a, T> {
     /// Adds image `i`'s bias gradient, the image summed per channel, to `db`.
     pub(crate) fn channel_sums(self, i: usize, (c, hw): (usize, usize), db: &mut [T]) {
         let (plane, len) = match self {
-            Source::Dense(_) => (hw, c * hw),
+            Source::Dense(_) | Source::ChannelsLast(_) => (hw, c * hw),
             Source::ThroughRelu { k, .. } => (hw / (k * k), c * hw / (k * k)),
         };
+        // Channels-last: one row of `c` values per pixel, added row by row.
+        match self {
+            Source::ChannelsLast(x) => {
+                for row in x[i * len..(i + 1) * len].chunks_exact(c) {
+                    for (d, &v) in db.iter_mut().zip(row) {
+                        *d += v;
+                    }
+                }
+                return;
+            }
+            Source::ThroughRelu {
+                grad,
+                y,
+                channels_last: true,
+                ..
+            } => {
+                let at = i * len..(i + 1) * len;
+                for (g, y) in grad[at.clone()].chunks_exact(c).zip(y[at].chunks_exact(c)) {
+                    for ((d, &g), &y) in db.iter_mut().zip(g).zip(y) {
+                        *d += if y > T::ZERO { g } else { T::ZERO };
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
         for (ch, db) in db.iter_mut().enumerate().take(c) {
             let at = i * len + ch * plane..i * len + (ch + 1) * plane;
             *db += match self {
-                Source::Dense(x) => sum(&x[at]),
+                Source::Dense(x) | Source::ChannelsLast(x) => sum(&x[at]),
                 Source::ThroughRelu { grad, y, .. } => {
                     sum_where_positive(&grad[at.clone()], &y[at])
                 }
             };
+        }
+    }
+}
+
+/// [`Source::fill`] for a channels-last [`Source::ThroughRelu`]: image `i` of
+/// (`grad`, `y`, `codes`), `h/k x w/k x c` each, masked by ReLU and spread over each
+/// window's maximum, into `dst` (`cols` pixels per row) with its corner at
+/// `(top, left)`. Every pixel of the `h x w` block is written, so the rest of each
+/// window gets zeros.
+#[inline(always)]
+fn unpool_channels_last<T: Elem>(
+    (grad, y, codes, i): (&[T], &[T], &[u8], usize),
+    (c, h, w, k): (usize, usize, usize, usize),
+    cols: usize,
+    (top, left): (usize, usize),
+    dst: &mut [T],
+) {
+    let (ph, pw) = (h / k, w / k);
+    let len = ph * pw * c;
+    let (grad, y) = (&grad[i * len..(i + 1) * len], &y[i * len..(i + 1) * len]);
+    let codes = if k > 1 {
+        &codes[i * len..(i + 1) * len]
+    } else {
+        &[][..]
+    };
+    for py in 0..ph {
+        for px in 0..pw {
+            let p = py * pw + px;
+            for c0 in (0..c).step_by(LANES) {
+                let at = p * c + c0;
+                let (g, yv) = (load(grad, at), load(y, at));
+                // ReLU's mask (NaN is not positive either, as in the unfused path).
+                let mut m = Lanes::<T>::ZERO;
+                for ((m, &g), &y) in m.0.iter_mut().zip(&g.0).zip(&yv.0) {
+                    if y > T::ZERO {
+                        *m = g;
+                    }
+                }
+                if k == 1 {
+                    store(m, dst, ((top + py) * cols + left + px) * c + c0);
+                    continue;
+                }
+                let from = &codes[at..at + LANES];
+                for d in 0..k * k {
+                    let mut v = Lanes::<T>::ZERO;
+                    for ((v, &m), &from) in v.0.iter_mut().zip(&m.0).zip(from) {
+                        if usize::from(from) == d {
+                            *v = m;
+                        }
+                    }
+                    let (yy, xx) = (top + py * k + d / k, left + px * k + d % k);
+                    store(v, dst, (yy * cols + xx) * c + c0);
+                }
+            }
         }
     }
 }
@@ -824,10 +904,11 @@ pub(crate) fn pools<V: Variant>(k: usize) -> bool {
 }
 
 /// Forward convolution of a contiguous batch with bias and ReLU fused into the output
-/// transform; `out` is `N x C_out x ho x wo`. With `pool.0 = k > 1` (see [`pools`];
-/// `relu` set) the output is also max-pooled over `k x k` windows, `out` is
-/// `N x C_out x ho/k x wo/k` and `pool.1` gets each window's first maximum as the
-/// offset `dy * k + dx` (one byte per output; empty when `k == 1`).
+/// transform; `out` is `N x C_out x ho x wo`, or `N x ho x wo x C_out` when
+/// `channels_last`. With `pool.0 = k > 1` (see [`pools`]; `relu` set) the output is
+/// also max-pooled over `k x k` windows, `out` is `N x C_out x ho/k x wo/k` (or
+/// channels-last) and `pool.1` gets each window's first maximum as the offset
+/// `dy * k + dx` (one byte per output, in the output's order; empty when `k == 1`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<V: Variant, T: Elem>(
     g: &Geometry,
@@ -835,7 +916,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     w: &[T],
     bias: Option<&[T]>,
     relu: bool,
-    (out, pool): (&mut [T], (usize, &mut [u8])),
+    (out, pool, channels_last): (&mut [T], (usize, &mut [u8]), bool),
     per_thread: usize,
     par: Parallelism,
 ) {
@@ -870,13 +951,14 @@ pub(crate) fn forward<V: Variant, T: Elem>(
                     &mut []
                 };
                 let args = (g, &t, &mut s, &u[..], x, images, bias, relu, k);
-                simd::forward_round::<V, T>(args, (out, codes), par);
+                simd::forward_round::<V, T>(args, (out, codes, channels_last), par);
             }
         });
 }
 
 /// One round of the forward pass: transforms, `a²` GEMMs, and the output transform
-/// with bias and ReLU, written channels-first.
+/// with bias and ReLU, written channels-first or, with `channels_last`, straight into
+/// the output.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
@@ -893,7 +975,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     bias: &[T],
     relu: bool,
     pool: usize,
-    (out, codes): (&mut [T], &mut [u8]),
+    (out, codes, channels_last): (&mut [T], &mut [u8], bool),
     par: Parallelism,
 ) {
     let a2 = V::A * V::A;
@@ -929,7 +1011,15 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
             && g.out_hw() * c <= s.compact.len(),
         "Winograd output transform: scratch too short"
     );
+    let (m, compact) = (&s.m, &mut s.compact);
     for (i, y) in out.chunks_exact_mut(c * ph * pw).take(images).enumerate() {
+        // Channels-last, the image's output is written in place; channels-first, it
+        // goes through `compact` and one transpose.
+        let dst: &mut [T] = if channels_last { y } else { compact };
+        assert!(
+            ph * pw * c <= dst.len(),
+            "Winograd output transform: output too short"
+        );
         for ty in 0..t.th {
             let rows = V::M.min(g.ho - ty * V::M);
             for tx in 0..t.tw {
@@ -942,7 +1032,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                         for (r, e) in d.iter_mut().enumerate().take(V::A) {
                             let at = (r * V::A + col) * m_k + tile * c + c0;
                             // SAFETY: below the first bound asserted before the loop.
-                            *e = unsafe { load_unchecked(&s.m, at) };
+                            *e = unsafe { load_unchecked(m, at) };
                         }
                         let o = V::output(d);
                         for r in 0..V::M {
@@ -957,9 +1047,9 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                             for (col, &e) in o.iter().enumerate().take(cols) {
                                 let v = if relu { (e + b).relu() } else { e + b };
                                 let at = corner + (r * g.wo + col) * c + c0;
-                                // SAFETY: an output pixel's channels, below the second
-                                // bound asserted before the loop.
-                                unsafe { store_unchecked(v, &mut s.compact, at) };
+                                // SAFETY: an output pixel's channels, below the bound
+                                // asserted for `dst` (k == 1 here).
+                                unsafe { store_unchecked(v, dst, at) };
                             }
                         }
                         continue;
@@ -986,8 +1076,12 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                                 }
                             }
                             let p = (py0 + py) * pw + px0 + px;
-                            store(best, &mut s.compact, p * c + c0);
+                            store(best, dst, p * c + c0);
                             let codes = &mut codes[i * c * ph * pw..];
+                            if channels_last {
+                                codes[p * c + c0..p * c + c0 + LANES].copy_from_slice(&at);
+                                continue;
+                            }
                             for (l, &a) in at.iter().enumerate() {
                                 codes[(c0 + l) * ph * pw + p] = a;
                             }
@@ -996,7 +1090,9 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                 }
             }
         }
-        transpose(&s.compact, (ph * pw, c, c), y, ph * pw);
+        if !channels_last {
+            transpose(compact, (ph * pw, c, c), y, ph * pw);
+        }
     }
 }
 
@@ -1066,7 +1162,7 @@ mod simd {
         forward_round,
         forward_avx2,
         ForwardArgs,
-        |a, out: (&mut [T], &mut [u8]), par| {
+        |a, out: (&mut [T], &mut [u8], bool), par| {
             super::forward_round::<V, T, FMA>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, out, par)
         }
     );
