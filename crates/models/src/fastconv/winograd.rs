@@ -774,6 +774,13 @@ fn unpool_channels_last<T: Elem>(
     } else {
         &[][..]
     };
+    // Each window offset's distance from the window's corner in `dst` (no division in
+    // the loop below; windows divide Winograd's 4x4 tiles, so `k <= 4`).
+    assert!(k <= 4, "Winograd pooling window above 4");
+    let mut offsets = [0usize; 16];
+    for (d, o) in offsets.iter_mut().enumerate().take(k * k) {
+        *o = ((d / k) * cols + d % k) * c;
+    }
     for py in 0..ph {
         for px in 0..pw {
             let p = py * pw + px;
@@ -791,16 +798,13 @@ fn unpool_channels_last<T: Elem>(
                     store(m, dst, ((top + py) * cols + left + px) * c + c0);
                     continue;
                 }
-                let from = &codes[at..at + LANES];
-                for d in 0..k * k {
-                    let mut v = Lanes::<T>::ZERO;
-                    for ((v, &m), &from) in v.0.iter_mut().zip(&m.0).zip(from) {
-                        if usize::from(from) == d {
-                            *v = m;
-                        }
-                    }
-                    let (yy, xx) = (top + py * k + d / k, left + px * k + d % k);
-                    store(v, dst, (yy * cols + xx) * c + c0);
+                // Zeros over the window, then each lane's value at its maximum.
+                let corner = ((top + py * k) * cols + left + px * k) * c + c0;
+                for &o in &offsets[..k * k] {
+                    store(Lanes::ZERO, dst, corner + o);
+                }
+                for (l, (&m, &d)) in m.0.iter().zip(&codes[at..at + LANES]).enumerate() {
+                    dst[corner + offsets[usize::from(d)] + l] = m;
                 }
             }
         }
