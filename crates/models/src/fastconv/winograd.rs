@@ -238,8 +238,9 @@ fn images_per_round(tiles: usize) -> usize {
 
 /// `U[k][ci][co]`: the transformed kernels, `a² x C_in x C_out`, computed eight
 /// channel pairs at a time (the pair count is a multiple of 64 wherever Winograd
-/// applies).
+/// applies), on all of rayon's threads.
 fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
+    use rayon::prelude::*;
     let a2 = V::A * V::A;
     let block = g.c_out * g.c_in;
     debug_assert_eq!(
@@ -247,32 +248,37 @@ fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
         0,
         "Winograd needs channel counts divisible by 8"
     );
-    let mut u = vec![T::ZERO; a2 * block];
-    for (p, taps) in w.chunks_exact(9 * LANES).enumerate() {
-        let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
-        for r in 0..3 {
-            for c in 0..3 {
-                for (l, e) in src[r * MAX_A + c].0.iter_mut().enumerate() {
-                    *e = taps[l * 9 + r * 3 + c];
+    // Every eight pairs' a² transformed taps, `[pairs / 8][k][8]`.
+    let mut by_pairs = vec![T::ZERO; a2 * block];
+    by_pairs
+        .par_chunks_mut(a2 * LANES)
+        .zip(w.par_chunks_exact(9 * LANES))
+        .for_each(|(out, taps)| {
+            let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
+            for r in 0..3 {
+                for c in 0..3 {
+                    for (l, e) in src[r * MAX_A + c].0.iter_mut().enumerate() {
+                        *e = taps[l * 9 + r * 3 + c];
+                    }
                 }
             }
-        }
-        let t = both(&src, 3, V::A, V::kernel);
-        for ky in 0..V::A {
-            for kx in 0..V::A {
-                store(
-                    t[ky * MAX_A + kx],
-                    &mut u,
-                    (ky * V::A + kx) * block + p * LANES,
-                );
+            let t = both(&src, 3, V::A, V::kernel);
+            for ky in 0..V::A {
+                for kx in 0..V::A {
+                    store(t[ky * MAX_A + kx], out, (ky * V::A + kx) * LANES);
+                }
             }
+        });
+    // Plane by plane: gathered `[co][ci]`, then transposed.
+    let mut u = vec![T::ZERO; a2 * block];
+    u.par_chunks_mut(block).enumerate().for_each(|(k, plane)| {
+        let mut pairs = vec![T::ZERO; block];
+        for (p, dst) in pairs.chunks_exact_mut(LANES).enumerate() {
+            dst.copy_from_slice(&by_pairs[(p * a2 + k) * LANES..][..LANES]);
         }
-    }
-    let mut ut = vec![T::ZERO; u.len()];
-    for (u, ut) in u.chunks_exact(block).zip(ut.chunks_exact_mut(block)) {
-        transpose(u, (g.c_out, g.c_in, g.c_in), ut, g.c_out);
-    }
-    ut
+        transpose(&pairs, (g.c_out, g.c_in, g.c_in), plane, g.c_out);
+    });
+    u
 }
 
 /// `C (+)= A · B` for the rounds' `a²` small products (`m x k` by `k x n`), with
@@ -1251,21 +1257,30 @@ pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     du
 }
 
-/// `dW = Gᵀ dU G` for every channel pair, into PyTorch's `C_out x C_in x 3 x 3`.
+/// `dW = Gᵀ dU G` for every channel pair, into PyTorch's `C_out x C_in x 3 x 3`, on
+/// all of rayon's threads.
 pub(crate) fn untransform_weight_grad<V: Variant, T: Elem>(g: &Geometry, du: &[T], dw: &mut [T]) {
+    use rayon::prelude::*;
+    const PAIRS: usize = 64;
     let block = g.c_out * g.c_in;
-    for (oc, taps) in dw.chunks_exact_mut(9).enumerate().take(block) {
-        let mut src = [T::ZERO; MAX_A * MAX_A];
-        for ky in 0..V::A {
-            for kx in 0..V::A {
-                src[ky * MAX_A + kx] = du[(ky * V::A + kx) * block + oc];
+    let dw = &mut dw[..9 * block];
+    dw.par_chunks_mut(9 * PAIRS)
+        .enumerate()
+        .for_each(|(chunk, dw)| {
+            for (i, taps) in dw.chunks_exact_mut(9).enumerate() {
+                let oc = chunk * PAIRS + i;
+                let mut src = [T::ZERO; MAX_A * MAX_A];
+                for ky in 0..V::A {
+                    for kx in 0..V::A {
+                        src[ky * MAX_A + kx] = du[(ky * V::A + kx) * block + oc];
+                    }
+                }
+                let t = both(&src, V::A, 3, V::kernel_t);
+                for r in 0..3 {
+                    taps[r * 3..r * 3 + 3].copy_from_slice(&t[r * MAX_A..r * MAX_A + 3]);
+                }
             }
-        }
-        let t = both(&src, V::A, 3, V::kernel_t);
-        for r in 0..3 {
-            taps[r * 3..r * 3 + 3].copy_from_slice(&t[r * MAX_A..r * MAX_A + 3]);
-        }
-    }
+        });
 }
 
 #[cfg(test)]
