@@ -406,7 +406,7 @@ fn forward<T: Elem>(
     if use_winograd(g) {
         let out_pool = (&mut out[..], (1, &mut [][..]), channels_last);
         let x = dense(x, channels_last);
-        winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, out_pool, per, par);
+        winograd_forward(g, x, (w, bias, relu), out_pool, per, par);
         return out;
     }
     let shape = (g.c_out, g.out_hw());
@@ -673,9 +673,27 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T], channels_last: bo
     }
     if use_winograd(g) {
         let grad = dense(grad, channels_last);
-        return winograd_weight_grad::<winograd::F4, T>(g, x, grad, channels_last);
+        return winograd_weight_grad(g, x, grad, channels_last);
     }
     summed_over_threads(g.n, partial)
+}
+
+/// An unpooled Winograd forward pass through the variant with fewer multiplies for
+/// its output size (see [`winograd::prefers_f5`]).
+fn winograd_forward<T: Elem>(
+    g: &Geometry,
+    x: winograd::Source<'_, T>,
+    (w, bias, relu): (&[T], Option<&[T]>, bool),
+    out: (&mut [T], (usize, &mut [u8]), bool),
+    per: usize,
+    par: Parallelism,
+) {
+    debug_assert_eq!(out.1 .0, 1, "pooled passes run F(4x4)");
+    if winograd::prefers_f5(g.ho, g.wo) {
+        winograd::forward::<winograd::F5, T>(g, x, w, bias, relu, out, per, par);
+    } else {
+        winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, out, per, par);
+    }
 }
 
 /// `partial` over one range of the batch's `n` images per thread, its equal-length
@@ -701,8 +719,23 @@ fn summed_over_threads<T: Elem>(
 }
 
 /// Weight and bias gradients (flat `dW | db`) through Winograd, of a channels-first
-/// (or channels-last) batch `x`.
-fn winograd_weight_grad<V: winograd::Variant, T: Elem>(
+/// (or channels-last) batch `x`, with the variant with fewer multiplies for the output
+/// size.
+fn winograd_weight_grad<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: winograd::Source<'_, T>,
+    channels_last: bool,
+) -> Vec<T> {
+    if winograd::prefers_f5(g.ho, g.wo) {
+        winograd_weight_grad_with::<winograd::F5, T>(g, x, grad, channels_last)
+    } else {
+        winograd_weight_grad_with::<winograd::F4, T>(g, x, grad, channels_last)
+    }
+}
+
+/// [`winograd_weight_grad`] through `V`.
+fn winograd_weight_grad_with<V: winograd::Variant, T: Elem>(
     g: &Geometry,
     x: &[T],
     grad: winograd::Source<'_, T>,
@@ -970,9 +1003,7 @@ impl CustomOp3 for BackwardDataRelu {
             let (per, par) = (chunk(g.n), inner_parallelism(g.n));
             if !dx.is_empty() {
                 let out = (&mut dx[..], (1, &mut [][..]), op.channels_last);
-                winograd::forward::<winograd::F4, T>(
-                    &back, source, &flipped, None, false, out, per, par,
-                );
+                winograd_forward(&back, source, (&flipped, None, false), out, per, par);
             }
             Ok(dx)
         }
@@ -1022,7 +1053,7 @@ impl CustomOp3 for BackwardWeightRelu {
                 return Ok(vec![T::ZERO; g.c_out * g.ckk() + g.c_out]);
             }
             let cl = op.channels_last;
-            Ok(winograd_weight_grad::<winograd::F4, T>(g, x, source, cl))
+            Ok(winograd_weight_grad(g, x, source, cl))
         }
         let out = with_dtype!("weight gradient", s1, |x| run(
             self,
