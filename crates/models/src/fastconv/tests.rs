@@ -137,10 +137,12 @@ proptest! {
 
 #[test]
 fn matches_candle_on_the_models_layer_shapes() {
-    // GapCnn conv2 and conv5, the oracle's 5x5, the SVAE's stride-2 3x3, a 4x4 stride 2.
+    // GapCnn conv2 and conv5 (Winograd F(4x4)), conv4 (F(5x5)), the oracle's 5x5,
+    // the SVAE's stride-2 3x3, a 4x4 stride 2.
     for &(c_in, c_out, h, k, stride, pad) in &[
         (32, 32, 28, 3, 1, 1),
         (64, 128, 7, 3, 1, 1),
+        (64, 64, 14, 3, 1, 1),
         (32, 64, 14, 5, 1, 2),
         (16, 32, 28, 3, 2, 1),
         (8, 16, 28, 4, 2, 1),
