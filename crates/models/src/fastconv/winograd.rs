@@ -534,19 +534,66 @@ struct Scratch<T> {
     m: Vec<T>,
 }
 
+thread_local! {
+    /// Scratch buffers returned by the calls that ran on this thread, one per element
+    /// type (more only while calls nest through rayon's work stealing).
+    static KEPT: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Makes `v` at least `len` long; with `clear`, zeroes its first `len` values (the
+/// rest of a kept buffer holds what an earlier call left there).
+fn fit<T: Copy>(v: &mut Vec<T>, len: usize, zero: T, clear: bool) {
+    if v.len() < len {
+        v.clear();
+        v.resize(len, zero);
+    } else if clear {
+        v[..len].fill(zero);
+    }
+}
+
 impl<T: Elem> Scratch<T> {
-    fn new<V: Variant>(g: &Geometry, t: &Tiling, images: usize) -> Self {
+    fn empty() -> Self {
+        Self {
+            padded: Vec::new(),
+            grad: Vec::new(),
+            compact: Vec::new(),
+            masked: Vec::new(),
+            codes: Vec::new(),
+            v: Vec::new(),
+            m: Vec::new(),
+        }
+    }
+
+    /// This thread's buffers, sized for rounds of `images` images of `g`: allocated
+    /// only when an earlier call's are too short, and zeroed only where they are read
+    /// before written (the padding of `padded`, the tail tiles of `grad`). Give them
+    /// back with [`Scratch::keep`].
+    fn take<V: Variant>(g: &Geometry, t: &Tiling, images: usize) -> Self {
+        let mut s = KEPT
+            .with(|kept| {
+                let mut kept = kept.borrow_mut();
+                let at = kept.iter().position(|b| b.is::<Self>())?;
+                kept.swap_remove(at).downcast::<Self>().ok()
+            })
+            .map_or_else(Self::empty, |b| *b);
         let a2 = V::A * V::A;
         let tiles = images * t.per_image();
-        Self {
-            padded: vec![T::ZERO; t.hp * t.wp * g.c_in],
-            grad: vec![T::ZERO; t.th * V::M * t.tw * V::M * g.c_out],
-            compact: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
-            masked: vec![T::ZERO; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
-            codes: vec![0; (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out)],
-            v: vec![T::ZERO; a2 * plane(tiles, g.c_in)],
-            m: vec![T::ZERO; a2 * plane(tiles, g.c_out)],
-        }
+        let side = (g.h * g.w).max(g.out_hw()) * g.c_in.max(g.c_out);
+        let z = T::ZERO;
+        fit(&mut s.padded, t.hp * t.wp * g.c_in, z, true);
+        fit(&mut s.grad, t.th * V::M * t.tw * V::M * g.c_out, z, true);
+        fit(&mut s.compact, side, z, false);
+        fit(&mut s.masked, side, z, false);
+        fit(&mut s.codes, side, 0, false);
+        fit(&mut s.v, a2 * plane(tiles, g.c_in), z, false);
+        fit(&mut s.m, a2 * plane(tiles, g.c_out), z, false);
+        s
+    }
+
+    /// Keeps the buffers for this thread's next call.
+    fn keep(self) {
+        KEPT.with(|kept| kept.borrow_mut().push(Box::new(self)));
     }
 }
 
@@ -1073,7 +1120,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
         .enumerate()
         .for_each(|(part, (out, codes))| {
             let x = x.images(g.in_len(), part * per_thread, per_thread);
-            let mut s = Scratch::new::<V>(g, &t, round);
+            let mut s = Scratch::take::<V>(g, &t, round);
             for (r, out) in out.chunks_mut(round * out_len).enumerate() {
                 let x = x.images(g.in_len(), r * round, round);
                 let images = x.count(g.in_len());
@@ -1085,6 +1132,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
                 let args = (g, &t, &mut s, &u[..], x, images, bias, relu, k);
                 simd::forward_round::<V, T>(args, (out, codes, channels_last), par);
             }
+            s.keep();
         });
 }
 
@@ -1369,13 +1417,14 @@ pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     let a2 = V::A * V::A;
     let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in];
     let round = images_per_round(t.per_image());
-    let mut s = Scratch::new::<V>(g, &t, round);
+    let mut s = Scratch::take::<V>(g, &t, round);
     for from in (0..x.count(g.in_len())).step_by(round) {
         let x = x.images(g.in_len(), from, round);
         let gy = grad.images(g.out_len(), from, round);
         let images = x.count(g.in_len());
         simd::weight_round::<V, T>((g, &t, &mut s, x, gy, images), &mut du, par);
     }
+    s.keep();
     du
 }
 
