@@ -461,10 +461,15 @@ fn epilogue<T: Elem>(
     // NaN passes through (it is not <= 0), as in candle's relu.
     let act = |s: T| if relu && s <= T::ZERO { T::ZERO } else { s };
     if channels_last {
-        for pixel in y.chunks_exact_mut(c) {
-            for (ch, v) in pixel.iter_mut().enumerate() {
-                *v = act(*v + bias.map_or(T::ZERO, |b| b[ch]));
+        match bias {
+            Some(bias) => {
+                for pixel in y.chunks_exact_mut(c) {
+                    for (v, &b) in pixel.iter_mut().zip(bias) {
+                        *v = act(*v + b);
+                    }
+                }
             }
+            None => y.iter_mut().for_each(|v| *v = act(*v)),
         }
         return;
     }
@@ -621,22 +626,48 @@ fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T], channels_last: bool)
     }
 }
 
+/// One image's output gradient, through ReLU's mask (zero where the output `y` is not
+/// positive) into `buf` when there is one.
+fn through_relu<'a, T: Elem>(gy: &'a [T], y: Option<&[T]>, buf: &'a mut Vec<T>) -> &'a [T] {
+    let Some(y) = y else {
+        return gy;
+    };
+    buf.clear();
+    buf.extend(
+        gy.iter()
+            .zip(y)
+            .map(|(&g, &y)| if y > T::ZERO { g } else { T::ZERO }),
+    );
+    buf
+}
+
 /// Weight and bias gradients, flattened: `C_out * C_in * k * k` then `C_out`, of a
-/// channels-first batch (or a channels-last one and its output gradient).
-fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T], channels_last: bool) -> Vec<T> {
+/// channels-first batch (or a channels-last one and its output gradient). With
+/// `mask`, the layer's ReLU output, the gradient goes through ReLU's backward first.
+fn backward_weight<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    (grad, mask): (&[T], Option<&[T]>),
+    channels_last: bool,
+) -> Vec<T> {
     let wlen = g.c_out * g.ckk();
     let par = inner_parallelism(g.n);
     let partial = |images: std::ops::Range<usize>| -> Vec<T> {
         let x = &x[images.start * g.in_len()..images.end * g.in_len()];
-        let grad = &grad[images.start * g.out_len()..images.end * g.out_len()];
+        let range = images.start * g.out_len()..images.end * g.out_len();
+        let (grad, mask) = (&grad[range.clone()], mask.map(|y| &y[range]));
+        let image_mask = |i: usize| mask.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
+        let mut masked = Vec::new();
         let mut acc = vec![T::ZERO; wlen + g.c_out];
         if shifted::applies(g) && !channels_last {
             let mut s = shifted::Scratch::new(g);
             let mut taps = vec![T::ZERO; wlen];
-            for (x, gy) in x
+            for (i, (x, gy)) in x
                 .chunks_exact(g.in_len())
                 .zip(grad.chunks_exact(g.out_len()))
+                .enumerate()
             {
+                let gy = through_relu(gy, image_mask(i), &mut masked);
                 shifted::weight_grad_image(g, &mut s, x, gy, &mut taps, par);
                 bias_grad(g, gy, &mut acc[wlen..], false);
             }
@@ -645,10 +676,12 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T], channels_last: bo
         }
         let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
         let mut image = Vec::new();
-        for (x, gy) in x
+        for (i, (x, gy)) in x
             .chunks_exact(g.in_len())
             .zip(grad.chunks_exact(g.out_len()))
+            .enumerate()
         {
+            let gy = through_relu(gy, image_mask(i), &mut masked);
             im2col(
                 g,
                 channels_first(g, x, channels_last, &mut image),
@@ -672,7 +705,16 @@ fn backward_weight<T: Elem>(g: &Geometry, x: &[T], grad: &[T], channels_last: bo
         return vec![T::ZERO; wlen + g.c_out];
     }
     if use_winograd(g) {
-        let grad = dense(grad, channels_last);
+        let grad = match mask {
+            Some(y) => winograd::Source::ThroughRelu {
+                grad,
+                y,
+                codes: &[],
+                k: 1,
+                channels_last,
+            },
+            None => dense(grad, channels_last),
+        };
         return winograd_weight_grad(g, x, grad, channels_last);
     }
     summed_over_threads(g.n, partial)
@@ -866,6 +908,18 @@ impl CustomOp3 for ConvForward {
             let no_pool = (1, std::sync::Arc::new(Vec::new()));
             return backward_through_relu((x, w, b), y, &grad, (self.padding, cl), no_pool);
         }
+        if !x.track_op() {
+            // Weights only (a first layer in training): ReLU's mask is applied image by
+            // image as the weight gradient reads the output gradient, without a masked
+            // copy of the whole batch.
+            let (dw, db) = if w.track_op() || b.track_op() {
+                let op = BackwardWeightMasked(self.backward_weight_op(w)?);
+                split_weight_bias(&x.apply_op3_no_bwd(&grad, y, &op)?, w, b)?
+            } else {
+                (None, None)
+            };
+            return Ok((None, dw, db));
+        }
         self.backward_linear(x, w, b, &grad.apply_op2_no_bwd(y, &ReluMask)?)
     }
 }
@@ -892,17 +946,25 @@ impl ConvForward {
             None
         };
         let (dw, db) = if w.track_op() || b.track_op() {
-            let op = BackwardWeight {
-                stride: self.stride,
-                padding: self.padding,
-                kernel: w.dims4()?,
-                channels_last: self.channels_last,
-            };
-            split_weight_bias(&x.apply_op2_no_bwd(grad, &op)?, w, b)?
+            split_weight_bias(
+                &x.apply_op2_no_bwd(grad, &self.backward_weight_op(w)?)?,
+                w,
+                b,
+            )?
         } else {
             (None, None)
         };
         Ok((dx, dw, db))
+    }
+
+    /// The op of the weight and bias gradients.
+    fn backward_weight_op(&self, w: &Tensor) -> Result<BackwardWeight> {
+        Ok(BackwardWeight {
+            stride: self.stride,
+            padding: self.padding,
+            kernel: w.dims4()?,
+            channels_last: self.channels_last,
+        })
     }
 }
 
@@ -1314,23 +1376,70 @@ impl CustomOp2 for BackwardWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl BackwardWeight {
+    /// The flat `dW | db` from (input, output gradient), the gradient through ReLU's
+    /// mask when `mask` holds the layer's output.
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        mask: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let cl = self.channels_last;
         let x = nchw(dims4(l1, "input")?, cl);
         let g = geometry_of(x, self.kernel, self.stride, self.padding)?;
         check_output_gradient(l2, &g, cl)?;
+        if let Some((_, l3)) = mask {
+            if l3.shape() != l2.shape() {
+                candle_core::bail!("fast conv2d: gradient and output shapes differ");
+            }
+        }
         fn run<T: Same>(
             (g, cl): (&Geometry, bool),
             x: &[T],
             (s2, l2): (&CpuStorage, &Layout),
+            mask: Option<(&CpuStorage, &Layout)>,
         ) -> Result<Vec<T>> {
-            Ok(backward_weight(g, x, T::same(s2, l2, "gradient")?, cl))
+            let gy = T::same(s2, l2, "gradient")?;
+            let y = match mask {
+                Some((s3, l3)) => Some(T::same(s3, l3, "output")?),
+                None => None,
+            };
+            Ok(backward_weight(g, x, (gy, y), cl))
         }
         let out = with_dtype!("weight gradient", s1, |x| run(
             (&g, cl),
             slice(x, l1, "input")?,
-            (s2, l2)
+            (s2, l2),
+            mask
         )?);
         Ok((out, Shape::from(g.c_out * g.ckk() + g.c_out)))
+    }
+}
+
+/// The weight and bias gradients of `relu(conv(x, w) + b)`: (input, output gradient,
+/// output) -> flat `dW | db`.
+struct BackwardWeightMasked(BackwardWeight);
+
+impl CustomOp3 for BackwardWeightMasked {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-backward-weight-masked"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.0.run((s1, l1), (s2, l2), Some((s3, l3)))
     }
 }
 

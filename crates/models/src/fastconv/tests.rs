@@ -559,3 +559,58 @@ fn channels_last_shapes_are_checked() {
     let y = conv2d_relu_pool_nhwc(&x, &w, &b, (1, 1), 3).unwrap();
     assert_eq!(y.dims4().unwrap(), (1, 2, 2, 8));
 }
+
+#[test]
+fn weight_gradients_through_relu_match_with_and_without_an_input_gradient() {
+    // Without an input gradient (a first layer in training), ReLU's mask is applied as
+    // the weight gradient reads the output gradient; with one, the masked gradient is
+    // built first. Both ways must agree, on the GEMM paths (one input channel, 5x5,
+    // stride 2, the shifted taps) channels-first and channels-last.
+    let dev = Device::Cpu;
+    for &(c_in, c_out, h, k, stride, pad) in &[
+        (1, 8, 12, 3, 1, 1),
+        (3, 5, 12, 5, 1, 2),
+        (4, 6, 11, 3, 2, 1),
+        (16, 5, 13, 3, 1, 1),
+    ] {
+        for channels_last in [false, true] {
+            let mut rng = StdRng::seed_from_u64(19);
+            let x = uniform(&mut rng, (2, c_in, h, h), -1.0, 1.0, DType::F64, &dev).unwrap();
+            let w = Var::from_tensor(
+                &uniform(&mut rng, (c_out, c_in, k, k), -0.5, 0.5, DType::F64, &dev).unwrap(),
+            )
+            .unwrap();
+            let b =
+                Var::from_tensor(&uniform(&mut rng, c_out, -0.3, 0.3, DType::F64, &dev).unwrap())
+                    .unwrap();
+            let grads = |x: &Tensor| {
+                let y = if channels_last {
+                    conv2d_nhwc(&x.permute((0, 2, 3, 1)).unwrap(), &w, &b, stride, pad, true)
+                } else {
+                    conv2d(x, &w, &b, stride, pad, true)
+                }
+                .unwrap();
+                let count = y.elem_count() as u32;
+                let r = (Tensor::arange(0u32, count, &dev)
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    * 0.37)
+                    .unwrap()
+                    .sin()
+                    .unwrap()
+                    .reshape(y.shape())
+                    .unwrap();
+                let g = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
+                let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
+                (flat(g.get(&w).unwrap()), flat(g.get(&b).unwrap()))
+            };
+            let plain = grads(&x);
+            let xv = Var::from_tensor(&x).unwrap();
+            let tracked = grads(xv.as_tensor());
+            let what = format!("{c_in}->{c_out} k {k} s {stride}, channels-last {channels_last}");
+            assert_close(&plain.0, &tracked.0, 1e-13, &format!("dW {what}"));
+            assert_close(&plain.1, &tracked.1, 1e-13, &format!("db {what}"));
+        }
+    }
+}
