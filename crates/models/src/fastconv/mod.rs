@@ -752,10 +752,17 @@ fn summed_over_threads<T: Elem>(
         .collect();
     let mut parts = parts.into_iter();
     let mut total = parts.next().unwrap_or_default();
+    // Added on all threads: a transformed weight gradient is up to 2 MB.
+    const SPAN: usize = 4096;
     for p in parts {
-        for (t, v) in total.iter_mut().zip(p) {
-            *t += v;
-        }
+        total
+            .par_chunks_mut(SPAN)
+            .zip(p.par_chunks(SPAN))
+            .for_each(|(t, p)| {
+                for (t, &v) in t.iter_mut().zip(p) {
+                    *t += v;
+                }
+            });
     }
     total
 }

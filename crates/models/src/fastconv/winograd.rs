@@ -1428,27 +1428,37 @@ pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     du
 }
 
-/// `dW = Gᵀ dU G` for every channel pair, into PyTorch's `C_out x C_in x 3 x 3`, on
-/// all of rayon's threads.
+/// `dW = Gᵀ dU G` for every channel pair, into PyTorch's `C_out x C_in x 3 x 3`,
+/// eight pairs at a time (consecutive in each plane of `dU`), on all of rayon's
+/// threads.
 pub(crate) fn untransform_weight_grad<V: Variant, T: Elem>(g: &Geometry, du: &[T], dw: &mut [T]) {
     use rayon::prelude::*;
     const PAIRS: usize = 64;
     let block = g.c_out * g.c_in;
+    debug_assert_eq!(
+        block % LANES,
+        0,
+        "Winograd needs channel counts divisible by 8"
+    );
     let dw = &mut dw[..9 * block];
     dw.par_chunks_mut(9 * PAIRS)
         .enumerate()
         .for_each(|(chunk, dw)| {
-            for (i, taps) in dw.chunks_exact_mut(9).enumerate() {
-                let oc = chunk * PAIRS + i;
-                let mut src = [T::ZERO; MAX_A * MAX_A];
+            for (i, taps) in dw.chunks_exact_mut(9 * LANES).enumerate() {
+                let first = chunk * PAIRS + i * LANES;
+                let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
                 for ky in 0..V::A {
                     for kx in 0..V::A {
-                        src[ky * MAX_A + kx] = du[(ky * V::A + kx) * block + oc];
+                        src[ky * MAX_A + kx] = load(du, (ky * V::A + kx) * block + first);
                     }
                 }
                 let t = both(&src, V::A, 3, V::kernel_t);
                 for r in 0..3 {
-                    taps[r * 3..r * 3 + 3].copy_from_slice(&t[r * MAX_A..r * MAX_A + 3]);
+                    for c in 0..3 {
+                        for (l, &v) in t[r * MAX_A + c].0.iter().enumerate() {
+                            taps[l * 9 + r * 3 + c] = v;
+                        }
+                    }
                 }
             }
         });
