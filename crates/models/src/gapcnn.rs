@@ -62,7 +62,7 @@ impl Architecture for GapCnn {
 impl GapCnn {
     /// The last feature maps (`N x 128 x 7 x 7`, after ReLU), before pooling.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        if fastconv::runs_fast(x) {
+        if fastconv::prefers_channels_last(x) {
             return self.features_nhwc(x)?.permute((0, 3, 1, 2))?.contiguous();
         }
         let mut h = x.clone();
@@ -77,8 +77,9 @@ impl GapCnn {
     }
 
     /// The last feature maps channels-last (`N x 7 x 7 x 128`), computed channels-last
-    /// throughout: the fast CPU path's layout, where no layer transposes its input or
-    /// output (see [`fastconv::conv2d_nhwc`]).
+    /// throughout: the layout of the fast CPU path with Winograd, where no layer
+    /// transposes its input or output (see [`fastconv::conv2d_nhwc`]). `logits` and
+    /// `features` take it where [`fastconv::prefers_channels_last`] says so.
     pub fn features_nhwc(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         // One channel: the same values in the same order.
@@ -100,7 +101,7 @@ impl GapCnn {
 
 impl Classifier for GapCnn {
     fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        if fastconv::runs_fast(images) {
+        if fastconv::prefers_channels_last(images) {
             let pooled = fastconv::global_average_pool_nhwc(&self.features_nhwc(images)?)?;
             return self.fc.forward(&pooled);
         }

@@ -1,6 +1,7 @@
-//! GapCnn runs channels-last on the fast CPU path (`features_nhwc`, the `_nhwc`
-//! convolutions and average pool) and channels-first through candle's own ops when
-//! `fastconv` is off: both must give the same logits, features and gradients. Its own
+//! GapCnn runs channels-last on the fast CPU path with Winograd (`features_nhwc`, the
+//! `_nhwc` convolutions and average pool), channels-first on the GEMM paths and through
+//! candle's own ops when `fastconv` is off: all must give the same logits, features
+//! and gradients. Its own
 //! test binary, because `set_enabled` and `set_winograd` are process-wide.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -48,11 +49,32 @@ fn channels_last_and_channels_first_paths_agree() {
     let reference = run(&model, &vars, &x);
     set_enabled(true);
     let winograd = run(&model, &vars, &x);
-    // Without Winograd: the GEMM paths channels-last, and the pooled layers permuted
-    // around the channels-first fused op.
+    // Without Winograd the model runs channels-first, on the GEMM paths.
     set_winograd(false);
     let gemm = run(&model, &vars, &x);
     set_winograd(true);
+    // Channels-last without Winograd: the GEMM paths channels-last, and the pooled
+    // layers permuted around the channels-first fused op.
+    set_winograd(false);
+    let features = model.features_nhwc(&x).unwrap();
+    set_winograd(true);
+    let reference_features = &reference[1].1;
+    let permuted: Vec<f64> = features
+        .permute((0, 3, 1, 2))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let scale = reference_features
+        .iter()
+        .fold(1e-3f64, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in permuted.iter().zip(reference_features).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-10 * scale,
+            "channels-last GEMM features[{i}]"
+        );
+    }
 
     for (fast, path) in [(&winograd, "winograd"), (&gemm, "gemm")] {
         for ((what, a), (_, b)) in fast.iter().zip(&reference) {

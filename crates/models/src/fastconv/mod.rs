@@ -12,6 +12,13 @@
 //!   flipped, transposed kernel; otherwise `col2im(Wᵀ · g)`;
 //! - weight and bias gradients: `Σ_n g_n · im2col(x_n)ᵀ` and `Σ g`, in one pass.
 //!
+//! Stride-1 3x3 layers whose channel counts are multiples of 8 run Winograd F(4x4, 3x3)
+//! or F(5x5, 3x3), whichever needs fewer multiplies for the output size (see
+//! `winograd`), in all three passes. Every op also takes channels-last batches
+//! (`conv2d_nhwc`, `conv2d_relu_pool_nhwc`, `global_average_pool_nhwc`): the Winograd
+//! kernels work channels-last, so a model that stays channels-last from layer to layer
+//! never transposes its activations or their gradients.
+//!
 //! Gradients are computed only for the arguments that take part in a gradient (an
 //! attack's weights and a training step's input images are skipped). Other devices and
 //! dtypes go through candle's own `conv2d`.
@@ -88,11 +95,12 @@ pub fn enabled() -> bool {
 
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Switches Winograd F(4x4, 3x3) for stride-1 3x3 layers on or off for the whole
-/// process (on by default), when both channel counts are multiples of 8. In f32 its
-/// value and both gradients are within about 5e-6 of the output's scale of the exact
-/// (f64) convolution, against 2e-7 to 6e-7 for the GEMM paths (measured on GapCnn's
-/// layer shapes); off, those layers run the GEMM paths.
+/// Switches Winograd (F(4x4, 3x3) or F(5x5, 3x3)) for stride-1 3x3 layers on or off
+/// for the whole process (on by default), when both channel counts are multiples of 8.
+/// In f32 its value and both gradients are within about 5e-6 of the output's scale of
+/// the exact (f64) convolution (3e-6 to 5e-6 measured forward on GapCnn's layer shapes,
+/// F(5x5) at the top of that range), against 2e-7 to 6e-7 for the GEMM paths; off,
+/// those layers run the GEMM paths.
 pub fn set_winograd(on: bool) {
     WINOGRAD.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -133,10 +141,18 @@ pub fn conv2d(
 }
 
 /// Whether the ops of this module take their fast CPU path on `x` (they are switched
-/// on, `x` is on the CPU, in f32 or f64): for a model to pick the channels-last
-/// variants, which elsewhere only add permutes around candle's own ops.
+/// on, `x` is on the CPU, in f32 or f64).
 pub fn runs_fast(x: &Tensor) -> bool {
     enabled() && x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Whether a model of stride-1 3x3 layers should run `x` channels-last (the `_nhwc`
+/// ops): on the fast path with Winograd on, whose kernels work channels-last. Off the
+/// fast path the `_nhwc` ops only add permutes around candle's, and without Winograd
+/// the channels-first GEMM paths are the faster ones (one GEMM per kernel tap over the
+/// padded image, where channels-last goes through im2col).
+pub fn prefers_channels_last(x: &Tensor) -> bool {
+    runs_fast(x) && winograd_enabled()
 }
 
 /// [`conv2d`] on channels-last batches: `x` is `N x H x W x C_in` and the result
