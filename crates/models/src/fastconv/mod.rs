@@ -130,11 +130,22 @@ pub fn conv2d(
     if !runs_fast(x) || weight.dtype() != x.dtype() || bias.dtype() != x.dtype() {
         return reference_conv2d(x, weight, bias, stride, padding, relu);
     }
+    conv_op(x, weight, bias, (stride, padding), (relu, false))
+}
+
+/// The fused convolution (bias, optional ReLU) op.
+fn conv_op(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (stride, padding): (usize, usize),
+    (relu, channels_last): (bool, bool),
+) -> Result<Tensor> {
     let op = ConvForward {
         stride,
         padding,
         relu,
-        channels_last: false,
+        channels_last,
     };
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
@@ -173,14 +184,7 @@ pub fn conv2d_nhwc(
         let x = x.permute((0, 3, 1, 2))?;
         return reference_conv2d(&x, weight, bias, stride, padding, relu)?.permute((0, 2, 3, 1));
     }
-    let op = ConvForward {
-        stride,
-        padding,
-        relu,
-        channels_last: true,
-    };
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+    conv_op(x, weight, bias, (stride, padding), (relu, true))
 }
 
 /// The same computation through candle's own ops (the path on other devices, and the

@@ -88,20 +88,23 @@ fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
     }
 }
 
-fn check(case: &Case, dtype: DType, tol: f64) {
-    let fast = run(case, true, dtype, 7);
-    let reference = run(case, false, dtype, 7);
-    for (i, what) in [
+/// [`assert_close`] for each of (output, dx, dw, db), `label` after each name.
+fn assert_all_close(a: &[Vec<f64>; 4], b: &[Vec<f64>; 4], tol: f64, label: &str) {
+    let names = [
         "output",
         "input gradient",
         "weight gradient",
         "bias gradient",
-    ]
-    .iter()
-    .enumerate()
-    {
-        assert_close(&fast[i], &reference[i], tol, what);
+    ];
+    for ((a, b), name) in a.iter().zip(b).zip(names) {
+        assert_close(a, b, tol, &format!("{name}{label}"));
     }
+}
+
+fn check(case: &Case, dtype: DType, tol: f64) {
+    let fast = run(case, true, dtype, 7);
+    let reference = run(case, false, dtype, 7);
+    assert_all_close(&fast, &reference, tol, "");
 }
 
 /// candle 0.11's conv2d backward derives the transposed convolution's output padding
@@ -408,18 +411,8 @@ fn conv_relu_pool_matches_candle_conv_relu_and_max() {
         for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
             let fused = run_pooled(&case, pool, true, dtype);
             let reference = run_pooled(&case, pool, false, dtype);
-            for (i, what) in [
-                "output",
-                "input gradient",
-                "weight gradient",
-                "bias gradient",
-            ]
-            .iter()
-            .enumerate()
-            {
-                let what = format!("{what} ({n}x{c_in}x{h}x{w}, k {k}, pool {pool}, {dtype:?})");
-                assert_close(&fused[i], &reference[i], tol, &what);
-            }
+            let label = format!(" ({n}x{c_in}x{h}x{w}, k {k}, pool {pool}, {dtype:?})");
+            assert_all_close(&fused, &reference, tol, &label);
         }
     }
 }
@@ -506,21 +499,11 @@ fn channels_last_ops_match_channels_first() {
         for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
             let last = run_layout(&case, pool, true, dtype);
             let first = run_layout(&case, pool, false, dtype);
-            for (i, what) in [
-                "output",
-                "input gradient",
-                "weight gradient",
-                "bias gradient",
-            ]
-            .iter()
-            .enumerate()
-            {
-                let what = format!(
-                    "{what} ({n}x{c_in}x{h}x{w} -> {c_out}, k {k} s {stride} p {pad}, \
-                     pool {pool}, {dtype:?})"
-                );
-                assert_close(&last[i], &first[i], tol, &what);
-            }
+            let label = format!(
+                " ({n}x{c_in}x{h}x{w} -> {c_out}, k {k} s {stride} p {pad}, pool {pool}, \
+                 {dtype:?})"
+            );
+            assert_all_close(&last, &first, tol, &label);
         }
     }
 }
