@@ -65,12 +65,19 @@ impl GapCnn {
         if fastconv::prefers_channels_last(x) {
             return self.features_nhwc(x)?.permute((0, 3, 1, 2))?.contiguous();
         }
-        let mut h = x.clone();
+        self.layers(x.clone(), false)
+    }
+
+    /// conv1..conv5 with their ReLUs and pools, on a batch channels-first or
+    /// channels-last.
+    fn layers(&self, mut h: Tensor, channels_last: bool) -> Result<Tensor> {
         for (i, conv) in self.convs.iter().enumerate() {
-            h = if i == 1 || i == 3 {
-                conv.forward_relu_pool(&h, 2)?
-            } else {
-                conv.forward_relu(&h)?
+            let pooled = i == 1 || i == 3;
+            h = match (pooled, channels_last) {
+                (true, false) => conv.forward_relu_pool(&h, 2)?,
+                (false, false) => conv.forward_relu(&h)?,
+                (true, true) => conv.forward_relu_pool_nhwc(&h, 2)?,
+                (false, true) => conv.forward_relu_nhwc(&h)?,
             };
         }
         Ok(h)
@@ -83,19 +90,12 @@ impl GapCnn {
     pub fn features_nhwc(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         // One channel: the same values in the same order.
-        let mut h = if c == 1 {
+        let h = if c == 1 {
             x.reshape((n, h, w, 1))?
         } else {
             x.permute((0, 2, 3, 1))?
         };
-        for (i, conv) in self.convs.iter().enumerate() {
-            h = if i == 1 || i == 3 {
-                conv.forward_relu_pool_nhwc(&h, 2)?
-            } else {
-                conv.forward_relu_nhwc(&h)?
-            };
-        }
-        Ok(h)
+        self.layers(h, true)
     }
 }
 

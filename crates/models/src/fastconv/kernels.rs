@@ -206,18 +206,29 @@ pub(crate) fn sum<T: Elem>(v: &[T]) -> T {
     acc.iter().fold(total, |t, &a| t + a)
 }
 
+/// ReLU's backward from its output: `g` where `y` is positive, else zero (NaN is not
+/// positive, as in candle's relu backward).
+#[inline(always)]
+pub(crate) fn relu_grad<T: Elem>(g: T, y: T) -> T {
+    if y > T::ZERO {
+        g
+    } else {
+        T::ZERO
+    }
+}
+
 /// The sum of `v` where `y` is positive (ReLU's backward), as [`sum`].
 pub(crate) fn sum_where_positive<T: Elem>(v: &[T], y: &[T]) -> T {
     let mut acc = [T::ZERO; 8];
     let (mut vc, mut yc) = (v.chunks_exact(8), y.chunks_exact(8));
     for (c, yc) in (&mut vc).zip(&mut yc) {
         for ((a, &x), &y) in acc.iter_mut().zip(c).zip(yc) {
-            *a += if y > T::ZERO { x } else { T::ZERO };
+            *a += relu_grad(x, y);
         }
     }
     let mut total = T::ZERO;
     for (&x, &y) in vc.remainder().iter().zip(yc.remainder()) {
-        total += if y > T::ZERO { x } else { T::ZERO };
+        total += relu_grad(x, y);
     }
     acc.iter().fold(total, |t, &a| t + a)
 }

@@ -653,11 +653,7 @@ fn through_relu<'a, T: Elem>(gy: &'a [T], y: Option<&[T]>, buf: &'a mut Vec<T>) 
         return gy;
     };
     buf.clear();
-    buf.extend(
-        gy.iter()
-            .zip(y)
-            .map(|(&g, &y)| if y > T::ZERO { g } else { T::ZERO }),
-    );
+    buf.extend(gy.iter().zip(y).map(|(&g, &y)| kernels::relu_grad(g, y)));
     buf
 }
 
@@ -1330,7 +1326,7 @@ impl CustomOp2 for ReluMask {
             let mut out = Vec::with_capacity(g.len());
             g.par_iter()
                 .zip(y)
-                .map(|(&g, &y)| if y > T::ZERO { g } else { T::ZERO })
+                .map(|(&g, &y)| kernels::relu_grad(g, y))
                 .collect_into_vec(&mut out);
             Ok(out)
         }

@@ -26,7 +26,7 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 
-use super::kernels::{sum, sum_where_positive, transpose, Elem, Geometry};
+use super::kernels::{relu_grad, sum, sum_where_positive, transpose, Elem, Geometry};
 use gemm::Parallelism;
 
 /// Largest transformed tile side (F(5x5, 3x3)).
@@ -845,10 +845,9 @@ impl<'a, T: Elem> Source<'a, T> {
         let (hw, len) = (ph * pw, c * ph * pw);
         let (grad, y) = (&grad[i * len..(i + 1) * len], &y[i * len..(i + 1) * len]);
         // Without pooling every value is its own window's maximum.
-        // ReLU's mask (the output is not positive; NaN is not either, as in the
-        // unfused path), channels-first, then channels-last.
+        // ReLU's mask, channels-first, then channels-last.
         for ((m, &g), &y) in masked.iter_mut().zip(grad).zip(y) {
-            *m = if y > T::ZERO { g } else { T::ZERO };
+            *m = relu_grad(g, y);
         }
         if k == 1 {
             to_channels_last(&masked[..len], (c, h, w), cols, (top, left), tmp, dst);
@@ -909,7 +908,7 @@ impl<'a, T: Elem> Source<'a, T> {
                 let at = i * len..(i + 1) * len;
                 for (g, y) in grad[at.clone()].chunks_exact(c).zip(y[at].chunks_exact(c)) {
                     for ((d, &g), &y) in db.iter_mut().zip(g).zip(y) {
-                        *d += if y > T::ZERO { g } else { T::ZERO };
+                        *d += relu_grad(g, y);
                     }
                 }
                 return;
@@ -962,12 +961,10 @@ fn unpool_channels_last<T: Elem>(
             for c0 in (0..c).step_by(LANES) {
                 let at = p * c + c0;
                 let (g, yv) = (load(grad, at), load(y, at));
-                // ReLU's mask (NaN is not positive either, as in the unfused path).
+                // ReLU's mask.
                 let mut m = Lanes::<T>::ZERO;
                 for ((m, &g), &y) in m.0.iter_mut().zip(&g.0).zip(&yv.0) {
-                    if y > T::ZERO {
-                        *m = g;
-                    }
+                    *m = relu_grad(g, y);
                 }
                 if k == 1 {
                     store(m, dst, ((top + py) * cols + left + px) * c + c0);
