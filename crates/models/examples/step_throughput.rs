@@ -11,8 +11,10 @@
 //! RAYON_NUM_THREADS=1 cargo run --release -p models --example step_throughput
 //! ```
 //!
-//! `PATH` (`training`, `gradient` or `inference`) times that path alone, for a
-//! profiler.
+//! `PATH` (`training`, `gradient`, `inference` or `matmul`) times that path alone, for
+//! a profiler. `matmul` is a 2048 x 2048 f32 matrix product through candle (the `gemm`
+//! crate), printed in GFLOP/s: the machine's own scale for the other three figures,
+//! which drift with whatever else shares the machine.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use models::{init_model, Adam, AdamConfig, Classifier, GapCnn};
@@ -27,10 +29,11 @@ fn labels(n: usize) -> Result<Tensor> {
     Tensor::from_vec((0..n as u32).map(|i| i % 10).collect(), n, &Device::Cpu)
 }
 
-/// Runs `step` once to warm up, then `reps` times, and prints images per second.
+/// Runs `step` once to warm up, then `reps` times, and prints `work` per second in
+/// `unit`.
 fn report(
     name: &str,
-    images: usize,
+    (work, unit): (f64, &str),
     reps: usize,
     mut step: impl FnMut() -> Result<()>,
 ) -> Result<()> {
@@ -42,9 +45,9 @@ fn report(
         secs.push(start.elapsed().as_secs_f64());
     }
     secs.sort_by(f64::total_cmp);
-    let rate = |s: f64| images as f64 / s;
+    let rate = |s: f64| work / s;
     println!(
-        "{name:28} best {:7.0} images/s   median {:7.0} images/s",
+        "{name:28} best {:7.0} {unit}   median {:7.0} {unit}",
         rate(secs[0]),
         rate(secs[reps / 2])
     );
@@ -62,8 +65,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let reps = usize::max(reps, 1);
     let only = std::env::args().nth(2);
     if let Some(p) = only.as_deref() {
-        if !["training", "gradient", "inference"].contains(&p) {
-            return Err(format!("PATH is training, gradient or inference, got {p}").into());
+        if !["training", "gradient", "inference", "matmul"].contains(&p) {
+            return Err(
+                format!("PATH is training, gradient, inference or matmul, got {p}").into(),
+            );
         }
     }
     let runs = |path: &str| only.as_deref().is_none_or(|p| p == path);
@@ -80,7 +85,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut adam = Adam::new(vars, AdamConfig::default())?;
     let (x, y) = (inputs(128)?, labels(128)?);
     if runs("training") {
-        report("training step, batch 128", 128, reps, || {
+        report("training step, batch 128", (128.0, "images/s"), reps, || {
             let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
             adam.step(&loss.backward()?)
         })?;
@@ -91,7 +96,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let model = models::load_model::<GapCnn>(&weights, DType::F32, &dev)?;
     let (x, y) = (Var::from_tensor(&inputs(250)?)?, labels(250)?);
     if runs("gradient") {
-        report("input gradient, batch 250", 250, reps, || {
+        report("input gradient, batch 250", (250.0, "images/s"), reps, || {
             let loss = candle_nn::loss::cross_entropy(&model.logits(x.as_tensor())?, &y)?;
             loss.backward().map(|_| ())
         })?;
@@ -99,8 +104,19 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     let x = inputs(1000)?;
     if runs("inference") {
-        report("inference, batch 1000", 1000, reps.div_ceil(2), || {
+        report("inference, batch 1000", (1000.0, "images/s"), reps.div_ceil(2), || {
             model.logits(&x).map(|_| ())
+        })?;
+    }
+
+    if runs("matmul") {
+        let n = 2048;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let a = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev)?;
+        let b = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev)?;
+        let gflop = 2.0 * (n * n * n) as f64 / 1e9;
+        report("matmul 2048 x 2048, f32", (gflop, "GFLOP/s "), reps.div_ceil(2), || {
+            a.matmul(&b).map(|_| ())
         })?;
     }
     Ok(())
