@@ -2,6 +2,9 @@
 //! and through the fast op with Winograd off ("gemm") and on ("winograd", the 3x3
 //! stride-1 layers with 8+ input channels): forward, and forward + both gradients.
 //! Throughput is in images; `conv2d_flops` gives each shape's work for GFLOP/s.
+//! `matmul/2048` is a 2048 x 2048 f32 product through candle (the `gemm` crate), in
+//! elements of FLOPs: the machine's own GEMM rate in the same run, the scale that each
+//! layer's GFLOP/s is read against.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
@@ -114,5 +117,20 @@ fn conv_layers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, conv_layers);
+/// The scale: a 2048 x 2048 f32 matrix product, its throughput counted in FLOPs.
+fn matmul_reference(c: &mut Criterion) {
+    models::fastconv::tune_cpu_runtime();
+    let n = 2048;
+    let mut rng = StdRng::seed_from_u64(1);
+    let dev = Device::Cpu;
+    let a = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev).expect("a");
+    let b = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev).expect("b");
+    let mut g = c.benchmark_group("matmul");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+    g.bench_function("2048", |bench| bench.iter(|| a.matmul(&b).expect("matmul")));
+    g.finish();
+}
+
+criterion_group!(benches, matmul_reference, conv_layers);
 criterion_main!(benches);

@@ -66,9 +66,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let only = std::env::args().nth(2);
     if let Some(p) = only.as_deref() {
         if !["training", "gradient", "inference", "matmul"].contains(&p) {
-            return Err(
-                format!("PATH is training, gradient, inference or matmul, got {p}").into(),
-            );
+            return Err(format!("PATH is training, gradient, inference or matmul, got {p}").into());
         }
     }
     let runs = |path: &str| only.as_deref().is_none_or(|p| p == path);
@@ -85,10 +83,15 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut adam = Adam::new(vars, AdamConfig::default())?;
     let (x, y) = (inputs(128)?, labels(128)?);
     if runs("training") {
-        report("training step, batch 128", (128.0, "images/s"), reps, || {
-            let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
-            adam.step(&loss.backward()?)
-        })?;
+        report(
+            "training step, batch 128",
+            (128.0, "images/s"),
+            reps,
+            || {
+                let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
+                adam.step(&loss.backward()?)
+            },
+        )?;
     }
 
     let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,17 +99,25 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let model = models::load_model::<GapCnn>(&weights, DType::F32, &dev)?;
     let (x, y) = (Var::from_tensor(&inputs(250)?)?, labels(250)?);
     if runs("gradient") {
-        report("input gradient, batch 250", (250.0, "images/s"), reps, || {
-            let loss = candle_nn::loss::cross_entropy(&model.logits(x.as_tensor())?, &y)?;
-            loss.backward().map(|_| ())
-        })?;
+        report(
+            "input gradient, batch 250",
+            (250.0, "images/s"),
+            reps,
+            || {
+                let loss = candle_nn::loss::cross_entropy(&model.logits(x.as_tensor())?, &y)?;
+                loss.backward().map(|_| ())
+            },
+        )?;
     }
 
     let x = inputs(1000)?;
     if runs("inference") {
-        report("inference, batch 1000", (1000.0, "images/s"), reps.div_ceil(2), || {
-            model.logits(&x).map(|_| ())
-        })?;
+        report(
+            "inference, batch 1000",
+            (1000.0, "images/s"),
+            reps.div_ceil(2),
+            || model.logits(&x).map(|_| ()),
+        )?;
     }
 
     if runs("matmul") {
@@ -115,9 +126,12 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let a = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev)?;
         let b = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev)?;
         let gflop = 2.0 * (n * n * n) as f64 / 1e9;
-        report("matmul 2048 x 2048, f32", (gflop, "GFLOP/s "), reps.div_ceil(2), || {
-            a.matmul(&b).map(|_| ())
-        })?;
+        report(
+            "matmul 2048 x 2048, f32",
+            (gflop, "GFLOP/s "),
+            reps.div_ceil(2),
+            || a.matmul(&b).map(|_| ()),
+        )?;
     }
     Ok(())
 }
