@@ -5,6 +5,7 @@
 //! batch can be split across threads with one scratch buffer per thread.
 
 use gemm::Parallelism;
+use std::mem::MaybeUninit;
 
 /// The element types the fast path runs on (f32, and f64 for gradient checks).
 pub(crate) trait Elem:
@@ -28,11 +29,11 @@ pub(crate) trait Elem:
     fn fused_mul_add(self, a: Self, b: Self) -> Self;
 
     /// `dst[j * ds + i] = src[i * ss + j]` for `i, j < 8`: one 8 x 8 block of a
-    /// transpose.
+    /// transpose, into a destination that may not be written yet.
     ///
     /// Panics if a slice is too short for the block.
     #[inline(always)]
-    fn transpose8(src: &[Self], ss: usize, dst: &mut [Self], ds: usize) {
+    fn transpose8(src: &[Self], ss: usize, dst: &mut [MaybeUninit<Self>], ds: usize) {
         let mut b = [[Self::ZERO; 8]; 8];
         for (i, row) in b.iter_mut().enumerate() {
             row.copy_from_slice(&src[i * ss..i * ss + 8]);
@@ -42,7 +43,9 @@ pub(crate) trait Elem:
             for (i, e) in col.iter_mut().enumerate() {
                 *e = b[i][j];
             }
-            dst[j * ds..j * ds + 8].copy_from_slice(&col);
+            for (d, &v) in dst[j * ds..j * ds + 8].iter_mut().zip(&col) {
+                d.write(v);
+            }
         }
     }
 }
@@ -62,7 +65,7 @@ impl Elem for f32 {
     /// With AVX, eight row loads, 24 shuffles and eight column stores (compilers turn
     /// the generic version into 128 scalar moves).
     #[inline(always)]
-    fn transpose8(src: &[f32], ss: usize, dst: &mut [f32], ds: usize) {
+    fn transpose8(src: &[f32], ss: usize, dst: &mut [MaybeUninit<f32>], ds: usize) {
         assert!(
             src.len() >= 7 * ss + 8 && dst.len() >= 7 * ds + 8,
             "transpose8: short"
@@ -73,7 +76,7 @@ impl Elem for f32 {
             // eight 8-wide rows read from `src` and written to `dst` in bounds.
             #[allow(unsafe_code)]
             unsafe {
-                transpose8_avx(src.as_ptr(), ss, dst.as_mut_ptr(), ds)
+                transpose8_avx(src.as_ptr(), ss, dst.as_mut_ptr().cast::<f32>(), ds)
             };
             return;
         }
@@ -86,7 +89,9 @@ impl Elem for f32 {
             for (i, e) in col.iter_mut().enumerate() {
                 *e = b[i][j];
             }
-            dst[j * ds..j * ds + 8].copy_from_slice(&col);
+            for (d, &v) in dst[j * ds..j * ds + 8].iter_mut().zip(&col) {
+                d.write(v);
+            }
         }
     }
 }
@@ -149,11 +154,24 @@ impl Elem for f64 {
 
 /// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i < rows`, `j < cols`,
 /// in 8 x 8 blocks.
+#[allow(unsafe_code)]
 #[inline(always)]
 pub(crate) fn transpose<T: Elem>(
     src: &[T],
-    (rows, cols, src_stride): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: &mut [T],
+    dst_stride: usize,
+) {
+    // SAFETY: `transpose_into` only stores values read from `src`.
+    transpose_into(src, dims, unsafe { as_unwritten(dst) }, dst_stride);
+}
+
+/// [`transpose`] into a destination that may not be written yet (see [`unwritten`]).
+#[inline(always)]
+pub(crate) fn transpose_into<T: Elem>(
+    src: &[T],
+    (rows, cols, src_stride): (usize, usize, usize),
+    dst: &mut [MaybeUninit<T>],
     dst_stride: usize,
 ) {
     const B: usize = 8;
@@ -171,12 +189,58 @@ pub(crate) fn transpose<T: Elem>(
             } else {
                 for i in i0..i0 + ri {
                     for j in j0..j0 + cj {
-                        dst[j * dst_stride + i] = src[i * src_stride + j];
+                        dst[j * dst_stride + i].write(src[i * src_stride + j]);
                     }
                 }
             }
         }
     }
+}
+
+/// A buffer of `n` values not written yet, for a pass that writes every one of them
+/// before anything reads the buffer ([`assume_written`] then gives the values):
+/// filling a 13 MB output with zeros first costs a pass over memory for nothing.
+/// This crate's unit tests (and builds with debug assertions) fill it with `0xFF`
+/// bytes (NaN as a float), so that a value a pass leaves unwritten shows in their
+/// comparisons against candle instead of reading as a plausible zero.
+#[allow(unsafe_code)]
+pub(crate) fn unwritten<T>(n: usize) -> Vec<MaybeUninit<T>> {
+    let mut v: Vec<MaybeUninit<T>> = Vec::with_capacity(n);
+    // SAFETY: the capacity is `n`, and `MaybeUninit` values need no initialisation.
+    unsafe { v.set_len(n) };
+    if cfg!(any(test, debug_assertions)) {
+        // SAFETY: the `n` values lie inside the allocation, and `MaybeUninit<T>` may
+        // hold any bytes.
+        unsafe { std::ptr::write_bytes(v.as_mut_ptr(), 0xFF, n) };
+    }
+    v
+}
+
+/// The values of a buffer from [`unwritten`] once a pass has written all of them.
+///
+/// # Safety
+/// Every element of `v` has been written.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn assume_written<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    let (ptr, len, cap) = (v.as_mut_ptr().cast::<T>(), v.len(), v.capacity());
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, so the allocation is that of a
+    // `Vec<T>` of the same length and capacity, whose values the caller has written;
+    // `ManuallyDrop` keeps `v` from freeing it.
+    unsafe { Vec::from_raw_parts(ptr, len, cap) }
+}
+
+/// `s` seen as values that may not be written yet, for the writers that also fill
+/// [`unwritten`] buffers.
+///
+/// # Safety
+/// Only initialised values may be stored through the result (never
+/// `MaybeUninit::uninit()`), so that `s` stays initialised.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn as_unwritten<T>(s: &mut [T]) -> &mut [MaybeUninit<T>] {
+    let len = s.len();
+    // SAFETY: same layout and length; the caller keeps the values initialised.
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<MaybeUninit<T>>(), len) }
 }
 
 /// `n` copies of `zero`, written by all of rayon's threads: the outputs of the passes
@@ -504,11 +568,13 @@ pub(crate) fn matmul_strided<T: Elem>(
 mod tests {
     use super::*;
 
+    #[allow(unsafe_code)]
     fn transposes<T: Elem + std::fmt::Debug>(of: impl Fn(usize) -> T) {
         let (ss, ds) = (11, 9);
         let src: Vec<T> = (0..7 * ss + 8).map(&of).collect();
         let mut dst = vec![T::ZERO; 7 * ds + 8 + 3];
-        T::transpose8(&src, ss, &mut dst, ds);
+        // SAFETY: transpose8 stores only values read from `src`.
+        T::transpose8(&src, ss, unsafe { as_unwritten(&mut dst) }, ds);
         for i in 0..8 {
             for j in 0..8 {
                 assert!(dst[j * ds + i] == src[i * ss + j], "({i}, {j})");

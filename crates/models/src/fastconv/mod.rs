@@ -77,7 +77,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use kernels::{col2im, im2col, matmul, transpose, zeros, Elem, Geometry, Mat};
+use kernels::{
+    assume_written, col2im, im2col, matmul, transpose, unwritten, zeros, Elem, Geometry, Mat,
+};
 
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
@@ -409,6 +411,7 @@ fn gradient_rows<'a, T>(g: &Geometry, gy: &'a [T], channels_last: bool) -> Mat<'
 
 /// Forward convolution of a contiguous batch (`N x C x H x W`, or `N x H x W x C`
 /// when `channels_last`, the output in the same order), optionally with bias and ReLU.
+#[allow(unsafe_code)]
 fn forward<T: Elem>(
     g: &Geometry,
     x: &[T],
@@ -417,16 +420,18 @@ fn forward<T: Elem>(
     relu: bool,
     channels_last: bool,
 ) -> Vec<T> {
-    let mut out = zeros(g.n * g.out_len(), T::ZERO);
-    if out.is_empty() {
-        return out;
-    }
     let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     if use_winograd(g) {
+        let mut out = unwritten(g.n * g.out_len());
         let out_pool = (&mut out[..], (1, &mut [][..]), channels_last);
         let x = dense(x, channels_last);
         winograd_forward(g, x, (w, bias, relu), out_pool, per, par);
+        // SAFETY: the Winograd forward pass writes every output value.
+        return unsafe { assume_written(out) };
+    }
+    let mut out = zeros(g.n * g.out_len(), T::ZERO);
+    if out.is_empty() {
         return out;
     }
     let shape = (g.c_out, g.out_hw());
@@ -510,6 +515,7 @@ fn pools_in_winograd(g: &Geometry, k: usize) -> bool {
 /// `max_pool(relu(conv(x) + b), k)` and each window's first maximum (its offset
 /// `dy * k + dx`), with the pooling fused into Winograd's output transform where it
 /// applies (which a channels-last batch requires, see [`pools_in_winograd`]).
+#[allow(unsafe_code)]
 fn forward_pooled<T: Elem>(
     g: &Geometry,
     x: &[T],
@@ -518,16 +524,18 @@ fn forward_pooled<T: Elem>(
     channels_last: bool,
 ) -> (Vec<T>, Vec<u8>) {
     let pooled = g.n * g.c_out * (g.ho / k) * (g.wo / k);
-    let mut out = zeros(pooled, T::ZERO);
-    let mut codes = zeros(pooled, 0u8);
-    if pooled == 0 {
-        return (out, codes);
-    }
     if pools_in_winograd(g, k) {
+        let (mut out, mut codes) = (unwritten(pooled), unwritten(pooled));
         let (per, par) = (chunk(g.n), inner_parallelism(g.n));
         let x = dense(x, channels_last);
         let out_pool = (&mut out[..], (k, &mut codes[..]), channels_last);
         winograd::forward::<winograd::F4, T>(g, x, w, Some(b), true, out_pool, per, par);
+        // SAFETY: the Winograd forward pass writes every output value and code.
+        return unsafe { (assume_written(out), assume_written(codes)) };
+    }
+    let mut out = zeros(pooled, T::ZERO);
+    let mut codes = zeros(pooled, 0u8);
+    if pooled == 0 {
         return (out, codes);
     }
     debug_assert!(
@@ -742,7 +750,7 @@ fn winograd_forward<T: Elem>(
     g: &Geometry,
     x: winograd::Source<'_, T>,
     (w, bias, relu): (&[T], Option<&[T]>, bool),
-    out: (&mut [T], (usize, &mut [u8]), bool),
+    out: winograd::Destination<'_, T>,
     per: usize,
     par: Parallelism,
 ) {
@@ -1067,6 +1075,7 @@ impl CustomOp3 for BackwardDataRelu {
     ) -> Result<(CpuStorage, Shape)> {
         let g = geometry_of(self.input, dims4(l3, "kernel")?, 1, self.padding)?;
         check_pooled((&g, self.channels_last), self.k, &self.codes, l1, l2)?;
+        #[allow(unsafe_code)]
         fn run<T: Same>(
             op: &BackwardDataRelu,
             g: &Geometry,
@@ -1077,7 +1086,7 @@ impl CustomOp3 for BackwardDataRelu {
             let y = T::same(s2, l2, "pooled output")?;
             let w = T::same(s3, l3, "kernel")?;
             let (back, flipped) = flipped(g, w);
-            let mut dx = zeros(g.n * g.in_len(), T::ZERO);
+            let mut dx = unwritten(g.n * g.in_len());
             let source = winograd::Source::ThroughRelu {
                 grad,
                 y,
@@ -1090,7 +1099,8 @@ impl CustomOp3 for BackwardDataRelu {
                 let out = (&mut dx[..], (1, &mut [][..]), op.channels_last);
                 winograd_forward(&back, source, (&flipped, None, false), out, per, par);
             }
-            Ok(dx)
+            // SAFETY: the Winograd forward pass writes every value of its output.
+            Ok(unsafe { assume_written(dx) })
         }
         let out = with_dtype!("input gradient", s1, |gy| run(
             self,

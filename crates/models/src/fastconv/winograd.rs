@@ -26,8 +26,11 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 
-use super::kernels::{relu_grad, sum, sum_where_positive, transpose, Elem, Geometry};
+use super::kernels::{
+    as_unwritten, relu_grad, sum, sum_where_positive, transpose, transpose_into, Elem, Geometry,
+};
 use gemm::Parallelism;
+use std::mem::MaybeUninit;
 
 /// Largest transformed tile side (F(5x5, 3x3)).
 const MAX_A: usize = 7;
@@ -698,6 +701,30 @@ unsafe fn store_unchecked<T: Elem>(l: Lanes<T>, dst: &mut [T], at: usize) {
     unsafe { dst.get_unchecked_mut(at..at + LANES) }.copy_from_slice(&l.0);
 }
 
+/// [`store`] into a buffer that may not be written yet.
+#[inline(always)]
+fn store_into<T: Elem>(l: Lanes<T>, dst: &mut [MaybeUninit<T>], at: usize) {
+    for (d, &v) in dst[at..at + LANES].iter_mut().zip(&l.0) {
+        d.write(v);
+    }
+}
+
+/// [`store_unchecked`] into a buffer that may not be written yet.
+///
+/// # Safety
+/// `at + LANES <= dst.len()`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn store_into_unchecked<T: Elem>(l: Lanes<T>, dst: &mut [MaybeUninit<T>], at: usize) {
+    debug_assert!(at + LANES <= dst.len());
+    // SAFETY: in bounds by the caller's contract, and `MaybeUninit<T>` has the layout
+    // of `T`.
+    unsafe {
+        let to = dst.as_mut_ptr().add(at).cast::<T>();
+        std::ptr::copy_nonoverlapping(l.0.as_ptr(), to, LANES);
+    }
+}
+
 impl<T: Elem> Lanes<T> {
     /// ReLU lane by lane; NaN passes through (it is not <= 0), as in candle's relu.
     #[inline(always)]
@@ -1079,9 +1106,19 @@ pub(crate) fn pools<V: Variant>(k: usize) -> bool {
     k >= 1 && V::M % k == 0
 }
 
+/// Where [`forward`] writes: the output (not necessarily written yet), the pooling
+/// window `k` with one code per pooled output (see [`forward`]), and whether the output
+/// is channels-last.
+pub(crate) type Destination<'a, T> = (
+    &'a mut [MaybeUninit<T>],
+    (usize, &'a mut [MaybeUninit<u8>]),
+    bool,
+);
+
 /// Forward convolution of a contiguous batch with bias and ReLU fused into the output
 /// transform; `out` is `N x C_out x ho x wo`, or `N x ho x wo x C_out` when
-/// `channels_last`. With `pool.0 = k > 1` (see [`pools`]; `relu` set) the output is
+/// `channels_last`, and every one of its values is written (as is every code), so it
+/// may come from [`super::kernels::unwritten`]. With `pool.0 = k > 1` (see [`pools`]; `relu` set) the output is
 /// also max-pooled over `k x k` windows, `out` is `N x C_out x ho/k x wo/k` (or
 /// channels-last) and `pool.1` gets each window's first maximum as the offset
 /// `dy * k + dx` (one byte per output, in the output's order; empty when `k == 1`).
@@ -1092,7 +1129,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     w: &[T],
     bias: Option<&[T]>,
     relu: bool,
-    (out, pool, channels_last): (&mut [T], (usize, &mut [u8]), bool),
+    (out, pool, channels_last): Destination<'_, T>,
     per_thread: usize,
     par: Parallelism,
 ) {
@@ -1107,10 +1144,10 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     let out_len = g.out_len() / (k * k);
     // One slice of codes per thread, empty without pooling.
     let parts = out.len().div_ceil(per_thread * out_len);
-    let codes: Vec<&mut [u8]> = if k > 1 {
+    let codes: Vec<&mut [MaybeUninit<u8>]> = if k > 1 {
         codes.chunks_mut(per_thread * out_len).collect()
     } else {
-        (0..parts).map(|_| <&mut [u8]>::default()).collect()
+        (0..parts).map(|_| <&mut [_]>::default()).collect()
     };
     out.par_chunks_mut(per_thread * out_len)
         .zip(codes)
@@ -1152,7 +1189,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     bias: &[T],
     relu: bool,
     pool: usize,
-    (out, codes, channels_last): (&mut [T], &mut [u8], bool),
+    (out, codes, channels_last): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], bool),
     par: Parallelism,
 ) {
     let a2 = V::A * V::A;
@@ -1192,7 +1229,12 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     for (i, y) in out.chunks_exact_mut(c * ph * pw).take(images).enumerate() {
         // Channels-last, the image's output is written in place; channels-first, it
         // goes through `compact` and one transpose.
-        let dst: &mut [T] = if channels_last { y } else { compact };
+        let dst: &mut [MaybeUninit<T>] = if channels_last {
+            y
+        } else {
+            // SAFETY: only computed values are stored through `dst`.
+            unsafe { as_unwritten(compact) }
+        };
         assert!(
             ph * pw * c <= dst.len(),
             "Winograd output transform: output too short"
@@ -1226,7 +1268,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                                 let at = corner + (r * g.wo + col) * c + c0;
                                 // SAFETY: an output pixel's channels, below the bound
                                 // asserted for `dst` (k == 1 here).
-                                unsafe { store_unchecked(v, dst, at) };
+                                unsafe { store_into_unchecked(v, dst, at) };
                             }
                         }
                         continue;
@@ -1253,14 +1295,17 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
                                 }
                             }
                             let p = (py0 + py) * pw + px0 + px;
-                            store(best, dst, p * c + c0);
+                            store_into(best, dst, p * c + c0);
                             let codes = &mut codes[i * c * ph * pw..];
                             if channels_last {
-                                codes[p * c + c0..p * c + c0 + LANES].copy_from_slice(&at);
+                                let to = &mut codes[p * c + c0..p * c + c0 + LANES];
+                                for (d, &a) in to.iter_mut().zip(&at) {
+                                    d.write(a);
+                                }
                                 continue;
                             }
                             for (l, &a) in at.iter().enumerate() {
-                                codes[(c0 + l) * ph * pw + p] = a;
+                                codes[(c0 + l) * ph * pw + p].write(a);
                             }
                         }
                     }
@@ -1268,7 +1313,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
             }
         }
         if !channels_last {
-            transpose(compact, (ph * pw, c, c), y, ph * pw);
+            transpose_into(compact, (ph * pw, c, c), y, ph * pw);
         }
     }
 }
@@ -1276,7 +1321,7 @@ fn forward_round<V: Variant, T: Elem, const FMA: bool>(
 /// The rounds compiled for AVX2 and FMA when the CPU has them (the build targets the
 /// x86-64 baseline, where the transforms' eight-lane arithmetic would run on SSE2).
 mod simd {
-    use super::{Elem, Geometry, Parallelism, Scratch, Source, Tiling, Variant};
+    use super::{Elem, Geometry, MaybeUninit, Parallelism, Scratch, Source, Tiling, Variant};
 
     /// `forward_round`'s inputs, less the output and the pooling record.
     pub(super) type ForwardArgs<'a, T> = (
@@ -1339,7 +1384,7 @@ mod simd {
         forward_round,
         forward_avx2,
         ForwardArgs,
-        |a, out: (&mut [T], &mut [u8], bool), par| {
+        |a, out: (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], bool), par| {
             super::forward_round::<V, T, FMA>(a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, out, par)
         }
     );
