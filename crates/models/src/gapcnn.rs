@@ -69,15 +69,20 @@ impl GapCnn {
     }
 
     /// conv1..conv5 with their ReLUs and pools, on a batch channels-first or
-    /// channels-last.
+    /// channels-last; channels-last, conv1 and conv2 run as one op, as do conv3 and
+    /// conv4 (see [`Conv::forward_pair_relu_pool_nhwc`]).
     fn layers(&self, mut h: Tensor, channels_last: bool) -> Result<Tensor> {
-        for (i, conv) in self.convs.iter().enumerate() {
-            let pooled = i == 1 || i == 3;
-            h = match (pooled, channels_last) {
-                (true, false) => conv.forward_relu_pool(&h, 2)?,
-                (false, false) => conv.forward_relu(&h)?,
-                (true, true) => conv.forward_relu_pool_nhwc(&h, 2)?,
-                (false, true) => conv.forward_relu_nhwc(&h)?,
+        let c = &self.convs;
+        if channels_last {
+            let h = c[0].forward_pair_relu_pool_nhwc(&c[1], &h, 2)?;
+            let h = c[2].forward_pair_relu_pool_nhwc(&c[3], &h, 2)?;
+            return c[4].forward_relu_nhwc(&h);
+        }
+        for (i, conv) in c.iter().enumerate() {
+            h = if i == 1 || i == 3 {
+                conv.forward_relu_pool(&h, 2)?
+            } else {
+                conv.forward_relu(&h)?
             };
         }
         Ok(h)

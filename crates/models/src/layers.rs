@@ -61,6 +61,15 @@ impl Conv {
         let geometry = (self.stride, self.padding);
         crate::fastconv::conv2d_relu_pool_nhwc(x, &self.weight, &self.bias, geometry, k)
     }
+
+    /// `max_pool(relu(next(relu(self(x)))), k)` on a channels-last batch, the two
+    /// layers as one op whose intermediate output is not a node of candle's graph (see
+    /// [`crate::fastconv::conv2d_pair_relu_pool_nhwc`]).
+    pub fn forward_pair_relu_pool_nhwc(&self, next: &Conv, x: &Tensor, k: usize) -> Result<Tensor> {
+        let first = (&self.weight, &self.bias, (self.stride, self.padding));
+        let second = (&next.weight, &next.bias, (next.stride, next.padding));
+        crate::fastconv::conv2d_pair_relu_pool_nhwc(x, first, second, k)
+    }
 }
 
 impl Module for Conv {

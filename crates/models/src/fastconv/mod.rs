@@ -256,6 +256,224 @@ pub fn conv2d_relu_pool_nhwc(
     conv_relu_pool_op(x, weight, bias, (stride, padding), (k, true))
 }
 
+/// A convolution's kernel, bias, and (stride, padding).
+pub type ConvLayer<'a> = (&'a Tensor, &'a Tensor, (usize, usize));
+
+/// Two convolutions with ReLU, the second max-pooled over `k x k` windows, on a
+/// channels-last batch: [`conv2d_nhwc`] then [`conv2d_relu_pool_nhwc`] as one op.
+///
+/// The first convolution's output stays inside the op, for its backward pass, instead
+/// of becoming a node of candle's graph. candle 0.11's backward allocates a zero
+/// tensor for every node and adds the node's gradient to it; for GapCnn's conv1 at
+/// batch 128 that is a 13 MB fill and a 13 MB addition per training step, which this
+/// op saves. Values and gradients are those of the two ops. Off the fast path, or
+/// where the second layer does not pool in Winograd (see [`conv2d_relu_pool_nhwc`]),
+/// this runs the two ops.
+pub fn conv2d_pair_relu_pool_nhwc(
+    x: &Tensor,
+    (w1, b1, (s1, p1)): ConvLayer<'_>,
+    (w2, b2, (s2, p2)): ConvLayer<'_>,
+    k: usize,
+) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let native = runs_fast(x)
+        && [w1, b1, w2, b2].iter().all(|t| t.dtype() == dtype)
+        && (|| pair_geometry(x.dims4()?, (w1.dims4()?, s1, p1), (w2.dims4()?, s2, p2)))()
+            .is_ok_and(|(_, g2)| pools_in_winograd(&g2, k) && g2.ho % k == 0 && g2.wo % k == 0);
+    if !native {
+        let y1 = conv2d_nhwc(x, w1, b1, s1, p1, true)?;
+        return conv2d_relu_pool_nhwc(&y1, w2, b2, (s2, p2), k);
+    }
+    let layer = |stride, padding| ConvForward {
+        stride,
+        padding,
+        relu: true,
+        channels_last: true,
+    };
+    let op = PairForward {
+        layers: [layer(s1, p1), layer(s2, p2)],
+        kernels: [w1.dims4()?, w2.dims4()?],
+        k,
+        saved: std::sync::Mutex::new(None),
+    };
+    // Each layer's kernel and bias as one flat `W | b` argument, the layout of the
+    // backward passes' weight gradients.
+    let flat = |w: &Tensor, b: &Tensor| Tensor::cat(&[&w.flatten_all()?, &b.flatten_all()?], 0);
+    x.contiguous()?
+        .apply_op3(&flat(w1, b1)?, &flat(w2, b2)?, op)
+}
+
+/// The geometries of the two layers of [`conv2d_pair_relu_pool_nhwc`] on a
+/// channels-last batch of dims `x`.
+fn pair_geometry(
+    x: Dims4,
+    (w1, s1, p1): (Dims4, usize, usize),
+    (w2, s2, p2): (Dims4, usize, usize),
+) -> Result<(Geometry, Geometry)> {
+    let g1 = geometry_of(nchw(x, true), w1, s1, p1)?;
+    let g2 = geometry_of((g1.n, g1.c_out, g1.ho, g1.wo), w2, s2, p2)?;
+    Ok((g1, g2))
+}
+
+/// The dims of a 4-D tensor.
+type Dims4 = (usize, usize, usize, usize);
+
+/// The op of [`conv2d_pair_relu_pool_nhwc`]: (input, flat `W1 | b1`, flat `W2 | b2`).
+struct PairForward {
+    layers: [ConvForward; 2],
+    kernels: [Dims4; 2],
+    k: usize,
+    /// The first layer's output and the pooling record, from the forward pass.
+    saved: std::sync::Mutex<Option<(Tensor, std::sync::Arc<Vec<u8>>)>>,
+}
+
+impl PairForward {
+    fn geometry(&self, x: &Layout) -> Result<(Geometry, Geometry)> {
+        let [l1, l2] = self.layers;
+        let (g1, g2) = pair_geometry(
+            dims4(x, "input")?,
+            (self.kernels[0], l1.stride, l1.padding),
+            (self.kernels[1], l2.stride, l2.padding),
+        )?;
+        let k = self.k;
+        if !pools_in_winograd(&g2, k) || g2.ho % k != 0 || g2.wo % k != 0 {
+            candle_core::bail!(
+                "fast conv2d pair: the second layer does not pool {k}x{k} in Winograd"
+            );
+        }
+        Ok((g1, g2))
+    }
+
+    /// The first layer's output and the pooling record.
+    fn saved(&self) -> Result<(Tensor, std::sync::Arc<Vec<u8>>)> {
+        self.saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fast conv2d pair: poisoned lock".into()))?
+            .clone()
+            .ok_or_else(|| {
+                candle_core::Error::Msg("fast conv2d pair: backward before forward".into())
+            })
+    }
+
+    /// A layer's kernel, `C_out x C_in x k x k`, from its flat `W | b`.
+    fn kernel(&self, layer: usize, flat: &Tensor) -> Result<Tensor> {
+        let (o, i, kh, kw) = self.kernels[layer];
+        flat.narrow(0, 0, o * i * kh * kw)?.reshape((o, i, kh, kw))
+    }
+}
+
+/// Checks that `flat` holds a layer's `W | b`.
+fn check_flat(l: &Layout, g: &Geometry, what: &str) -> Result<()> {
+    if l.shape().dims() != [g.c_out * g.ckk() + g.c_out] {
+        candle_core::bail!(
+            "fast conv2d pair: the {what} has shape {:?}, not the {} values of W | b",
+            l.shape(),
+            g.c_out * g.ckk() + g.c_out
+        );
+    }
+    Ok(())
+}
+
+impl CustomOp3 for PairForward {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-pair-relu-pool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g1, g2) = self.geometry(l1)?;
+        check_flat(l2, &g1, "first layer's parameters")?;
+        check_flat(l3, &g2, "second layer's parameters")?;
+        let k = self.k;
+        /// (first output, pooled second output, pooling record).
+        type Outputs<T> = (Vec<T>, Vec<T>, Vec<u8>);
+        fn run<T: Same>(
+            (g1, g2): (&Geometry, &Geometry),
+            k: usize,
+            x: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> Result<Outputs<T>> {
+            let (w1, b1) =
+                T::same(s2, l2, "first layer's parameters")?.split_at(g1.c_out * g1.ckk());
+            let (w2, b2) =
+                T::same(s3, l3, "second layer's parameters")?.split_at(g2.c_out * g2.ckk());
+            let y1 = forward(g1, x, w1, Some(b1), true, true);
+            let (y2, codes) = forward_pooled(g2, &y1, (w2, b2), k, true);
+            Ok((y1, y2, codes))
+        }
+        let first = batch_shape((g1.n, g1.c_out, g1.ho, g1.wo), true);
+        let cpu = &candle_core::Device::Cpu;
+        let (y1, y2, codes) = match s1 {
+            CpuStorage::F32(x) => {
+                let (y1, y2, codes) =
+                    run((&g1, &g2), k, slice(x, l1, "input")?, (s2, l2), (s3, l3))?;
+                (
+                    Tensor::from_vec(y1, first, cpu)?,
+                    CpuStorage::F32(y2),
+                    codes,
+                )
+            }
+            CpuStorage::F64(x) => {
+                let (y1, y2, codes) =
+                    run((&g1, &g2), k, slice(x, l1, "input")?, (s2, l2), (s3, l3))?;
+                (
+                    Tensor::from_vec(y1, first, cpu)?,
+                    CpuStorage::F64(y2),
+                    codes,
+                )
+            }
+            other => candle_core::bail!("fast conv2d pair: unsupported dtype {:?}", other.dtype()),
+        };
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fast conv2d pair: poisoned lock".into()))? =
+            Some((y1, std::sync::Arc::new(codes)));
+        Ok((
+            y2,
+            batch_shape((g2.n, g2.c_out, g2.ho / k, g2.wo / k), true),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        flat1: &Tensor,
+        flat2: &Tensor,
+        y2: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (y1, codes) = self.saved()?;
+        let grad = grad.contiguous()?;
+        let (w1, w2) = (self.kernel(0, flat1)?, self.kernel(1, flat2)?);
+        let want1 = Wanted {
+            input: x.track_op(),
+            weights: flat1.track_op(),
+        };
+        // The first layer's output gradient is needed for either of its gradients.
+        let want2 = Wanted {
+            input: want1.input || want1.weights,
+            weights: flat2.track_op(),
+        };
+        let second = (self.layers[1].padding, true);
+        let (dy1, dflat2) =
+            backward_through_relu((&y1, &w2), y2, &grad, second, (self.k, codes), want2)?;
+        let (dx, dflat1) = match dy1 {
+            Some(dy1) => self.layers[0].backward(x, &w1, &y1, &dy1, want1)?,
+            None => (None, None),
+        };
+        Ok((dx, dflat1, dflat2))
+    }
+}
+
 /// The fused convolution, ReLU and max-pool op.
 fn conv_relu_pool_op(
     x: &Tensor,
@@ -930,42 +1148,77 @@ impl CustomOp3 for ConvForward {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
+        let (dx, flat) = self.backward(x, w, y, &grad, Wanted::of(x, w, b))?;
+        let (dw, db) = split_weight_bias(flat, w, b)?;
+        Ok((dx, dw, db))
+    }
+}
+
+/// Which gradients a backward pass computes: the input's, and the flat `dW | db`.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    input: bool,
+    weights: bool,
+}
+
+impl Wanted {
+    /// The gradients of the arguments that take part in a gradient.
+    fn of(x: &Tensor, w: &Tensor, b: &Tensor) -> Self {
+        Self {
+            input: x.track_op(),
+            weights: w.track_op() || b.track_op(),
+        }
+    }
+}
+
+/// An input gradient and a flat `dW | db`, each where it was asked for.
+type Gradients = (Option<Tensor>, Option<Tensor>);
+
+impl ConvForward {
+    /// The gradients `want` asks for, from the output `y` and its (contiguous)
+    /// gradient `grad`.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+        want: Wanted,
+    ) -> Result<Gradients> {
         if !self.relu {
-            return self.backward_linear(x, w, b, &grad);
+            return self.backward_linear(x, w, grad, want);
         }
         let cl = self.channels_last;
         let g = geometry_of(nchw(x.dims4()?, cl), w.dims4()?, self.stride, self.padding)?;
         if backward_reads_pooled(&g) {
             let no_pool = (1, std::sync::Arc::new(Vec::new()));
-            return backward_through_relu((x, w, b), y, &grad, (self.padding, cl), no_pool);
+            return backward_through_relu((x, w), y, grad, (self.padding, cl), no_pool, want);
         }
-        if !x.track_op() {
+        if !want.input {
             // Weights only (a first layer in training): ReLU's mask is applied image by
             // image as the weight gradient reads the output gradient, without a masked
             // copy of the whole batch.
-            let (dw, db) = if w.track_op() || b.track_op() {
+            let flat = if want.weights {
                 let op = BackwardWeightMasked(self.backward_weight_op(w)?);
-                split_weight_bias(&x.apply_op3_no_bwd(&grad, y, &op)?, w, b)?
+                Some(x.apply_op3_no_bwd(grad, y, &op)?)
             } else {
-                (None, None)
+                None
             };
-            return Ok((None, dw, db));
+            return Ok((None, flat));
         }
-        self.backward_linear(x, w, b, &grad.apply_op2_no_bwd(y, &ReluMask)?)
+        self.backward_linear(x, w, &grad.apply_op2_no_bwd(y, &ReluMask)?, want)
     }
-}
 
-impl ConvForward {
-    /// The gradients of `conv(x, w) + b` (no activation) for those arguments that take
-    /// part in a gradient, from the gradient of that sum.
+    /// The gradients of `conv(x, w) + b` (no activation) that `want` asks for, from
+    /// the gradient of that sum.
     fn backward_linear(
         &self,
         x: &Tensor,
         w: &Tensor,
-        b: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = if x.track_op() {
+        want: Wanted,
+    ) -> Result<Gradients> {
+        let dx = if want.input {
             let op = BackwardData {
                 stride: self.stride,
                 padding: self.padding,
@@ -976,16 +1229,12 @@ impl ConvForward {
         } else {
             None
         };
-        let (dw, db) = if w.track_op() || b.track_op() {
-            split_weight_bias(
-                &x.apply_op2_no_bwd(grad, &self.backward_weight_op(w)?)?,
-                w,
-                b,
-            )?
+        let flat = if want.weights {
+            Some(x.apply_op2_no_bwd(grad, &self.backward_weight_op(w)?)?)
         } else {
-            (None, None)
+            None
         };
-        Ok((dx, dw, db))
+        Ok((dx, flat))
     }
 
     /// The op of the weight and bias gradients.
@@ -1001,10 +1250,13 @@ impl ConvForward {
 
 /// The weight and bias gradients from the backward passes' flat `dW | db`.
 fn split_weight_bias(
-    flat: &Tensor,
+    flat: Option<Tensor>,
     w: &Tensor,
     b: &Tensor,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let Some(flat) = flat else {
+        return Ok((None, None));
+    };
     let wlen = w.elem_count();
     Ok((
         Some(flat.narrow(0, 0, wlen)?.reshape(w.shape())?),
@@ -1162,17 +1414,17 @@ impl CustomOp3 for BackwardWeightRelu {
 }
 
 /// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with `k == 1`
-/// and no `codes`, of `relu(conv(x, w) + b)`), for the arguments that take part in a
-/// gradient, through Winograd, from the output `y` and its gradient (all channels-last
-/// when `channels_last`).
+/// and no `codes`, of `relu(conv(x, w) + b)`) that `want` asks for, through Winograd,
+/// from the output `y` and its gradient (all channels-last when `channels_last`).
 fn backward_through_relu(
-    (x, w, b): (&Tensor, &Tensor, &Tensor),
+    (x, w): (&Tensor, &Tensor),
     y: &Tensor,
     grad: &Tensor,
     (padding, channels_last): (usize, bool),
     (k, codes): (usize, std::sync::Arc<Vec<u8>>),
-) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-    let dx = if x.track_op() {
+    want: Wanted,
+) -> Result<Gradients> {
+    let dx = if want.input {
         let op = BackwardDataRelu {
             input: nchw(x.dims4()?, channels_last),
             padding,
@@ -1184,7 +1436,7 @@ fn backward_through_relu(
     } else {
         None
     };
-    let (dw, db) = if w.track_op() || b.track_op() {
+    let flat = if want.weights {
         let op = BackwardWeightRelu {
             kernel: w.dims4()?,
             padding,
@@ -1192,11 +1444,11 @@ fn backward_through_relu(
             codes,
             channels_last,
         };
-        split_weight_bias(&x.apply_op3_no_bwd(grad, y, &op)?, w, b)?
+        Some(x.apply_op3_no_bwd(grad, y, &op)?)
     } else {
-        (None, None)
+        None
     };
-    Ok((dx, dw, db))
+    Ok((dx, flat))
 }
 
 /// `max_pool(relu(conv(x, w) + b), k)`; the forward pass records where each window's
@@ -1307,9 +1559,17 @@ impl CustomOp3 for ConvPoolForward {
                 codes,
             };
             let grad = grad.apply_op2_no_bwd(y, &unpool)?;
-            return self.conv.backward_linear(x, w, b, &grad);
+            let (dx, flat) = self
+                .conv
+                .backward_linear(x, w, &grad, Wanted::of(x, w, b))?;
+            let (dw, db) = split_weight_bias(flat, w, b)?;
+            return Ok((dx, dw, db));
         }
-        backward_through_relu((x, w, b), y, &grad, (padding, cl), (self.k, codes))
+        let pooled = (self.k, codes);
+        let want = Wanted::of(x, w, b);
+        let (dx, flat) = backward_through_relu((x, w), y, &grad, (padding, cl), pooled, want)?;
+        let (dw, db) = split_weight_bias(flat, w, b)?;
+        Ok((dx, dw, db))
     }
 }
 
