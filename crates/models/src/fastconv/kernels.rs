@@ -281,22 +281,6 @@ pub(crate) fn relu_grad<T: Elem>(g: T, y: T) -> T {
     }
 }
 
-/// The sum of `v` where `y` is positive (ReLU's backward), as [`sum`].
-pub(crate) fn sum_where_positive<T: Elem>(v: &[T], y: &[T]) -> T {
-    let mut acc = [T::ZERO; 8];
-    let (mut vc, mut yc) = (v.chunks_exact(8), y.chunks_exact(8));
-    for (c, yc) in (&mut vc).zip(&mut yc) {
-        for ((a, &x), &y) in acc.iter_mut().zip(c).zip(yc) {
-            *a += relu_grad(x, y);
-        }
-    }
-    let mut total = T::ZERO;
-    for (&x, &y) in vc.remainder().iter().zip(yc.remainder()) {
-        total += relu_grad(x, y);
-    }
-    acc.iter().fold(total, |t, &a| t + a)
-}
-
 /// Shapes of one convolution: `n x c_in x h x w` input, `c_out x c_in x k x k` kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {

@@ -1037,13 +1037,7 @@ fn winograd_weight_grad_with<V: winograd::Variant, T: Elem>(
     let sum = summed_over_threads(g.n, |images| {
         let x = dense(x, channels_last).images(g.in_len(), images.start, images.len());
         let gy = grad.images(g.out_len(), images.start, images.len());
-        let mut part = winograd::weight_grad_transformed::<V, T>(g, x, gy, par);
-        let at = part.len();
-        part.resize(at + g.c_out, T::ZERO);
-        for i in 0..images.len() {
-            gy.channel_sums(i, (g.c_out, g.out_hw()), &mut part[at..]);
-        }
-        part
+        winograd::weight_grad_transformed::<V, T>(g, x, gy, par)
     });
     let (du, db) = sum.split_at(sum.len() - g.c_out);
     let wlen = g.c_out * g.ckk();

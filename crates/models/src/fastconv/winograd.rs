@@ -26,9 +26,7 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 
-use super::kernels::{
-    as_unwritten, relu_grad, sum, sum_where_positive, transpose, transpose_into, Elem, Geometry,
-};
+use super::kernels::{as_unwritten, relu_grad, transpose, transpose_into, Elem, Geometry};
 use gemm::Parallelism;
 use std::mem::MaybeUninit;
 
@@ -909,49 +907,6 @@ impl<'a, T: Elem> Source<'a, T> {
             }
         }
     }
-
-    /// Adds image `i`'s bias gradient, the image summed per channel, to `db`.
-    pub(crate) fn channel_sums(self, i: usize, (c, hw): (usize, usize), db: &mut [T]) {
-        let (plane, len) = match self {
-            Source::Dense(_) | Source::ChannelsLast(_) => (hw, c * hw),
-            Source::ThroughRelu { k, .. } => (hw / (k * k), c * hw / (k * k)),
-        };
-        // Channels-last: one row of `c` values per pixel, added row by row.
-        match self {
-            Source::ChannelsLast(x) => {
-                for row in x[i * len..(i + 1) * len].chunks_exact(c) {
-                    for (d, &v) in db.iter_mut().zip(row) {
-                        *d += v;
-                    }
-                }
-                return;
-            }
-            Source::ThroughRelu {
-                grad,
-                y,
-                channels_last: true,
-                ..
-            } => {
-                let at = i * len..(i + 1) * len;
-                for (g, y) in grad[at.clone()].chunks_exact(c).zip(y[at].chunks_exact(c)) {
-                    for ((d, &g), &y) in db.iter_mut().zip(g).zip(y) {
-                        *d += relu_grad(g, y);
-                    }
-                }
-                return;
-            }
-            _ => {}
-        }
-        for (ch, db) in db.iter_mut().enumerate().take(c) {
-            let at = i * len + ch * plane..i * len + (ch + 1) * plane;
-            *db += match self {
-                Source::Dense(x) | Source::ChannelsLast(x) => sum(&x[at]),
-                Source::ThroughRelu { grad, y, .. } => {
-                    sum_where_positive(&grad[at.clone()], &y[at])
-                }
-            };
-        }
-    }
 }
 
 /// [`Source::fill`] for a channels-last [`Source::ThroughRelu`]: image `i` of
@@ -1400,7 +1355,8 @@ mod simd {
 }
 
 /// Adds the weight gradient of `x` (`images` images) and their output gradient `gy`
-/// into `du` (`a² x C_out x C_in`, transformed).
+/// into `du` (`a² x C_out x C_in`, transformed), and the bias gradient (the output
+/// gradient summed per channel) into the `C_out` values after it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
@@ -1430,6 +1386,14 @@ fn weight_round<V: Variant, T: Elem, const FMA: bool>(
     for i in 0..images {
         let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
         gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), scratch, &mut s.grad);
+        // The bias gradient from the filled gradient while it is in cache (the columns
+        // past the output add zeros).
+        let db = &mut du[a2 * g.c_out * g.c_in..][..c];
+        for pixel in s.grad[..g.ho * wm * c].chunks_exact(c) {
+            for (d, &v) in db.iter_mut().zip(pixel) {
+                *d += v;
+            }
+        }
         // A down the columns of each gradient tile, then across its rows into M.
         transform_tiles!(V, T, t, i, c, (s.grad, wm, V::M), V::output_t, (s.m, m_k));
     }
@@ -1448,7 +1412,8 @@ fn weight_round<V: Variant, T: Elem, const FMA: bool>(
 }
 
 /// The transformed weight gradient of the images in `x` with output gradient `grad`
-/// (`a² x C_out x C_in`), summed over the rounds of one thread.
+/// (`a² x C_out x C_in`), then their bias gradient (`C_out`), summed over the rounds
+/// of one thread.
 pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     g: &Geometry,
     x: Source<'_, T>,
@@ -1457,7 +1422,7 @@ pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
 ) -> Vec<T> {
     let t = Tiling::new::<V>(g);
     let a2 = V::A * V::A;
-    let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in];
+    let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in + g.c_out];
     let round = images_per_round(t.per_image());
     let mut s = Scratch::take::<V>(g, &t, round);
     for from in (0..x.count(g.in_len())).step_by(round) {
