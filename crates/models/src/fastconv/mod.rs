@@ -78,7 +78,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use kernels::{
-    assume_written, col2im, im2col, matmul, transpose, unwritten, zeros, Elem, Geometry, Mat,
+    assume_written, col2im, im2col, matmul, matmul_unwritten, transpose, unwritten, zeros, Elem,
+    Geometry, Mat,
 };
 
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
@@ -638,6 +639,9 @@ fn forward<T: Elem>(
     relu: bool,
     channels_last: bool,
 ) -> Vec<T> {
+    if g.n * g.out_len() == 0 {
+        return Vec::new();
+    }
     let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     if use_winograd(g) {
@@ -648,15 +652,12 @@ fn forward<T: Elem>(
         // SAFETY: the Winograd forward pass writes every output value.
         return unsafe { assume_written(out) };
     }
-    let mut out = zeros(g.n * g.out_len(), T::ZERO);
-    if out.is_empty() {
-        return out;
-    }
     let shape = (g.c_out, g.out_hw());
-    out.par_chunks_mut(per * g.out_len())
-        .zip(x.par_chunks(per * g.in_len()))
-        .for_each(|(out, x)| {
-            if shifted::applies(g) && !channels_last {
+    if shifted::applies(g) && !channels_last {
+        let mut out = zeros(g.n * g.out_len(), T::ZERO);
+        out.par_chunks_mut(per * g.out_len())
+            .zip(x.par_chunks(per * g.in_len()))
+            .for_each(|(out, x)| {
                 let mut s = shifted::Scratch::new(g);
                 for (y, x) in out
                     .chunks_exact_mut(g.out_len())
@@ -665,8 +666,14 @@ fn forward<T: Elem>(
                     shifted::forward_image(g, &mut s, x, w, y, par);
                     epilogue(y, shape, bias, relu, false);
                 }
-                return;
-            }
+            });
+        return out;
+    }
+    // im2col and one product per image, which writes the whole image's output.
+    let mut out = unwritten(g.n * g.out_len());
+    out.par_chunks_mut(per * g.out_len())
+        .zip(x.par_chunks(per * g.in_len()))
+        .for_each(|(out, x)| {
             let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
             let mut image = Vec::new();
             for (y, x) in out
@@ -678,18 +685,19 @@ fn forward<T: Elem>(
                     channels_first(g, x, channels_last, &mut image),
                     &mut cols,
                 );
-                if channels_last {
+                let y = if channels_last {
                     // The transposed product, `Ho*Wo x C_out`.
                     let (cols, w) = (Mat::rows_t(&cols, g.out_hw()), Mat::rows_t(w, g.ckk()));
-                    matmul(g.out_hw(), g.c_out, g.ckk(), y, false, cols, w, par);
+                    matmul_unwritten(g.out_hw(), g.c_out, g.ckk(), y, cols, w, par)
                 } else {
                     let (w, cols) = (Mat::rows(w, g.ckk()), Mat::rows(&cols, g.out_hw()));
-                    matmul(g.c_out, g.out_hw(), g.ckk(), y, false, w, cols, par);
-                }
+                    matmul_unwritten(g.c_out, g.out_hw(), g.ckk(), y, w, cols, par)
+                };
                 epilogue(y, shape, bias, relu, channels_last);
             }
         });
-    out
+    // SAFETY: each image's product wrote all of its output.
+    unsafe { assume_written(out) }
 }
 
 /// Adds the bias and applies ReLU to one `c x hw` output image (`hw x c` when
