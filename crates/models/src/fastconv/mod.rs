@@ -394,8 +394,8 @@ impl CustomOp3 for PairForward {
         check_flat(l3, &g2, "second layer's parameters")?;
         let k = self.k;
         /// (first output, pooled second output, pooling record).
-        type Outputs<T> = (Vec<T>, Vec<T>, Vec<u8>);
-        fn run<T: Same>(
+        type Outputs<T> = (Tensor, Vec<T>, Vec<u8>);
+        fn run<T: Same + candle_core::WithDType>(
             (g1, g2): (&Geometry, &Geometry),
             k: usize,
             x: &[T],
@@ -408,28 +408,22 @@ impl CustomOp3 for PairForward {
                 T::same(s3, l3, "second layer's parameters")?.split_at(g2.c_out * g2.ckk());
             let y1 = forward(g1, x, w1, Some(b1), true, true);
             let (y2, codes) = forward_pooled(g2, &y1, (w2, b2), k, true);
-            Ok((y1, y2, codes))
+            let first = batch_shape((g1.n, g1.c_out, g1.ho, g1.wo), true);
+            Ok((
+                Tensor::from_vec(y1, first, &candle_core::Device::Cpu)?,
+                y2,
+                codes,
+            ))
         }
-        let first = batch_shape((g1.n, g1.c_out, g1.ho, g1.wo), true);
-        let cpu = &candle_core::Device::Cpu;
+        let args = ((&g1, &g2), k, (s2, l2), (s3, l3));
         let (y1, y2, codes) = match s1 {
             CpuStorage::F32(x) => {
-                let (y1, y2, codes) =
-                    run((&g1, &g2), k, slice(x, l1, "input")?, (s2, l2), (s3, l3))?;
-                (
-                    Tensor::from_vec(y1, first, cpu)?,
-                    CpuStorage::F32(y2),
-                    codes,
-                )
+                let (y1, y2, codes) = run(args.0, k, slice(x, l1, "input")?, args.2, args.3)?;
+                (y1, CpuStorage::F32(y2), codes)
             }
             CpuStorage::F64(x) => {
-                let (y1, y2, codes) =
-                    run((&g1, &g2), k, slice(x, l1, "input")?, (s2, l2), (s3, l3))?;
-                (
-                    Tensor::from_vec(y1, first, cpu)?,
-                    CpuStorage::F64(y2),
-                    codes,
-                )
+                let (y1, y2, codes) = run(args.0, k, slice(x, l1, "input")?, args.2, args.3)?;
+                (y1, CpuStorage::F64(y2), codes)
             }
             other => candle_core::bail!("fast conv2d pair: unsupported dtype {:?}", other.dtype()),
         };

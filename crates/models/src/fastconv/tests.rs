@@ -543,6 +543,22 @@ fn channels_last_shapes_are_checked() {
     assert_eq!(y.dims4().unwrap(), (1, 2, 2, 8));
 }
 
+/// `sin(step * i)` for the `i`-th value of `y`'s shape (f64): fixed output weights
+/// for a scalar loss.
+fn wave(y: &Tensor, step: f64) -> Tensor {
+    let count = y.elem_count() as u32;
+    (Tensor::arange(0u32, count, y.device())
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        * step)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape(y.shape())
+        .unwrap()
+}
+
 #[test]
 fn weight_gradients_through_relu_match_with_and_without_an_input_gradient() {
     // Without an input gradient (a first layer in training), ReLU's mask is applied as
@@ -573,17 +589,7 @@ fn weight_gradients_through_relu_match_with_and_without_an_input_gradient() {
                     conv2d(x, &w, &b, stride, pad, true)
                 }
                 .unwrap();
-                let count = y.elem_count() as u32;
-                let r = (Tensor::arange(0u32, count, &dev)
-                    .unwrap()
-                    .to_dtype(DType::F64)
-                    .unwrap()
-                    * 0.37)
-                    .unwrap()
-                    .sin()
-                    .unwrap()
-                    .reshape(y.shape())
-                    .unwrap();
+                let r = wave(&y, 0.37);
                 let g = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
                 let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
                 (flat(g.get(&w).unwrap()), flat(g.get(&b).unwrap()))
@@ -614,18 +620,12 @@ fn pair_gradients(
         conv2d_relu_pool_nhwc(&y1, w2, b2, (1, 1), 2)
     }
     .unwrap();
-    let count = y.elem_count() as u32;
-    let r = (Tensor::arange(0u32, count, x.device())
+    let g = (&y * wave(&y, 0.61))
         .unwrap()
-        .to_dtype(DType::F64)
+        .sum_all()
         .unwrap()
-        * 0.61)
-        .unwrap()
-        .cos()
-        .unwrap()
-        .reshape(y.shape())
+        .backward()
         .unwrap();
-    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
     let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
     let grads = [x, w1, b1, w2, b2]
         .iter()
