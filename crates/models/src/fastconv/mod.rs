@@ -280,7 +280,7 @@ pub fn conv2d_pair_relu_pool_nhwc(
     let native = runs_fast(x)
         && [w1, b1, w2, b2].iter().all(|t| t.dtype() == dtype)
         && (|| pair_geometry(x.dims4()?, (w1.dims4()?, s1, p1), (w2.dims4()?, s2, p2)))()
-            .is_ok_and(|(_, g2)| pools_in_winograd(&g2, k) && g2.ho % k == 0 && g2.wo % k == 0);
+            .is_ok_and(|(_, g2)| pools_whole_windows(&g2, k));
     if !native {
         let y1 = conv2d_nhwc(x, w1, b1, s1, p1, true)?;
         return conv2d_relu_pool_nhwc(&y1, w2, b2, (s2, p2), k);
@@ -337,7 +337,7 @@ impl PairForward {
             (self.kernels[1], l2.stride, l2.padding),
         )?;
         let k = self.k;
-        if !pools_in_winograd(&g2, k) || g2.ho % k != 0 || g2.wo % k != 0 {
+        if !pools_whole_windows(&g2, k) {
             candle_core::bail!(
                 "fast conv2d pair: the second layer does not pool {k}x{k} in Winograd"
             );
@@ -347,13 +347,9 @@ impl PairForward {
 
     /// The first layer's output and the pooling record.
     fn saved(&self) -> Result<(Tensor, std::sync::Arc<Vec<u8>>)> {
-        self.saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("fast conv2d pair: poisoned lock".into()))?
-            .clone()
-            .ok_or_else(|| {
-                candle_core::Error::Msg("fast conv2d pair: backward before forward".into())
-            })
+        record(&self.saved, "conv2d pair")?.clone().ok_or_else(|| {
+            candle_core::Error::Msg("fast conv2d pair: backward before forward".into())
+        })
     }
 
     /// A layer's kernel, `C_out x C_in x k x k`, from its flat `W | b`.
@@ -427,11 +423,7 @@ impl CustomOp3 for PairForward {
             }
             other => candle_core::bail!("fast conv2d pair: unsupported dtype {:?}", other.dtype()),
         };
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("fast conv2d pair: poisoned lock".into()))? =
-            Some((y1, std::sync::Arc::new(codes)));
+        *record(&self.saved, "conv2d pair")? = Some((y1, std::sync::Arc::new(codes)));
         Ok((
             y2,
             batch_shape((g2.n, g2.c_out, g2.ho / k, g2.wo / k), true),
@@ -467,6 +459,13 @@ impl CustomOp3 for PairForward {
         };
         Ok((dx, dflat1, dflat2))
     }
+}
+
+/// What an op's forward pass left for its backward pass, locked; `op` names the op
+/// in the error.
+fn record<'a, T>(m: &'a std::sync::Mutex<T>, op: &str) -> Result<std::sync::MutexGuard<'a, T>> {
+    m.lock()
+        .map_err(|_| candle_core::Error::Msg(format!("fast {op}: poisoned lock")))
 }
 
 /// The fused convolution, ReLU and max-pool op.
@@ -732,6 +731,11 @@ fn pools_in_winograd(g: &Geometry, k: usize) -> bool {
     use_winograd(g) && winograd::pools::<winograd::F4>(k)
 }
 
+/// Whether Winograd pools `k x k` windows for `g` and they tile its whole output.
+fn pools_whole_windows(g: &Geometry, k: usize) -> bool {
+    pools_in_winograd(g, k) && g.ho % k == 0 && g.wo % k == 0
+}
+
 /// `max_pool(relu(conv(x) + b), k)` and each window's first maximum (its offset
 /// `dy * k + dx`), with the pooling fused into Winograd's output transform where it
 /// applies (which a channels-last batch requires, see [`pools_in_winograd`]).
@@ -744,6 +748,9 @@ fn forward_pooled<T: Elem>(
     channels_last: bool,
 ) -> (Vec<T>, Vec<u8>) {
     let pooled = g.n * g.c_out * (g.ho / k) * (g.wo / k);
+    if pooled == 0 {
+        return (Vec::new(), Vec::new());
+    }
     if pools_in_winograd(g, k) {
         let (mut out, mut codes) = (unwritten(pooled), unwritten(pooled));
         let (per, par) = (chunk(g.n), inner_parallelism(g.n));
@@ -755,9 +762,6 @@ fn forward_pooled<T: Elem>(
     }
     let mut out = zeros(pooled, T::ZERO);
     let mut codes = zeros(pooled, 0u8);
-    if pooled == 0 {
-        return (out, codes);
-    }
     debug_assert!(
         !channels_last,
         "channels-last pooling runs only through Winograd"
@@ -1517,11 +1521,7 @@ impl CustomOp3 for ConvPoolForward {
             &mut codes
         )?);
         let full = (g.n, g.c_out, g.ho, g.wo);
-        *self
-            .codes
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("fast conv2d+pool: poisoned lock".into()))? =
-            Some((std::sync::Arc::new(codes), full));
+        *record(&self.codes, "conv2d+pool")? = Some((std::sync::Arc::new(codes), full));
         Ok((out, batch_shape((g.n, g.c_out, g.ho / k, g.wo / k), cl)))
     }
 
@@ -1533,12 +1533,7 @@ impl CustomOp3 for ConvPoolForward {
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some((codes, full)) = self
-            .codes
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("fast conv2d+pool: poisoned lock".into()))?
-            .clone()
-        else {
+        let Some((codes, full)) = record(&self.codes, "conv2d+pool")?.clone() else {
             candle_core::bail!("fast conv2d+pool: backward before forward");
         };
         let grad = grad.contiguous()?;
@@ -1548,22 +1543,19 @@ impl CustomOp3 for ConvPoolForward {
         // only the Winograd backward passes read.
         let reads_pooled =
             cl || backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k);
-        if !reads_pooled {
+        let want = Wanted::of(x, w, b);
+        let (dx, flat) = if reads_pooled {
+            let pooled = (self.k, codes);
+            backward_through_relu((x, w), y, &grad, (padding, cl), pooled, want)?
+        } else {
             let unpool = pool::Unpool {
                 k: self.k,
                 full,
                 codes,
             };
             let grad = grad.apply_op2_no_bwd(y, &unpool)?;
-            let (dx, flat) = self
-                .conv
-                .backward_linear(x, w, &grad, Wanted::of(x, w, b))?;
-            let (dw, db) = split_weight_bias(flat, w, b)?;
-            return Ok((dx, dw, db));
-        }
-        let pooled = (self.k, codes);
-        let want = Wanted::of(x, w, b);
-        let (dx, flat) = backward_through_relu((x, w), y, &grad, (padding, cl), pooled, want)?;
+            self.conv.backward_linear(x, w, &grad, want)?
+        };
         let (dw, db) = split_weight_bias(flat, w, b)?;
         Ok((dx, dw, db))
     }

@@ -1073,8 +1073,8 @@ pub(crate) type Destination<'a, T> = (
 /// Forward convolution of a contiguous batch with bias and ReLU fused into the output
 /// transform; `out` is `N x C_out x ho x wo`, or `N x ho x wo x C_out` when
 /// `channels_last`, and every one of its values is written (as is every code), so it
-/// may come from [`super::kernels::unwritten`]. With `pool.0 = k > 1` (see [`pools`]; `relu` set) the output is
-/// also max-pooled over `k x k` windows, `out` is `N x C_out x ho/k x wo/k` (or
+/// may come from [`super::kernels::unwritten`]. With `pool.0 = k > 1` (see [`pools`];
+/// `relu` set) the output is also max-pooled over `k x k` windows, `out` is `N x C_out x ho/k x wo/k` (or
 /// channels-last) and `pool.1` gets each window's first maximum as the offset
 /// `dy * k + dx` (one byte per output, in the output's order; empty when `k == 1`).
 #[allow(clippy::too_many_arguments)]
