@@ -187,27 +187,9 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>> {
 /// rename, so an interrupted run never leaves a half-written file. Creates the directory.
 pub fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
     let bytes = encode_png(image)?;
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CamError::Io { path, source }
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| CamError::InvalidArgument(format!("{} names no file", path.display())))?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        CamError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    models::write_atomic(path, |tmp| std::fs::write(tmp, &bytes)).map_err(|e| CamError::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 

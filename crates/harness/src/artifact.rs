@@ -8,22 +8,10 @@ use crate::error::{HarnessError, Result};
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| HarnessError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    models::write_atomic(path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| HarnessError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Rows of a CSV table (header first); fields with commas or quotes are quoted.

@@ -32,5 +32,14 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+impl From<crate::WriteError> for ModelError {
+    fn from(e: crate::WriteError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

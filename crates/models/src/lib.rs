@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 mod adam;
+mod atomic;
 mod error;
 pub mod fastconv;
 mod gapcnn;
@@ -35,6 +36,7 @@ pub mod train;
 mod traits;
 
 pub use adam::{Adam, AdamConfig};
+pub use atomic::{write_atomic, WriteError};
 pub use error::{ModelError, Result};
 pub use gapcnn::GapCnn;
 pub use mlp::Mlp;

@@ -184,27 +184,11 @@ pub fn save_tensors(
     }
     owned.sort_by(|a, b| a.0.cmp(&b.0));
     let views: Vec<(&str, &Tensor)> = owned.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let io_err = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    safetensors::serialize_to_file(views, Some(metadata.clone()), &tmp).map_err(|e| {
-        ModelError::Checkpoint {
-            path: tmp.clone(),
-            message: format!("cannot write: {e}"),
-        }
+    crate::write_atomic(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(metadata.clone()), tmp)
+            .map_err(|e| std::io::Error::other(format!("cannot write safetensors: {e}")))
     })?;
-    std::fs::rename(&tmp, path).map_err(io_err)
+    Ok(())
 }
 
 /// The current values of every variable of a `VarMap`.
