@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use metrics::{clever_score, CleverConfig, CleverTarget, Norm};
+use metrics::{clever_score, CleverConfig, CleverTarget, Fallback, Norm};
 use mnist_data::{Dataset, PixelFormat};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,12 @@ pub struct CleverRow {
     /// CLEVER Linf (runner-up class).
     #[serde(with = "crate::nan::float")]
     pub clever_linf: f64,
+    /// Why the L2 estimate's Lipschitz constant is the sample maximum, if it is. (Stage
+    /// files from before this field do not parse, so their CLEVER stage is recomputed
+    /// with the current fallback rules.)
+    pub l2_fallback: Option<Fallback>,
+    /// The same for the Linf estimate.
+    pub linf_fallback: Option<Fallback>,
     /// Smallest successful L2 among CW-L2 and DeepFool.
     pub found_l2: Option<f64>,
     /// Linf of that smallest-L2 perturbation's attack... the smallest successful Linf among all attacks.
@@ -46,6 +52,9 @@ pub struct CleverFigures {
     pub mean_linf: f64,
     /// Images where an attack found an L2 perturbation smaller than CLEVER's estimate.
     pub l2_bound_violations: usize,
+    /// Estimates (L2 and Linf together) whose Lipschitz constant is the sample maximum
+    /// rather than the fitted location.
+    pub fallbacks: usize,
 }
 
 /// Scores the first `config.clever_images` correctly classified test images.
@@ -93,6 +102,8 @@ pub fn run_clever(
             index: i,
             clever_l2: l2.score,
             clever_linf: linf.score,
+            l2_fallback: l2.per_class[0].1.fallback,
+            linf_fallback: linf.per_class[0].1.fallback,
             found_l2: pick(&["cw-l2", "deepfool"], |t| &t.l2_per_image),
             found_linf: pick(&["fgsm", "pgd-linf", "pgd-l2", "cw-l2", "deepfool"], |t| {
                 &t.linf_per_image
@@ -105,10 +116,15 @@ pub fn run_clever(
         .iter()
         .map(|r| {
             let o = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.5}"));
+            let from = |f: Option<Fallback>| {
+                f.map_or("fit".to_string(), |f| format!("max: {}", f.describe()))
+            };
             vec![
                 r.index.to_string(),
                 format!("{:.5}", r.clever_l2),
                 format!("{:.5}", r.clever_linf),
+                from(r.l2_fallback),
+                from(r.linf_fallback),
                 o(r.found_l2),
                 o(r.found_linf),
             ]
@@ -121,6 +137,8 @@ pub fn run_clever(
                 "index",
                 "clever_l2",
                 "clever_linf",
+                "l2_lipschitz_from",
+                "linf_lipschitz_from",
                 "found_l2",
                 "found_linf",
             ],
@@ -150,6 +168,10 @@ pub fn run_clever(
         mean_l2: m(|r| r.clever_l2),
         mean_linf: m(|r| r.clever_linf),
         l2_bound_violations: points.iter().filter(|(c, f)| f < c).count(),
+        fallbacks: rows
+            .iter()
+            .map(|r| usize::from(r.l2_fallback.is_some()) + usize::from(r.linf_fallback.is_some()))
+            .sum(),
         rows,
     })
 }

@@ -109,6 +109,23 @@ fn every_artifact_and_resumable_stages() {
         summary["cam"]["type1"]["spearman"].is_number()
             || summary["cam"]["type1"]["spearman"].is_null()
     );
+    // Each CLEVER estimate says where its Lipschitz constant came from.
+    let clever = std::fs::read_to_string(out.path().join("clever.csv")).unwrap();
+    let mut lines = clever.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let from: Vec<usize> = ["l2_lipschitz_from", "linf_lipschitz_from"]
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).unwrap())
+        .collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2);
+    let fallbacks = rows
+        .iter()
+        .flat_map(|r| from.iter().map(move |&i| r[i]))
+        .inspect(|v| assert!(*v == "fit" || v.starts_with("max: "), "{v}"))
+        .filter(|v| *v != "fit")
+        .count();
+    assert_eq!(summary["clever"]["fallbacks"], fallbacks);
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
     assert!(html.contains("data:image/png;base64,"), "figures inlined");
     assert!(html.contains("alt=\"type2_examples.png\""));

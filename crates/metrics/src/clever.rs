@@ -8,6 +8,15 @@
 //! fit's KS p-value is below [`CLEVER_MIN_PVALUE`] (or no fit is possible: fewer than 3
 //! maxima, or all equal, as for a locally linear model) `L` falls back to the largest
 //! maximum. The score is `min(g(x0) / L, R)`.
+//!
+//! One more fallback than the paper's: when the likelihood has no maximum inside the
+//! fit's search box ([`crate::WeibullFit::interior`] is false), the maxima show no upper
+//! end (their best description is the Gumbel limit, shape and location going to
+//! infinity) and the location is wherever the search stopped, often thousands of times
+//! the sample maximum; the KS test cannot tell, as the Gumbel-like fit matches the sample
+//! well. With few maxima (`N_b = 50`) this happened to about one estimate in ten on the
+//! study's classifier and gave scores near zero; such estimates also fall back to the
+//! sample maximum, and [`CleverEstimate::fallback`] says so.
 
 use serde::{Deserialize, Serialize};
 
@@ -99,8 +108,38 @@ pub struct CleverEstimate {
     pub score: f64,
     /// The best reverse Weibull fit, or `None` when none was possible.
     pub fit: Option<WeibullFit>,
-    /// Whether `L` is the sample maximum (fit rejected or impossible).
-    pub fell_back_to_max: bool,
+    /// Why `L` is the sample maximum, or `None` when it is the fitted location.
+    pub fallback: Option<Fallback>,
+}
+
+impl Fallback {
+    /// A short description, for tables and reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fallback::NoFit => "no fit possible",
+            Fallback::PoorFit => "fit rejected by KS",
+            Fallback::NoUpperEnd => "maxima show no upper end",
+        }
+    }
+}
+
+impl CleverEstimate {
+    /// Whether `L` is the sample maximum rather than a fitted location.
+    pub fn fell_back_to_max(&self) -> bool {
+        self.fallback.is_some()
+    }
+}
+
+/// Why a CLEVER estimate uses the sample maximum as `L`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fallback {
+    /// No fit was possible: fewer than 3 maxima, or all equal.
+    NoFit,
+    /// The best fit's KS p-value is below [`CLEVER_MIN_PVALUE`].
+    PoorFit,
+    /// The likelihood has no maximum inside the search box: the maxima show no upper
+    /// end and the fitted location is meaningless (see the module documentation).
+    NoUpperEnd,
 }
 
 /// CLEVER from the per-batch maxima of the gradient dual norms, the margin
@@ -142,8 +181,16 @@ pub fn clever_score_from_maxima(
         Err(MetricsError::TooFewSamples { .. } | MetricsError::DegenerateSample { .. }) => None,
         Err(other) => return Err(other),
     };
-    let accepted = fit.filter(|f| f.ks_pvalue >= CLEVER_MIN_PVALUE);
-    let lipschitz = accepted.map_or(sample_max, |f| f.distribution.loc());
+    let fallback = match fit {
+        None => Some(Fallback::NoFit),
+        Some(f) if f.ks_pvalue < CLEVER_MIN_PVALUE => Some(Fallback::PoorFit),
+        Some(f) if !f.interior => Some(Fallback::NoUpperEnd),
+        Some(_) => None,
+    };
+    let lipschitz = match (fit, fallback) {
+        (Some(f), None) => f.distribution.loc(),
+        _ => sample_max,
+    };
     let score = if lipschitz > 0.0 {
         (margin / lipschitz).min(radius)
     } else {
@@ -153,7 +200,7 @@ pub fn clever_score_from_maxima(
         lipschitz,
         score,
         fit,
-        fell_back_to_max: accepted.is_none(),
+        fallback,
     })
 }
 
@@ -193,7 +240,7 @@ mod tests {
             .unwrap()
             .sample_seeded(11, 500);
         let est = clever_score_from_maxima(&maxima, 1.0, 5.0).unwrap();
-        assert!(!est.fell_back_to_max);
+        assert_eq!(est.fallback, None);
         let fit = est.fit.unwrap();
         assert_eq!(est.lipschitz, fit.distribution.loc());
         assert!((est.lipschitz - 2.0).abs() < 0.06, "{est:?}");
@@ -207,7 +254,7 @@ mod tests {
     fn falls_back_to_the_maximum() {
         // A locally linear model: every batch maximum is the same.
         let est = clever_score_from_maxima(&[2.0; 20], 1.0, 5.0).unwrap();
-        assert!(est.fell_back_to_max && est.fit.is_none());
+        assert!(est.fallback == Some(Fallback::NoFit) && est.fit.is_none());
         assert_eq!((est.lipschitz, est.score), (2.0, 0.5));
         // A sample no reverse Weibull explains (two far clusters): p < 0.001.
         let mut bimodal = vec![1.0; 250];
@@ -216,7 +263,7 @@ mod tests {
             *v += i as f64 * 1e-4;
         }
         let est = clever_score_from_maxima(&bimodal, 1.0, 5.0).unwrap();
-        assert!(est.fell_back_to_max, "{est:?}");
+        assert_eq!(est.fallback, Some(Fallback::PoorFit), "{est:?}");
         let max = bimodal.iter().copied().fold(0.0, f64::max);
         assert_eq!(est.lipschitz, max);
         // Zero gradients: the score is the radius.
@@ -224,6 +271,24 @@ mod tests {
             clever_score_from_maxima(&[0.0; 5], 1.0, 3.0).unwrap().score,
             3.0
         );
+    }
+
+    #[test]
+    fn a_fit_without_an_upper_end_falls_back_to_the_maximum() {
+        // Pareto quantiles: no upper end, so the fit's location is meaningless.
+        let maxima: Vec<f64> = (0..100)
+            .map(|i| ((i as f64 + 0.5) / 100.0).powf(-0.5))
+            .collect();
+        let est = clever_score_from_maxima(&maxima, 1.0, 5.0).unwrap();
+        assert_eq!(est.fallback, Some(Fallback::NoUpperEnd), "{est:?}");
+        assert!(est.fell_back_to_max());
+        let fit = est.fit.unwrap();
+        assert!(
+            !fit.interior && fit.ks_pvalue >= CLEVER_MIN_PVALUE,
+            "{fit:?}"
+        );
+        assert_eq!(est.lipschitz, maxima[0]);
+        assert_eq!(est.score, 1.0 / maxima[0]);
     }
 
     #[test]

@@ -57,7 +57,9 @@ pub use classification::{
     auc, operating_point_at_threshold, operating_point_of_predictions, roc_curve, BinaryConfusion,
     ConfusionMatrix, OperatingPoint, RocCurve,
 };
-pub use clever::{clever_score_from_maxima, CleverConfig, CleverEstimate, Norm, CLEVER_MIN_PVALUE};
+pub use clever::{
+    clever_score_from_maxima, CleverConfig, CleverEstimate, Fallback, Norm, CLEVER_MIN_PVALUE,
+};
 pub use clever_model::{clever_score, CleverReport, CleverTarget};
 pub use descriptive::{mean, median, quantile, quantiles, NormSummary};
 pub use error::{MetricsError, Result};

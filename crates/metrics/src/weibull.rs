@@ -112,6 +112,11 @@ pub struct WeibullFit {
     pub ks_pvalue: f64,
     /// The shape initialisation whose fit this is.
     pub initial_shape: f64,
+    /// Whether the likelihood's maximum lies inside the search box. When it does not,
+    /// the shape ran to its bound (`1e4`) and the location far above the sample: the
+    /// likelihood keeps growing towards the Gumbel limit (shape and location to
+    /// infinity), the sample shows no upper end, and the location estimates nothing.
+    pub interior: bool,
 }
 
 /// Maximum-likelihood fit from each of [`CLEVER_SHAPE_INITS`], keeping the best KS
@@ -122,7 +127,8 @@ pub fn fit_reverse_weibull(samples: &[f64]) -> Result<WeibullFit> {
 
 /// Fits `(shape, loc, scale)` by maximum likelihood once per initial shape and keeps
 /// the fit with the largest KS p-value (ties: the larger likelihood), as the CLEVER
-/// authors do around `scipy.stats.weibull_min.fit`.
+/// authors do around `scipy.stats.weibull_min.fit`, except that a fit inside the
+/// search box ([`WeibullFit::interior`]) beats any fit on its edge.
 ///
 /// Like their code, the sample is first mapped to `y = (max - x) / (max - min)` in
 /// [0, 1]. For a location `loc = max + delta (max - min)` the scale that maximises
@@ -172,7 +178,7 @@ pub fn fit_reverse_weibull_with_shapes(
 
     let mut best: Option<WeibullFit> = None;
     for &initial_shape in initial_shapes {
-        let (shape, delta, rescaled_ll) = profile_mle(&rescaled, initial_shape);
+        let (shape, delta, rescaled_ll, interior) = profile_mle(&rescaled, initial_shape);
         let scale = range * profile_scale(&rescaled, shape, delta);
         let Ok(distribution) = ReverseWeibull::new(shape, max + delta * range, scale) else {
             continue;
@@ -184,11 +190,13 @@ pub fn fit_reverse_weibull_with_shapes(
             ks_statistic: ks.statistic,
             ks_pvalue: ks.p_value,
             initial_shape,
+            interior,
         };
+        let rank = |f: &WeibullFit| (f.interior, f.ks_pvalue, f.log_likelihood);
         let better = best.is_none_or(|b| {
-            candidate.ks_pvalue > b.ks_pvalue
-                || (candidate.ks_pvalue == b.ks_pvalue
-                    && candidate.log_likelihood > b.log_likelihood)
+            rank(&candidate)
+                .partial_cmp(&rank(&b))
+                .is_some_and(|o| o.is_gt())
         });
         if better {
             best = Some(candidate);
@@ -204,9 +212,14 @@ pub fn fit_reverse_weibull_with_shapes(
 const LN_SHAPE_RANGE: (f64, f64) = (-9.21, 9.21); // shape in [1e-4, 1e4]
 const LN_DELTA_RANGE: (f64, f64) = (-23.03, 9.21); // delta in [1e-10, 1e4]
 
-/// Maximises the profile log-likelihood over `(shape, delta)`; returns both and the
-/// log-likelihood (in rescaled units).
-fn profile_mle(y: &[f64], initial_shape: f64) -> (f64, f64, f64) {
+/// How close (in `ln shape`, `ln delta`) to the box's upper edges a maximum counts as
+/// on the edge: a factor of 1.1 below the bound.
+const EDGE: f64 = 0.1;
+
+/// Maximises the profile log-likelihood over `(shape, delta)`; returns both, the
+/// log-likelihood (in rescaled units) and whether the maximum lies inside the box
+/// (shape and delta below their upper edges).
+fn profile_mle(y: &[f64], initial_shape: f64) -> (f64, f64, f64, bool) {
     let objective = |theta: &[f64]| {
         let inside = (LN_SHAPE_RANGE.0..=LN_SHAPE_RANGE.1).contains(&theta[0])
             && (LN_DELTA_RANGE.0..=LN_DELTA_RANGE.1).contains(&theta[1]);
@@ -232,7 +245,14 @@ fn profile_mle(y: &[f64], initial_shape: f64) -> (f64, f64, f64) {
     } else {
         first
     };
-    (best.point[0].exp(), best.point[1].exp(), -best.value)
+    let interior =
+        best.point[0] < LN_SHAPE_RANGE.1 - EDGE && best.point[1] < LN_DELTA_RANGE.1 - EDGE;
+    (
+        best.point[0].exp(),
+        best.point[1].exp(),
+        -best.value,
+        interior,
+    )
 }
 
 /// Log-likelihood of `z = delta + y ~ Weibull(shape, lambda)` with `lambda` at its
@@ -304,6 +324,7 @@ mod tests {
             assert!((d.shape() - shape).abs() / shape < 0.35, "shape: {fit:?}");
             assert!((d.scale() - scale).abs() / scale < 0.35, "scale: {fit:?}");
             assert!(fit.ks_pvalue > 0.05, "{fit:?}");
+            assert!(fit.interior, "{fit:?}");
             let max = sample.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             assert!(d.loc() > max);
             // It is a likelihood maximum: at least as likely as the truth, and the
@@ -312,6 +333,21 @@ mod tests {
             assert!((fit.log_likelihood - ll(&d)).abs() < 1e-6 * ll(&d).abs().max(1.0));
             assert!(fit.log_likelihood >= ll(&truth));
         }
+    }
+
+    /// A sample with a heavy upper tail (Pareto quantiles, no upper end): the likelihood
+    /// grows towards the edge of the search box and the fit says so, with a location far
+    /// above the sample.
+    #[test]
+    fn a_sample_without_an_upper_end_is_not_interior() {
+        let n = 200;
+        let sample: Vec<f64> = (0..n)
+            .map(|i| ((i as f64 + 0.5) / n as f64).powf(-0.5))
+            .collect();
+        let fit = fit_reverse_weibull(&sample).unwrap();
+        assert!(!fit.interior, "{fit:?}");
+        let (min, max) = (sample[n - 1], sample[0]);
+        assert!(fit.distribution.loc() > max + 10.0 * (max - min), "{fit:?}");
     }
 
     #[test]
