@@ -160,14 +160,36 @@ fn sections(
         s.push((String::new(), Some(strip)));
     }
     let c = &e.clever;
+    // Estimates per fallback reason, in the order of the first occurrence.
+    let mut reasons: Vec<(metrics::Fallback, usize)> = Vec::new();
+    for f in c
+        .rows
+        .iter()
+        .flat_map(|r| [r.l2_fallback, r.linf_fallback])
+        .flatten()
+    {
+        match reasons.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((f, 1)),
+        }
+    }
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = reasons
+            .iter()
+            .map(|(f, n)| format!("{}: {n}", f.describe()))
+            .collect();
+        format!(" ({})", list.join(", "))
+    };
     s.push((format!(
         "## CLEVER: the attack lower bound as local Lipschitz estimation\n\n\
          CLEVER (runner-up class, Nb {} x Ns {}) on {} images: mean L2 score {}, mean Linf score {}. \
          The scatter sets each image's L2 score against the smallest L2 perturbation CW-L2 or DeepFool \
          found; {} points lie below the diagonal, where an attack beat the estimated lower bound (CLEVER \
-         is an estimate, not a certificate). {} of the {} estimates take the largest sampled gradient \
-         norm as the Lipschitz constant instead of the fitted Weibull location (`clever.csv` says why; \
-         mostly maxima with no visible upper end, where the fit's location diverges).",
+         is an estimate, not a certificate). Estimates whose Lipschitz constant is the largest sampled \
+         gradient norm instead of the fitted Weibull location: {} of {}{reasons} (per image in \
+         `clever.csv`; maxima with no upper end are those where the fit's location diverges).",
         c.nb, c.ns, c.rows.len(), num(c.mean_l2), num(c.mean_linf), c.l2_bound_violations,
         c.fallbacks, 2 * c.rows.len()
     ), Some("clever_l2.png".into())));

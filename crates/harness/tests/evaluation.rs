@@ -131,6 +131,12 @@ fn every_artifact_and_resumable_stages() {
     assert!(html.contains("alt=\"type2_examples.png\""));
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(md.contains("![type2_examples.png](type2_examples.png)"));
+    assert!(
+        md.contains(&format!(
+            "instead of the fitted Weibull location: {fallbacks} of 4"
+        )),
+        "the report counts the CLEVER fallbacks"
+    );
     // Three rows of a clean panel and five attacks (224-px panels, 3 caption lines).
     let fig = image::open(out.path().join("type2_examples.png"))
         .unwrap()
