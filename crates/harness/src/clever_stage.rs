@@ -52,9 +52,27 @@ pub struct CleverFigures {
     pub mean_linf: f64,
     /// Images where an attack found an L2 perturbation smaller than CLEVER's estimate.
     pub l2_bound_violations: usize,
-    /// Estimates (L2 and Linf together) whose Lipschitz constant is the sample maximum
-    /// rather than the fitted location.
-    pub fallbacks: usize,
+}
+
+impl CleverFigures {
+    /// The estimates (L2 and Linf together) whose Lipschitz constant is the sample
+    /// maximum rather than the fitted location, counted per reason in the order each
+    /// reason first occurs.
+    pub fn fallbacks(&self) -> Vec<(Fallback, usize)> {
+        let mut counts: Vec<(Fallback, usize)> = Vec::new();
+        for f in self
+            .rows
+            .iter()
+            .flat_map(|r| [r.l2_fallback, r.linf_fallback])
+            .flatten()
+        {
+            match counts.iter_mut().find(|(g, _)| *g == f) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((f, 1)),
+            }
+        }
+        counts
+    }
 }
 
 /// Scores the first `config.clever_images` correctly classified test images.
@@ -168,10 +186,6 @@ pub fn run_clever(
         mean_l2: m(|r| r.clever_l2),
         mean_linf: m(|r| r.clever_linf),
         l2_bound_violations: points.iter().filter(|(c, f)| f < c).count(),
-        fallbacks: rows
-            .iter()
-            .map(|r| usize::from(r.l2_fallback.is_some()) + usize::from(r.linf_fallback.is_some()))
-            .sum(),
         rows,
     })
 }

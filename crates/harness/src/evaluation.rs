@@ -204,7 +204,7 @@ fn summary_json(
         "clever": {
             "images": clever.rows.len(), "nb": clever.nb, "ns": clever.ns, "target": "runner-up",
             "mean_l2": finite(clever.mean_l2), "mean_linf": finite(clever.mean_linf),
-            "l2_bound_violations": clever.l2_bound_violations, "fallbacks": clever.fallbacks,
+            "l2_bound_violations": clever.l2_bound_violations, "fallbacks": clever.fallbacks().iter().map(|(_, n)| n).sum::<usize>(),
         },
         "config": serde_json::to_value(config).unwrap_or(Value::Null),
         "seed": config.seed,

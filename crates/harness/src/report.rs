@@ -160,23 +160,11 @@ fn sections(
         s.push((String::new(), Some(strip)));
     }
     let c = &e.clever;
-    // Estimates per fallback reason, in the order of the first occurrence.
-    let mut reasons: Vec<(metrics::Fallback, usize)> = Vec::new();
-    for f in c
-        .rows
-        .iter()
-        .flat_map(|r| [r.l2_fallback, r.linf_fallback])
-        .flatten()
-    {
-        match reasons.iter_mut().find(|(g, _)| *g == f) {
-            Some((_, n)) => *n += 1,
-            None => reasons.push((f, 1)),
-        }
-    }
-    let reasons = if reasons.is_empty() {
+    let fallbacks = c.fallbacks();
+    let reasons = if fallbacks.is_empty() {
         String::new()
     } else {
-        let list: Vec<String> = reasons
+        let list: Vec<String> = fallbacks
             .iter()
             .map(|(f, n)| format!("{}: {n}", f.describe()))
             .collect();
@@ -191,7 +179,7 @@ fn sections(
          gradient norm instead of the fitted Weibull location: {} of {}{reasons} (per image in \
          `clever.csv`; maxima with no upper end are those where the fit's location diverges).",
         c.nb, c.ns, c.rows.len(), num(c.mean_l2), num(c.mean_linf), c.l2_bound_violations,
-        c.fallbacks, 2 * c.rows.len()
+        fallbacks.iter().map(|(_, n)| n).sum::<usize>(), 2 * c.rows.len()
     ), Some("clever_l2.png".into())));
     s.push((
         format!("## Configuration\n\n```toml\n{}```", config.to_toml()),
