@@ -166,7 +166,7 @@ fn classifier(args: &AttackArgs, device: &Device) -> Result<Box<dyn Classifier>>
             Box::new(load_model::<GapCnn>(w, DType::F32, device).with_context(context)?)
         }
         ModelKind::Mlp => Box::new(load_model::<Mlp>(w, DType::F32, device).with_context(context)?),
-        ModelKind::Oracle => {
+        ModelKind::Oracle | ModelKind::RobustOracle => {
             Box::new(load_model::<Oracle>(w, DType::F32, device).with_context(context)?)
         }
         ModelKind::Svae => {

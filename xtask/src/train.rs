@@ -22,6 +22,9 @@ pub enum ModelKind {
     Mlp,
     /// The independent judge.
     Oracle,
+    /// The oracle's architecture trained adversarially (FGSM with a random start, Linf
+    /// eps 0.3): a second judge whose decisions follow the digit's shape.
+    RobustOracle,
     /// The supervised VAE (with latent classifier and discriminator).
     Svae,
 }
@@ -101,6 +104,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             &device,
             &mut bars,
         )?),
+        ModelKind::RobustOracle => {
+            cfg.adversarial = Some(models::adversarial::AdversarialTraining::mnist());
+            drop(train_classifier::<Oracle>(
+                tr,
+                te,
+                &cfg,
+                &args.out,
+                args.resume,
+                &device,
+                &mut bars,
+            )?)
+        }
         ModelKind::Svae => {
             let mut cfg = TrainConfig::svae(args.epochs, args.seed);
             if let Some(lr) = args.lr {
@@ -153,7 +168,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     match args.model {
         ModelKind::Gapcnn => print_accuracy::<GapCnn>(w, test, &device)?,
         ModelKind::Mlp => print_accuracy::<Mlp>(w, test, &device)?,
-        ModelKind::Oracle => print_accuracy::<Oracle>(w, test, &device)?,
+        ModelKind::Oracle | ModelKind::RobustOracle => print_accuracy::<Oracle>(w, test, &device)?,
         ModelKind::Svae => {
             let svae = load_model::<Svae>(w, DType::F32, &device)?;
             for (name, value) in evaluate_svae(&svae, test, &device)? {

@@ -158,7 +158,16 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         let outcome = if args.transition {
             class_transition(&svae, None, &x, &targets, &config)?
         } else {
-            type_one_attack(&svae, f1.as_ref(), &oracle, &x, &keep, &targets, &config)?
+            type_one_attack(
+                &svae,
+                f1.as_ref(),
+                &oracle,
+                &x,
+                &keep,
+                &targets,
+                None,
+                &config,
+            )?
         };
         let oracle_pred = oracle.predict(&outcome.images)?;
         tally.add(&outcome, &keep, &targets, &oracle_pred);

@@ -128,6 +128,7 @@ pub fn run_type1(
             &x,
             &keep,
             &tg,
+            None,
             &attack,
         )?;
         iterations_done += o.iterations.iter().sum::<usize>();

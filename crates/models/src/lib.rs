@@ -22,10 +22,12 @@
 #![deny(missing_docs)]
 
 mod adam;
+pub mod adversarial;
 mod atomic;
 mod error;
 pub mod fastconv;
 mod gapcnn;
+mod knn;
 pub mod layers;
 mod mlp;
 mod oracle;
@@ -39,6 +41,7 @@ pub use adam::{Adam, AdamConfig};
 pub use atomic::{write_atomic, WriteError};
 pub use error::{ModelError, Result};
 pub use gapcnn::GapCnn;
+pub use knn::{vote, Knn, Neighbour};
 pub use mlp::Mlp;
 pub use oracle::Oracle;
 pub use params::{

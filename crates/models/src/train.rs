@@ -15,6 +15,7 @@ use mnist_data::{BatchOptions, Dataset, PixelFormat};
 use rand::{rngs::StdRng, SeedableRng};
 
 use crate::adam::{Adam, AdamConfig};
+use crate::adversarial::{pgd_accuracy, training_examples, AdversarialTraining};
 use crate::error::{ModelError, Result};
 use crate::params::{
     check_tensors, init_varmap, read_safetensors, save_tensors, varmap_tensors, vars_named,
@@ -34,6 +35,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Optimiser.
     pub adam: AdamConfig,
+    /// Classifiers only: train on adversarial examples instead of the clean images.
+    pub adversarial: Option<AdversarialTraining>,
 }
 
 impl TrainConfig {
@@ -44,6 +47,7 @@ impl TrainConfig {
             batch_size: 128,
             seed,
             adam: AdamConfig::default(),
+            adversarial: None,
         }
     }
 
@@ -54,6 +58,7 @@ impl TrainConfig {
             batch_size: 64,
             seed,
             adam: AdamConfig::svae(),
+            adversarial: None,
         }
     }
 }
@@ -303,6 +308,32 @@ pub fn train_classifier<A: Architecture + Classifier>(
         start = epoch + 1;
     }
     let model = A::from_varbuilder(&VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    // Adversarial runs hold the last training images out for their PGD check (the test
+    // split never picks a checkpoint).
+    let (train, validation) = match &config.adversarial {
+        Some(adv) if adv.check.images > 0 => {
+            let n = train.len();
+            if adv.check.images >= n {
+                return Err(ModelError::InvalidInput(format!(
+                    "the PGD check holds out {} images but the training split has {n}",
+                    adv.check.images
+                )));
+            }
+            let cut = n - adv.check.images;
+            let kept: Vec<usize> = (0..cut).collect();
+            let held: Vec<usize> = (cut..n).collect();
+            (train.select(&kept)?, Some(train.select(&held)?))
+        }
+        _ => (train.clone(), None),
+    };
+    let best = best_path(out);
+    if start == 1 && config.adversarial.is_some() && best.is_file() {
+        // A fresh run never compares itself with a stale run's best epoch.
+        std::fs::remove_file(&best).map_err(|source| ModelError::Io {
+            path: best.clone(),
+            source,
+        })?;
+    }
     for epoch in start..=config.epochs {
         let t0 = Instant::now();
         let options = BatchOptions {
@@ -312,15 +343,26 @@ pub fn train_classifier<A: Architecture + Classifier>(
             format: PixelFormat::Gray,
         };
         let batches = train.batches(&options, device);
+        let num_batches = batches.num_batches();
         observer.event(&TrainEvent::EpochStart {
             stage: "train",
             epoch,
-            batches: batches.num_batches(),
+            batches: num_batches,
         });
+        let mut rng = StdRng::seed_from_u64(config.seed ^ (0xad7e_0000 + epoch as u64));
         let (mut sum, mut n) = (0.0, 0usize);
-        for batch in batches {
+        for (i, batch) in batches.enumerate() {
             let batch = batch?;
-            let logits = model.logits(&batch.images)?;
+            let images = match &config.adversarial {
+                Some(adv) => {
+                    let progress = (epoch - 1) as f64 + i as f64 / num_batches as f64;
+                    let eps = adv.eps_at(progress);
+                    training_examples(&model, &batch.images, &batch.labels, adv, eps, &mut rng)?
+                        .detach()
+                }
+                None => batch.images,
+            };
+            let logits = model.logits(&images)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &batch.labels)?;
             adam.step(&loss.backward()?)?;
             let l = f64::from(loss.to_scalar::<f32>()?);
@@ -330,15 +372,50 @@ pub fn train_classifier<A: Architecture + Classifier>(
         }
         save_checkpoint::<A>(&varmap, &[&adam], "train", epoch, out)?;
         let acc = accuracy(&model, heldout, 1000, device)?;
+        let mut figures = vec![("accuracy".into(), acc)];
+        if let (Some(adv), Some(val)) = (&config.adversarial, &validation) {
+            let (clean, robust) = pgd_accuracy(&model, val, &adv.check, config.seed, device)?;
+            figures.push(("validation_accuracy".into(), clean));
+            figures.push(("validation_pgd_accuracy".into(), robust));
+            // The best epoch by held-out PGD accuracy is kept beside the last one, so a
+            // catastrophic overfit late in a run loses nothing.
+            let previous = best_score(&best);
+            if previous.is_none_or(|p| robust > p) {
+                let weights = varmap_tensors(&varmap)?;
+                let meta = HashMap::from([
+                    ("kind".to_string(), A::KIND.to_string()),
+                    ("epoch".to_string(), epoch.to_string()),
+                    ("validation_pgd_accuracy".to_string(), robust.to_string()),
+                ]);
+                save_tensors(&weights, &meta, &best)?;
+            }
+        }
         observer.event(&TrainEvent::EpochEnd {
             stage: "train",
             epoch,
             loss: sum / n.max(1) as f64,
-            heldout: vec![("accuracy".into(), acc)],
+            heldout: figures,
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
     Ok(model)
+}
+
+/// Where an adversarial run keeps its best epoch by held-out PGD accuracy:
+/// `<out stem>.best.safetensors` beside `out`.
+pub fn best_path(out: &Path) -> PathBuf {
+    out.with_extension("best.safetensors")
+}
+
+/// The held-out PGD accuracy recorded in a best-epoch checkpoint, if there is one.
+fn best_score(path: &Path) -> Option<f64> {
+    let bytes = std::fs::read(path).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    meta.metadata()
+        .as_ref()?
+        .get("validation_pgd_accuracy")?
+        .parse()
+        .ok()
 }
 
 /// The SVAE's terms for a batch of binarised images: (CE of f2, KL, BCE), each a mean

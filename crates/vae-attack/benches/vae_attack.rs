@@ -29,7 +29,7 @@ fn type_one(c: &mut Criterion) {
     // No early stop and no recording: pure optimisation steps.
     let config = LatentAttackConfig {
         max_iters: iters,
-        early_stop: false,
+        stop: vae_attack::Stop::Budget,
         record_every: 0,
         frame_every: 0,
         ..LatentAttackConfig::type_one()
@@ -44,7 +44,7 @@ fn type_one(c: &mut Criterion) {
             criterion::BenchmarkId::new("gapcnn_90_pairs_x_10_iterations", label),
             |b| {
                 b.iter(|| {
-                    type_one_attack(&svae, &f1, &oracle, &x, &keep, &targets, &config)
+                    type_one_attack(&svae, &f1, &oracle, &x, &keep, &targets, None, &config)
                         .expect("attack")
                 })
             },

@@ -4,9 +4,10 @@
 use candle_core::{DType, Result as CResult, Tensor, Var, D};
 use models::{Classifier, Svae};
 
-use crate::config::LatentAttackConfig;
+use crate::config::{LatentAttackConfig, Objective, Start, Stop};
 use crate::error::{AttackError, Result};
 use crate::loss::{latent_objective, next_k, LossTerms};
+use crate::means::ClassMeans;
 
 /// One recorded step of one pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +22,10 @@ pub struct TrajectoryPoint {
     pub j2: f32,
     /// BCE(D(z), 1).
     pub l_dis: f32,
-    /// The adaptive weight k.
+    /// The weight of f1's term: the adaptive k, or the constrained attack's lambda.
     pub k: f32,
+    /// f1's logit margin for the kept label (0 for the transition).
+    pub margin: f32,
     /// f1's class probabilities on G(z) (empty for the transition).
     pub f1_probs: Vec<f32>,
     /// The oracle's arg-max on G(z), when there is an oracle.
@@ -56,13 +59,19 @@ pub struct LatentOutcome {
     pub z: Tensor,
     /// G(z*), `N x 1 x 28 x 28`.
     pub images: Tensor,
-    /// Success per pair (Type I: f1 keeps y and the oracle says t; transition: f2 says t,
-    /// and the oracle too when one is given), judged on z*.
+    /// Success per pair by the run's own rule, judged on z*: with [`Stop::Oracle`], f1
+    /// keeps y and the oracle says t (transition: f2 says t, and the oracle too when one
+    /// is given); judge-free, f1 keeps y and f2 says t (with [`Stop::Confident`], at its
+    /// probability and margin). Judges give their verdicts on `images` afterwards.
     pub success: Vec<bool>,
     /// Iterations run per pair (the iteration of success with early stop).
     pub iterations: Vec<usize>,
     /// f1's arg-max on G(z*) (Type I only; empty otherwise).
     pub f1_pred: Vec<u32>,
+    /// f1's logit margin for the kept label on G(z*) (Type I only; empty otherwise).
+    pub margin: Vec<f32>,
+    /// f2's probability of the target at z*.
+    pub f2_prob: Vec<f32>,
     /// The oracle's arg-max on G(z*) (empty without an oracle).
     pub oracle_pred: Vec<u32>,
     /// f2's arg-max on z*.
@@ -126,40 +135,72 @@ fn validate(images: &Tensor, targets: &[u32], keep: Option<&[u32]>) -> Result<us
 struct Verdict {
     success: Vec<bool>,
     f2_pred: Vec<u32>,
+    f2_prob: Vec<f32>,
     f1_pred: Option<Vec<u32>>,
+    margin: Option<Vec<f32>>,
     oracle_pred: Option<Vec<u32>>,
 }
 
-/// Who judges success, and against which labels.
+/// Who takes part in the run, and the rule that says a pair is done.
 struct Judge<'a> {
     f1: Option<&'a dyn Classifier>,
+    /// Only with [`Stop::Oracle`] (or the transition checked by an oracle).
     oracle: Option<&'a dyn Classifier>,
     keep: Vec<u32>,
     targets: &'a [u32],
+    stop: Stop,
 }
 
 impl Judge<'_> {
-    /// Success per pair from the terms at the current z.
-    fn verdict(&self, terms: &LossTerms) -> Result<Verdict> {
+    /// Success per pair from the terms at the current z. The oracle (when there is one)
+    /// is asked every iteration only with [`Stop::Oracle`], and always on the final codes.
+    fn verdict(&self, terms: &LossTerms, last: bool) -> Result<Verdict> {
         let f2_pred = argmax_rows(&terms.f2_logits)?;
+        let t = Tensor::from_vec(
+            self.targets.to_vec(),
+            self.targets.len(),
+            terms.f2_logits.device(),
+        )?;
+        let f2_prob = rows_f32(
+            &candle_nn::ops::softmax(&terms.f2_logits, D::Minus1)?
+                .gather(&t.unsqueeze(1)?, 1)?
+                .squeeze(1)?,
+        )?;
         let f1_pred = terms.f1_logits.as_ref().map(argmax_rows).transpose()?;
-        let oracle_pred = self
-            .oracle
-            .map(|o| o.predict(&terms.images.detach()))
-            .transpose()?;
+        let margin = terms.margin.as_ref().map(rows_f32).transpose()?;
+        let oracle_pred = match self.oracle {
+            Some(o) if last || self.stop == Stop::Oracle => {
+                Some(o.predict(&terms.images.detach())?)
+            }
+            _ => None,
+        };
         let ok = (0..self.targets.len())
             .map(|i| {
-                let oracle_ok = oracle_pred.as_ref().is_none_or(|p| p[i] == self.targets[i]);
-                match (&f1_pred, self.f1) {
-                    (Some(p), Some(_)) => p[i] == self.keep[i] && oracle_ok,
-                    _ => f2_pred[i] == self.targets[i] && oracle_ok,
+                let target = self.targets[i];
+                let oracle_ok = oracle_pred.as_ref().is_none_or(|p| p[i] == target);
+                let kept = f1_pred.as_ref().is_none_or(|p| p[i] == self.keep[i]);
+                match (self.stop, &f1_pred) {
+                    (
+                        Stop::Confident {
+                            f2_prob: p,
+                            margin: m,
+                        },
+                        _,
+                    ) => {
+                        let margin_ok = margin.as_ref().is_none_or(|v| f64::from(v[i]) >= m);
+                        f2_pred[i] == target && f64::from(f2_prob[i]) >= p && kept && margin_ok
+                    }
+                    (_, Some(_)) => kept && oracle_ok,
+                    (_, None) => f2_pred[i] == target && oracle_ok,
                 }
             })
             .collect();
         Ok(Verdict {
             success: ok,
             f2_pred,
+            f2_prob,
             f1_pred,
+            margin,
             oracle_pred,
         })
     }
@@ -170,6 +211,7 @@ fn run(
     svae: &Svae,
     judge: Judge<'_>,
     images: &Tensor,
+    means: Option<&ClassMeans>,
     config: &LatentAttackConfig,
 ) -> Result<LatentOutcome> {
     let n = images.dim(0)?;
@@ -178,10 +220,31 @@ fn run(
     // The SVAE sees binarised digits (pixel > 127 of 255).
     let binary = images.gt(127.0 / 255.0)?.to_dtype(dtype)?;
     let (mu, _) = svae.encode(&binary)?;
-    let z = Var::from_tensor(&mu.detach())?;
+    let z0 = match config.start {
+        Start::Mu => mu.detach(),
+        Start::TowardsTarget { fraction } => {
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(AttackError::InvalidInput(format!(
+                    "the start fraction must lie in [0, 1], got {fraction}"
+                )));
+            }
+            let means = means.ok_or_else(|| {
+                AttackError::InvalidInput(
+                    "a start towards the target needs the class means of the training images"
+                        .into(),
+                )
+            })?;
+            let target_means = means.rows(judge.targets)?.to_dtype(dtype)?;
+            ((mu.detach() * (1.0 - fraction))? + (target_means * fraction)?)?
+        }
+    };
+    let z = Var::from_tensor(&z0)?;
     let t_tensor = Tensor::from_vec(judge.targets.to_vec(), n, device)?;
     let y_tensor = Tensor::from_vec(judge.keep.clone(), n, device)?;
-    let mut k = vec![0f64; n];
+    let mut k = match config.objective {
+        Objective::Paper(_) => vec![0f64; n],
+        Objective::Constrained(c) => vec![c.lambda0; n],
+    };
     let mut m = mu.zeros_like()?.detach();
     let mut v = m.clone();
     let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
@@ -205,13 +268,14 @@ fn run(
             f2_pred,
             oracle_pred,
             ..
-        } = judge.verdict(&terms)?;
+        } = judge.verdict(&terms, false)?;
         let last = it == config.max_iters;
         let stops: Vec<bool> = (0..n)
-            .map(|i| active[i] && (last || (config.early_stop && succeeded[i])))
+            .map(|i| active[i] && (last || (config.stop != Stop::Budget && succeeded[i])))
             .collect();
         let j1 = terms.j1.as_ref().map(rows_f32).transpose()?;
         let j2 = rows_f32(&terms.j2)?;
+        let margins = terms.margin.as_ref().map(rows_f32).transpose()?;
         let point_due = config.record_every > 0 && it % config.record_every == 0;
         let frame_due = config.frame_every > 0 && it % config.frame_every == 0;
         let any_stop = stops.iter().any(|&s| s);
@@ -250,6 +314,7 @@ fn run(
                         j2: j2[i],
                         l_dis: l_dis[i],
                         k: k[i] as f32,
+                        margin: margins.as_ref().map_or(0.0, |m| m[i]),
                         f1_probs: probs.as_ref().map(|p| p[i].clone()).unwrap_or_default(),
                         oracle_pred: oracle_pred.as_ref().map(|p| p[i]),
                         f2_pred: f2_pred[i],
@@ -289,10 +354,18 @@ fn run(
         let mask = Tensor::from_vec(mask, (n, 1), device)?.to_dtype(dtype)?;
         let next = (z.as_tensor() - (step.broadcast_mul(&mask)? * config.lr)?)?;
         z.set(&next.detach())?;
-        if let Some(j1) = &j1 {
-            for i in (0..n).filter(|&i| active[i]) {
-                k[i] = next_k(k[i], f64::from(j1[i]), f64::from(j2[i]), config);
+        match (&config.objective, &j1, &margins) {
+            (Objective::Paper(adaptive), Some(j1), _) => {
+                for i in (0..n).filter(|&i| active[i]) {
+                    k[i] = next_k(k[i], f64::from(j1[i]), f64::from(j2[i]), adaptive);
+                }
             }
+            (Objective::Constrained(c), _, Some(m)) => {
+                for i in (0..n).filter(|&i| active[i]) {
+                    k[i] = c.next_lambda(k[i], f64::from(m[i]));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -305,9 +378,11 @@ fn run(
     let Verdict {
         success,
         f2_pred,
+        f2_prob,
         f1_pred,
+        margin,
         oracle_pred,
-    } = judge.verdict(&terms)?;
+    } = judge.verdict(&terms, true)?;
     let out_images = terms.images.detach();
     let diff = (&out_images - images)?.flatten_from(1)?;
     Ok(LatentOutcome {
@@ -318,6 +393,8 @@ fn run(
         success,
         iterations,
         f1_pred: f1_pred.unwrap_or_default(),
+        margin: margin.unwrap_or_default(),
+        f2_prob,
         oracle_pred: oracle_pred.unwrap_or_default(),
         f2_pred,
         trajectories,
@@ -326,7 +403,8 @@ fn run(
 
 /// The class transition: moves z from mu(x) towards class `targets[i]` of the latent
 /// classifier (L = CE(f2(z), t) + 0.01 BCE(D(z), 1) + 5e-4 ||z||), Adam on z only.
-/// Success: f2 says t (and the oracle too, when one is given).
+/// Success: f2 says t (and the oracle too, when one is given and the stop rule is
+/// [`Stop::Oracle`]).
 pub fn class_transition(
     svae: &Svae,
     oracle: Option<&dyn Classifier>,
@@ -340,13 +418,17 @@ pub fn class_transition(
         oracle,
         keep: vec![0; n],
         targets,
+        stop: config.stop,
     };
-    run(svae, judge, images, config)
+    run(svae, judge, images, None, config)
 }
 
-/// The Type I attack: the image becomes `targets[i]` for the oracle while f1 keeps
-/// `keep[i]` (usually f1's own label of the clean image): L = J2 + 0.01 l_dis +
-/// 1e-4 ||z|| + k J1 with the adaptive k. Success: f1(G(z*)) = keep AND oracle(G(z*)) = t.
+/// The Type I attack as the study reproduces it: the image should become `targets[i]`
+/// for the oracle while f1 keeps `keep[i]` (usually f1's own label of the clean image).
+/// With [`Stop::Oracle`] a pair stops at the first iterate where f1 keeps its label and
+/// the oracle says the target, so the oracle takes part in the attack; with another
+/// stop rule the oracle is not asked (use [`type_one_attack_judge_free`]).
+#[allow(clippy::too_many_arguments)]
 pub fn type_one_attack(
     svae: &Svae,
     f1: &dyn Classifier,
@@ -354,6 +436,7 @@ pub fn type_one_attack(
     images: &Tensor,
     keep: &[u32],
     targets: &[u32],
+    means: Option<&ClassMeans>,
     config: &LatentAttackConfig,
 ) -> Result<LatentOutcome> {
     validate(images, targets, Some(keep))?;
@@ -362,6 +445,36 @@ pub fn type_one_attack(
         oracle: Some(oracle),
         keep: keep.to_vec(),
         targets,
+        stop: config.stop,
     };
-    run(svae, judge, images, config)
+    run(svae, judge, images, means, config)
+}
+
+/// A Type I attack that sees f1, the SVAE and (for a start towards the target) the class
+/// means of training images, never a judge: either objective of
+/// [`LatentAttackConfig::objective`], stopping on the budget or on [`Stop::Confident`].
+/// Judges see only the returned images. [`Stop::Oracle`] is refused.
+pub fn type_one_attack_judge_free(
+    svae: &Svae,
+    f1: &dyn Classifier,
+    images: &Tensor,
+    keep: &[u32],
+    targets: &[u32],
+    means: Option<&ClassMeans>,
+    config: &LatentAttackConfig,
+) -> Result<LatentOutcome> {
+    validate(images, targets, Some(keep))?;
+    if config.stop == Stop::Oracle {
+        return Err(AttackError::InvalidInput(
+            "a judge-free attack cannot stop on the oracle's verdict".into(),
+        ));
+    }
+    let judge = Judge {
+        f1: Some(f1),
+        oracle: None,
+        keep: keep.to_vec(),
+        targets,
+        stop: config.stop,
+    };
+    run(svae, judge, images, means, config)
 }

@@ -17,7 +17,7 @@
 //! let (oracle, _) = init_model::<Oracle>(2, DType::F32, &dev)?;
 //! let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &dev)?;
 //! let config = LatentAttackConfig { max_iters: 3, ..LatentAttackConfig::type_one() };
-//! let out = type_one_attack(&svae, &f1, &oracle, &x, &[7, 7], &[9, 0], &config)?;
+//! let out = type_one_attack(&svae, &f1, &oracle, &x, &[7, 7], &[9, 0], None, &config)?;
 //! assert_eq!(out.success.len(), 2);
 //! # Ok(()) }
 //! ```
@@ -28,10 +28,15 @@ mod attack;
 mod config;
 mod error;
 mod loss;
+mod means;
+mod verdict;
 
 pub use attack::{
-    class_transition, type_one_attack, Frame, LatentOutcome, Trajectory, TrajectoryPoint,
+    class_transition, type_one_attack, type_one_attack_judge_free, Frame, LatentOutcome,
+    Trajectory, TrajectoryPoint,
 };
-pub use config::LatentAttackConfig;
+pub use config::{AdaptiveK, Constraint, LatentAttackConfig, Objective, Start, Stop};
 pub use error::{AttackError, Result};
-pub use loss::{latent_objective, next_k, per_example_cross_entropy, LossTerms};
+pub use loss::{latent_objective, logit_margin, next_k, per_example_cross_entropy, LossTerms};
+pub use means::ClassMeans;
+pub use verdict::{attack_then_judge, Judges, PairVerdict, Verdicts};

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor, D};
 use models::{Classifier, Svae};
 
-use crate::config::LatentAttackConfig;
+use crate::config::{AdaptiveK, LatentAttackConfig, Objective};
 
 /// Every term of the objective for a batch of latent codes, one value per pair.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct LossTerms {
     pub z_norm: Tensor,
     /// J1 = CE(f1(G(z)), y), `N` (Type I attack only).
     pub j1: Option<Tensor>,
+    /// f1's logit margin `Z_y - max_{j != y} Z_j` on G(z), `N` (Type I attack only).
+    pub margin: Option<Tensor>,
     /// f1's logits on G(z), `N x 10` (Type I attack only).
     pub f1_logits: Option<Tensor>,
     /// f2's logits, `N x 10`.
@@ -32,16 +34,31 @@ pub fn per_example_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Ten
     logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
 }
 
-/// The objective at `z` (`N x 32`): `J2 + dis_weight * l_dis + norm_weight * ||z|| + k * J1`,
-/// the last term only when `f1` is given (then `keep`, the labels f1 must keep, and `k`,
-/// one weight per pair, are used). `targets` are the classes the image must become.
+/// The logit margin of `labels` per row: `Z_y - max_{j != y} Z_j`, `N`.
+pub fn logit_margin(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let classes = logits.dim(D::Minus1)?;
+    let own = logits.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let one_hot = labels
+        .unsqueeze(1)?
+        .broadcast_eq(&Tensor::arange(0u32, classes as u32, logits.device())?.unsqueeze(0)?)?
+        .to_dtype(logits.dtype())?;
+    // The own class pushed far below every other before the max.
+    let others = (logits - (one_hot * 1e9)?)?.max(D::Minus1)?;
+    own - others
+}
+
+/// The objective at `z` (`N x 32`): `J2 + dis_weight * l_dis + norm_weight * ||z||` plus,
+/// when `f1` is given, its term: `weight * J1` for [`Objective::Paper`] (weight = k) or
+/// `weight * relu(kappa - margin)` for [`Objective::Constrained`] (weight = lambda), with
+/// `keep` the labels f1 must keep and one weight per pair. `targets` are the classes the
+/// image must become.
 pub fn latent_objective(
     svae: &Svae,
     f1: Option<&dyn Classifier>,
     z: &Tensor,
     targets: &Tensor,
     keep: &Tensor,
-    k: &Tensor,
+    weight: &Tensor,
     config: &LatentAttackConfig,
 ) -> Result<LossTerms> {
     let f2_logits = svae.classify_latent(z)?;
@@ -51,14 +68,19 @@ pub fn latent_objective(
     let z_norm = z.sqr()?.sum(D::Minus1)?.sqrt()?;
     let mut total = ((&j2 + (&l_dis * config.dis_weight)?)? + (&z_norm * config.norm_weight)?)?;
     let images = svae.decode(z)?;
-    let (j1, f1_logits) = match f1 {
+    let (j1, margin, f1_logits) = match f1 {
         Some(f1) => {
             let logits = f1.logits(&images)?;
             let j1 = per_example_cross_entropy(&logits, keep)?;
-            total = (total + (&j1 * k)?)?;
-            (Some(j1), Some(logits))
+            let margin = logit_margin(&logits, keep)?;
+            let term = match &config.objective {
+                Objective::Paper(_) => (&j1 * weight)?,
+                Objective::Constrained(c) => (margin.affine(-1.0, c.kappa)?.relu()? * weight)?,
+            };
+            total = (total + term)?;
+            (Some(j1), Some(margin), Some(logits))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     Ok(LossTerms {
         total,
@@ -66,6 +88,7 @@ pub fn latent_objective(
         l_dis,
         z_norm,
         j1,
+        margin,
         f1_logits,
         f2_logits,
         images,
@@ -74,7 +97,7 @@ pub fn latent_objective(
 
 /// The adaptive k of the Type I attack, one step:
 /// `clip(k + k_lr * (k_j1 * J1 - J2 + max(J1 - k_margin, 0)), 0, k_max)`.
-pub fn next_k(k: f64, j1: f64, j2: f64, config: &LatentAttackConfig) -> f64 {
+pub fn next_k(k: f64, j1: f64, j2: f64, config: &AdaptiveK) -> f64 {
     let step = config.k_j1 * j1 - j2 + (j1 - config.k_margin).max(0.0);
     (k + config.k_lr * step).clamp(0.0, config.k_max)
 }

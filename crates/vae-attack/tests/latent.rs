@@ -4,7 +4,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use models::{init_model, Classifier, GapCnn, Mlp, Oracle, Svae};
 use rand::{rngs::StdRng, SeedableRng};
-use vae_attack::{class_transition, latent_objective, next_k, type_one_attack, LatentAttackConfig};
+use vae_attack::{
+    class_transition, latent_objective, next_k, type_one_attack, AdaptiveK, LatentAttackConfig,
+    Stop,
+};
 
 fn images(seed: u64, n: usize, dtype: DType) -> Tensor {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -60,7 +63,7 @@ fn objective_gradient_matches_finite_differences() {
 
 #[test]
 fn adaptive_k_follows_the_published_rule() {
-    let c = LatentAttackConfig::type_one();
+    let c = AdaptiveK::default();
     // J1 large, J2 small: k grows by 1e-4 * (1e-3 J1 - J2 + J1 - 0.01).
     let k = next_k(0.0, 2.0, 0.5, &c);
     assert!((k - 1e-4 * (2e-3 - 0.5 + 1.99)).abs() < 1e-15);
@@ -95,7 +98,7 @@ fn a_pair_that_succeeded_stops_changing() {
         // code at which the early-stopped pair froze.
         let exact = LatentAttackConfig {
             max_iters: a.iterations[i],
-            early_stop: false,
+            stop: Stop::Budget,
             ..early.clone()
         };
         let b = class_transition(&svae, None, &x, &targets, &exact).unwrap();
@@ -122,13 +125,13 @@ fn deterministic_and_any_classifier_as_f1() {
         max_iters: 12,
         record_every: 4,
         frame_every: 10,
-        early_stop: false,
+        stop: Stop::Budget,
         ..LatentAttackConfig::type_one()
     };
     for f1 in [&gap as &dyn Classifier, &mlp] {
         let keep = f1.predict(&x).unwrap();
-        let a = type_one_attack(&svae, f1, &oracle, &x, &keep, &[9, 0, 5], &config).unwrap();
-        let b = type_one_attack(&svae, f1, &oracle, &x, &keep, &[9, 0, 5], &config).unwrap();
+        let a = type_one_attack(&svae, f1, &oracle, &x, &keep, &[9, 0, 5], None, &config).unwrap();
+        let b = type_one_attack(&svae, f1, &oracle, &x, &keep, &[9, 0, 5], None, &config).unwrap();
         let za: Vec<Vec<f32>> = a.z.to_vec2().unwrap();
         assert_eq!(za, b.z.to_vec2::<f32>().unwrap());
         assert_eq!(a.images.dims(), &[3, 1, 28, 28]);

@@ -1,0 +1,259 @@
+//! The constrained Type I attack (ALGORITHMS.md section 9) on small seeded models: its
+//! objective against finite differences, the margin and multiplier rules, the start
+//! towards the target's mean code, and the proof that no judge is asked during it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use candle_core::{DType, Device, Result as CResult, Tensor, Var};
+use models::{init_model, Classifier, GapCnn, Mlp, Oracle, Svae};
+use rand::{rngs::StdRng, SeedableRng};
+use vae_attack::{
+    attack_then_judge, latent_objective, logit_margin, type_one_attack_judge_free, ClassMeans,
+    Constraint, Judges, LatentAttackConfig, Objective, Start, Stop,
+};
+
+fn images(seed: u64, n: usize) -> Tensor {
+    let mut rng = StdRng::seed_from_u64(seed);
+    models::random::uniform(&mut rng, (n, 1, 28, 28), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn constrained_objective_gradient_matches_finite_differences() {
+    let dev = Device::Cpu;
+    let (svae, _) = init_model::<Svae>(0, DType::F64, &dev).unwrap();
+    let (f1, _) = init_model::<Mlp>(1, DType::F64, &dev).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let z0 = models::random::normal(&mut rng, (3, 32), DType::F64, &dev).unwrap();
+    let t = Tensor::new(&[9u32, 0, 4], &dev).unwrap();
+    let y = Tensor::new(&[7u32, 7, 2], &dev).unwrap();
+    let lambda = Tensor::new(&[0.5f64, 2.0, 7.0], &dev).unwrap();
+    // A large kappa keeps every pair's hinge active, so the term is smooth here and its
+    // gradient (through f1, the decoder and the max over the other classes) is tested.
+    let config = LatentAttackConfig {
+        objective: Objective::Constrained(Constraint {
+            kappa: 50.0,
+            ..Constraint::default()
+        }),
+        ..LatentAttackConfig::constrained()
+    };
+    let f = |z: &Tensor| {
+        latent_objective(&svae, Some(&f1), z, &t, &y, &lambda, &config)
+            .unwrap()
+            .total
+            .sum_all()
+            .unwrap()
+    };
+    let var = Var::from_tensor(&z0).unwrap();
+    let g: Vec<f64> = f(var.as_tensor())
+        .backward()
+        .unwrap()
+        .get(var.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let base: Vec<f64> = z0.flatten_all().unwrap().to_vec1().unwrap();
+    for i in [0, 7, 31, 33, 48, 64, 80, 95] {
+        let eval = |d: f64| {
+            let mut v = base.clone();
+            v[i] += d;
+            f(&Tensor::from_vec(v, (3, 32), &dev).unwrap())
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let numeric = (eval(1e-6) - eval(-1e-6)) / 2e-6;
+        let rel = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-9);
+        assert!(
+            rel < 1e-4,
+            "z[{i}]: autograd {} vs finite difference {numeric}",
+            g[i]
+        );
+    }
+    // The term itself: total - (paper terms without f1) = lambda * relu(kappa - margin).
+    let terms = latent_objective(&svae, Some(&f1), &z0, &t, &y, &lambda, &config).unwrap();
+    let without = latent_objective(&svae, None, &z0, &t, &y, &lambda, &config).unwrap();
+    let term: Vec<f64> = (terms.total - without.total).unwrap().to_vec1().unwrap();
+    let margin: Vec<f64> = terms.margin.unwrap().to_vec1().unwrap();
+    for i in 0..3 {
+        let lam = [0.5, 2.0, 7.0][i];
+        let want = lam * (50.0 - margin[i]).max(0.0);
+        assert!((term[i] - want).abs() < 1e-9 * want.abs().max(1.0), "{i}");
+    }
+}
+
+#[test]
+fn the_margin_is_own_logit_minus_the_best_other() {
+    let dev = Device::Cpu;
+    let logits = Tensor::new(
+        &[[1.0f64, 5.0, 2.0], [3.0, -1.0, 3.5], [0.0, 0.0, 0.0]],
+        &dev,
+    )
+    .unwrap();
+    let labels = Tensor::new(&[1u32, 0, 2], &dev).unwrap();
+    let m: Vec<f64> = logit_margin(&logits, &labels).unwrap().to_vec1().unwrap();
+    assert_eq!(m, vec![3.0, -0.5, 0.0]);
+}
+
+#[test]
+fn the_multiplier_grows_when_violated_shrinks_when_held_and_has_a_floor() {
+    let c = Constraint::default();
+    assert!((c.next_lambda(1.0, 0.2) - 1.05).abs() < 1e-15);
+    assert!((c.next_lambda(1.0, 0.7) - 0.99).abs() < 1e-15);
+    assert_eq!(c.next_lambda(1e-3, 3.0), 1e-3);
+    // Uncapped: 200 violated steps take it far above the paper's cap of 1e-3.
+    let mut lam = c.lambda0;
+    for _ in 0..200 {
+        lam = c.next_lambda(lam, -1.0);
+    }
+    assert!(lam > 1e4, "{lam}");
+}
+
+#[test]
+fn the_start_lies_part_way_towards_the_target_mean() {
+    let dev = Device::Cpu;
+    let (svae, _) = init_model::<Svae>(0, DType::F32, &dev).unwrap();
+    let (f1, _) = init_model::<GapCnn>(1, DType::F32, &dev).unwrap();
+    let x = images(7, 2);
+    let mut rng = StdRng::seed_from_u64(8);
+    let means =
+        ClassMeans::new(models::random::normal(&mut rng, (10, 32), DType::F32, &dev).unwrap())
+            .unwrap();
+    let config = LatentAttackConfig {
+        max_iters: 0,
+        stop: Stop::Budget,
+        start: Start::TowardsTarget { fraction: 0.25 },
+        ..LatentAttackConfig::constrained()
+    };
+    let keep = f1.predict(&x).unwrap();
+    let out =
+        type_one_attack_judge_free(&svae, &f1, &x, &keep, &[3, 8], Some(&means), &config).unwrap();
+    let binary = x.gt(127.0 / 255.0).unwrap().to_dtype(DType::F32).unwrap();
+    let (mu, _) = svae.encode(&binary).unwrap();
+    let want = ((mu * 0.75).unwrap() + (means.rows(&[3, 8]).unwrap() * 0.25).unwrap()).unwrap();
+    let diff: f32 = (out.z - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-6, "{diff}");
+    // Without the means the start is refused, not guessed.
+    assert!(type_one_attack_judge_free(&svae, &f1, &x, &keep, &[3, 8], None, &config).is_err());
+    let oracle_stop = LatentAttackConfig {
+        stop: Stop::Oracle,
+        ..config
+    };
+    assert!(
+        type_one_attack_judge_free(&svae, &f1, &x, &keep, &[3, 8], Some(&means), &oracle_stop)
+            .is_err()
+    );
+}
+
+/// Who was asked, in order.
+type Log = Rc<RefCell<Vec<&'static str>>>;
+
+/// A classifier that writes its name to a shared log whenever it is asked.
+struct Logged<'a> {
+    name: &'static str,
+    inner: &'a dyn Classifier,
+    log: Log,
+}
+
+impl Classifier for Logged<'_> {
+    fn logits(&self, images: &Tensor) -> CResult<Tensor> {
+        self.log.borrow_mut().push(self.name);
+        self.inner.logits(images)
+    }
+}
+
+/// Runs 20 iterations of `config` with logged f1 and judges; returns the log.
+fn call_order(config: &LatentAttackConfig) -> Vec<&'static str> {
+    let dev = Device::Cpu;
+    let (svae, _) = init_model::<Svae>(0, DType::F32, &dev).unwrap();
+    let (gap, _) = init_model::<GapCnn>(1, DType::F32, &dev).unwrap();
+    let (oracle, _) = init_model::<Oracle>(2, DType::F32, &dev).unwrap();
+    let (mlp, _) = init_model::<Mlp>(3, DType::F32, &dev).unwrap();
+    let log: Log = Rc::default();
+    let logged = |name, inner| Logged {
+        name,
+        inner,
+        log: log.clone(),
+    };
+    let f1 = logged("f1", &gap);
+    let standard = logged("judge", &oracle);
+    let robust = logged("judge", &mlp);
+    let knn = logged("judge", &oracle);
+    let judges = Judges {
+        standard: &standard,
+        robust: &robust,
+        knn: &knn,
+    };
+    let x = images(9, 3);
+    let keep = gap.predict(&x).unwrap();
+    let mut rng = StdRng::seed_from_u64(10);
+    let means =
+        ClassMeans::new(models::random::normal(&mut rng, (10, 32), DType::F32, &dev).unwrap())
+            .unwrap();
+    let config = LatentAttackConfig {
+        max_iters: 20,
+        ..config.clone()
+    };
+    let (out, verdicts) = attack_then_judge(
+        &svae,
+        &f1,
+        &judges,
+        &x,
+        &keep,
+        &[1, 2, 3],
+        Some(&means),
+        &config,
+    )
+    .unwrap();
+    assert_eq!(verdicts.standard.len(), 3);
+    assert_eq!(verdicts.standard, oracle.predict(&out.images).unwrap());
+    let calls = log.borrow().clone();
+    calls
+}
+
+#[test]
+fn the_constrained_attack_never_asks_a_judge_before_it_returns() {
+    for stop in [Stop::Budget, LatentAttackConfig::confident(0.5)] {
+        let calls = call_order(&LatentAttackConfig {
+            stop,
+            ..LatentAttackConfig::constrained()
+        });
+        let last_f1 = calls.iter().rposition(|&c| c == "f1").unwrap();
+        let first_judge = calls.iter().position(|&c| c == "judge").unwrap();
+        assert!(last_f1 > 10, "f1 steers every iteration: {calls:?}");
+        assert!(
+            first_judge > last_f1,
+            "a judge was asked at call {first_judge}, before f1's last call {last_f1}"
+        );
+        assert_eq!(
+            calls.len() - first_judge,
+            3,
+            "each judge once, on the final images"
+        );
+    }
+    // The paper's mode judge-free too.
+    let calls = call_order(&LatentAttackConfig {
+        stop: Stop::Budget,
+        ..LatentAttackConfig::type_one()
+    });
+    let last_f1 = calls.iter().rposition(|&c| c == "f1").unwrap();
+    assert!(calls.iter().position(|&c| c == "judge").unwrap() > last_f1);
+}
+
+#[test]
+fn the_oracle_stopped_reproduction_does_ask_the_oracle_during_the_attack() {
+    // The same check catches a judge inside the loop: the paper's early stop asks the
+    // standard oracle every iteration.
+    let calls = call_order(&LatentAttackConfig::type_one());
+    let last_f1 = calls.iter().rposition(|&c| c == "f1").unwrap();
+    let first_judge = calls.iter().position(|&c| c == "judge").unwrap();
+    assert!(first_judge < last_f1, "{calls:?}");
+}
