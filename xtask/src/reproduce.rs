@@ -35,7 +35,7 @@ pub struct ReproduceArgs {
     /// A Hub dataset repository for the data (default: ylecun/mnist, cache first).
     #[arg(long, value_name = "REPO")]
     pub hub: Option<String>,
-    /// A directory with gapcnn/mlp/oracle/svae.safetensors.
+    /// A directory with gapcnn/mlp/oracle/svae/robust-oracle.safetensors.
     #[arg(long, value_name = "DIR")]
     pub weights_dir: Option<PathBuf>,
     /// A Hub model repository with the four checkpoints (cache first).
@@ -196,6 +196,19 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
             &device,
             &mut bars,
         )?;
+        let robust = TrainConfig {
+            adversarial: Some(models::adversarial::AdversarialTraining::mnist()),
+            ..c.clone()
+        };
+        train_classifier::<Oracle>(
+            tr,
+            te,
+            &robust,
+            &dir.join(WEIGHT_FILES[4]),
+            true,
+            &device,
+            &mut bars,
+        )?;
         let s = TrainConfig::svae(args.epochs, config.seed);
         train_svae(
             tr,
@@ -229,6 +242,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
     };
     let evaluation = run_evaluation(
         &models,
+        &splits.train,
         &splits.test,
         &config,
         &provenance,

@@ -52,9 +52,12 @@ pub struct Evaluation {
 }
 
 /// Runs every stage (loading those already finished under `out` with the same
-/// configuration and `provenance.inputs`) and writes the artifacts.
+/// configuration and `provenance.inputs`) and writes the artifacts. `train` gives the
+/// Type I stage its kNN judge and its class means.
+#[allow(clippy::too_many_arguments)]
 pub fn run_evaluation(
     models: &Models,
+    train: &Dataset,
     test: &Dataset,
     config: &ExperimentConfig,
     provenance: &Provenance,
@@ -80,7 +83,7 @@ pub fn run_evaluation(
         })?);
     }
     let type1 = stage(out, "type1", config, inputs, || {
-        run_type1(models, test, config, out, device, progress)
+        run_type1(models, train, test, config, out, device, progress)
     })?;
     let clever = stage(out, "clever", config, inputs, || {
         run_clever(models, test, &type2, config, out, device, progress)
@@ -192,6 +195,13 @@ fn summary_json(
             "mean_linf": finite(type1.mean_linf), "oracle_agreement": type1.oracle_agreement, "f1_kept": type1.f1_kept,
             "per_target": type1.per_target.iter().map(|&v| finite(v)).collect::<Vec<_>>(),
             "mean_iterations": finite(type1.mean_iterations), "pair_iterations_per_second": type1.pair_iterations_per_second,
+            "modes": {
+                "paper": serde_json::to_value(&type1.paper).unwrap_or(Value::Null),
+                "constrained": serde_json::to_value(&type1.constrained).unwrap_or(Value::Null),
+            },
+            "images_left_out": type1.images_left_out,
+            "judges": serde_json::to_value(&type1.judges).unwrap_or(Value::Null),
+            "negatives_from": "constrained attack, consensus successes",
         },
         "roc": {
             "positive_class": roc.positive_class, "type2_attack": config.roc_type2_attack,

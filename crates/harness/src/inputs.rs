@@ -29,7 +29,7 @@ pub struct InputFingerprint(String);
 impl InputFingerprint {
     /// The fingerprint of checkpoint bytes, one per entry of [`WEIGHT_FILES`] in its
     /// order, and of `test`.
-    pub fn new(checkpoints: [&[u8]; 4], test: &Dataset) -> Self {
+    pub fn new(checkpoints: [&[u8]; 5], test: &Dataset) -> Self {
         let mut h = Sha256::new();
         h.update(DOMAIN);
         for (name, bytes) in WEIGHT_FILES.iter().zip(checkpoints) {
@@ -44,17 +44,17 @@ impl InputFingerprint {
         Self(hex(&h.finalize()))
     }
 
-    /// Reads the four [`WEIGHT_FILES`] of `dir` (the files `load_models` loads) and
+    /// Reads the five [`WEIGHT_FILES`] of `dir` (the files `load_models` loads) and
     /// fingerprints them with `test`; an unreadable file is an error naming it.
     pub fn of_weights_dir(dir: &Path, test: &Dataset) -> Result<Self> {
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| HarnessError::Io { path, source })
         };
-        let [a, b, c, d] = WEIGHT_FILES;
-        let files = [read(a)?, read(b)?, read(c)?, read(d)?];
+        let [a, b, c, d, e] = WEIGHT_FILES;
+        let files = [read(a)?, read(b)?, read(c)?, read(d)?, read(e)?];
         Ok(Self::new(
-            [&files[0], &files[1], &files[2], &files[3]],
+            [&files[0], &files[1], &files[2], &files[3], &files[4]],
             test,
         ))
     }
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn every_input_byte_changes_the_fingerprint() {
-        let w: [&[u8]; 4] = [b"g", b"m", b"o", b"s"];
+        let w: [&[u8]; 5] = [b"g", b"m", b"o", b"s", b"r"];
         let base = InputFingerprint::new(w, &data(1, 0));
         assert_eq!(base.sha256().len(), 64);
         assert!(base.sha256().bytes().all(|c| c.is_ascii_hexdigit()));
@@ -112,13 +112,13 @@ mod tests {
         assert_ne!(base, InputFingerprint::new(w, &data(1, 2)), "a label");
         assert_ne!(
             base,
-            InputFingerprint::new([b"g", b"m", b"o", b"t"], &data(1, 0)),
+            InputFingerprint::new([b"g", b"m", b"o", b"t", b"r"], &data(1, 0)),
             "a checkpoint"
         );
         // Length framing: moving a byte from one checkpoint to the next is a change.
         assert_ne!(
-            InputFingerprint::new([b"ab", b"", b"o", b"s"], &data(1, 0)),
-            InputFingerprint::new([b"a", b"b", b"o", b"s"], &data(1, 0)),
+            InputFingerprint::new([b"ab", b"", b"o", b"s", b"r"], &data(1, 0)),
+            InputFingerprint::new([b"a", b"b", b"o", b"s", b"r"], &data(1, 0)),
         );
         // The same pixels read as other image sizes are other data.
         let square = Dataset::new(vec![0; 8], vec![0, 1], 2, 2).unwrap();
@@ -132,13 +132,13 @@ mod tests {
     #[test]
     fn weights_dir_hashes_the_files_and_names_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, bytes) in WEIGHT_FILES.iter().zip([b"g", b"m", b"o", b"s"]) {
+        for (name, bytes) in WEIGHT_FILES.iter().zip([b"g", b"m", b"o", b"s", b"r"]) {
             std::fs::write(dir.path().join(name), bytes).unwrap();
         }
         let test = data(1, 0);
         assert_eq!(
             InputFingerprint::of_weights_dir(dir.path(), &test).unwrap(),
-            InputFingerprint::new([b"g", b"m", b"o", b"s"], &test)
+            InputFingerprint::new([b"g", b"m", b"o", b"s", b"r"], &test)
         );
         std::fs::remove_file(dir.path().join(WEIGHT_FILES[2])).unwrap();
         let e = InputFingerprint::of_weights_dir(dir.path(), &test).unwrap_err();

@@ -16,6 +16,7 @@ pub mod report;
 pub mod roc;
 pub mod runner;
 pub mod type1;
+pub mod type1_panel;
 pub mod type2_examples;
 pub mod weights;
 

@@ -35,6 +35,8 @@ pub struct Models {
     pub oracle: Oracle,
     /// The supervised VAE.
     pub svae: Svae,
+    /// The adversarially trained judge (the oracle's architecture).
+    pub robust_oracle: Oracle,
 }
 
 /// Receives progress of long stages (a progress bar in the binary; nothing in tests).
@@ -431,7 +433,7 @@ mod tests {
 
     fn fingerprint(byte: u8) -> InputFingerprint {
         let test = Dataset::new(vec![byte; 4], vec![0], 2, 2).unwrap();
-        InputFingerprint::new([b"g", b"m", b"o", b"s"], &test)
+        InputFingerprint::new([b"g", b"m", b"o", b"s", b"r"], &test)
     }
 
     #[test]

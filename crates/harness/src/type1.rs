@@ -9,7 +9,7 @@ use metrics::{pearson_correlation, spearman_correlation};
 use mnist_data::{Dataset, PixelFormat};
 use models::Classifier;
 use serde::{Deserialize, Serialize};
-use vae_attack::{type_one_attack, LatentAttackConfig, LatentOutcome};
+use vae_attack::{type_one_attack, ClassMeans, Judges, LatentAttackConfig, LatentOutcome};
 
 use crate::artifact::{csv, write_atomic};
 use crate::cam_change::{cam_28, compare, rows, CamChange};
@@ -17,6 +17,12 @@ use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::roc::Scored;
 use crate::runner::{strip_path, Models, Progress};
+use crate::type1_panel::{
+    judge_accuracy, run_mode, success_grid, JudgeAccuracy, ModeSummary, PanelInputs, Type1Pairs,
+};
+
+/// The success grid of the constrained attack, written by the stage.
+pub const GRID_FILE: &str = "type1_grid.png";
 
 /// One batch of pairs and its outcome.
 struct PairBatch {
@@ -30,10 +36,14 @@ struct PairBatch {
     outcome: LatentOutcome,
 }
 
-/// Figures of the Type I stage.
+/// Figures of the Type I stage. The top-level rates are the paper's attack as the study
+/// reproduces it (oracle-stopped; `success_rate` is its success under the standard
+/// oracle); `paper` and `constrained` hold each mode's verdicts by every judge; the CAM
+/// comparison and the ROC negatives come from the constrained attack's consensus
+/// successes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Type1Figures {
-    /// (image, target) pairs attacked.
+    /// (image, target) pairs attacked by the paper's mode.
     pub pairs: usize,
     /// f1 keeps its label and the oracle says the target.
     pub success_rate: f64,
@@ -62,6 +72,14 @@ pub struct Type1Figures {
     pub positives_turned: Vec<Scored>,
     /// Pixels per second of the attack (pairs x iterations / s).
     pub pair_iterations_per_second: f64,
+    /// The paper's mode (oracle-stopped) judged by the panel.
+    pub paper: ModeSummary,
+    /// The constrained attack (judge-free) on the same images, pairs from f1's clean label.
+    pub constrained: ModeSummary,
+    /// Selected images f1 misclassifies, left out of the constrained attack's pairs.
+    pub images_left_out: usize,
+    /// Each judge's accuracy on clean test images and on their decoded codes.
+    pub judges: Vec<JudgeAccuracy>,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -72,9 +90,13 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// Runs the stage; writes `type1_pairs.csv` and the strips of `config.strip_index`.
+/// Runs the stage; writes `type1_pairs.csv`, `type1_constrained.csv`, the success grid
+/// and the strips of `config.strip_index`. `train` gives the kNN judge its neighbours and
+/// the constrained attack its class means.
+#[allow(clippy::too_many_arguments)]
 pub fn run_type1(
     models: &Models,
+    train: &Dataset,
     test: &Dataset,
     config: &ExperimentConfig,
     out: &Path,
@@ -149,8 +171,6 @@ pub fn run_type1(
     let mut linf = Vec::new();
     let mut iters = Vec::new();
     let mut per_target = [(0usize, 0usize); 10];
-    let mut positives_turned = Vec::new();
-    let mut cam_pairs: Vec<(Tensor, Tensor, usize)> = Vec::new();
     for PairBatch {
         images: idx,
         targets: tg,
@@ -158,10 +178,6 @@ pub fn run_type1(
         outcome: o,
     } in &outcomes
     {
-        let probs =
-            candle_nn::ops::softmax(&models.gapcnn.logits(&o.images)?, candle_core::D::Minus1)?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec2::<f32>()?;
         for j in 0..idx.len() {
             let s = o.success[j];
             csv_rows.push(vec![
@@ -185,47 +201,8 @@ pub fn run_type1(
                 l2.push(f64::from(o.l2[j]));
                 linf.push(f64::from(o.linf[j]));
                 iters.push(o.iterations[j] as f64);
-                cam_pairs.push((
-                    o.images.get(j)?,
-                    Tensor::zeros(1, candle_core::DType::F32, device)?,
-                    keep[j] as usize,
-                ));
-                if keep[j] == p && test.label(idx[j]) == Some(p as u8) {
-                    positives_turned.push(Scored {
-                        score: f64::from(probs[j][p as usize]),
-                        predicted_positive: o.f1_pred[j] == p,
-                        positive: false,
-                    });
-                }
             }
         }
-    }
-    // CAM of the kept class, on the clean image and on its Type I example.
-    let mut cam = CamChange::none();
-    let succ_idx: Vec<usize> = outcomes
-        .iter()
-        .flat_map(|b| {
-            b.images
-                .iter()
-                .zip(&b.outcome.success)
-                .filter(|(_, &s)| s)
-                .map(|(&i, _)| i)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    if !cam_pairs.is_empty() {
-        let adv = Tensor::stack(
-            &cam_pairs.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
-            0,
-        )?;
-        let classes: Vec<usize> = cam_pairs.iter().map(|c| c.2).collect();
-        let clean = test
-            .images_tensor(&succ_idx, PixelFormat::Gray, device)
-            .map_err(models::ModelError::from)?;
-        cam = compare(
-            &cam_28(&models.gapcnn, &clean, &classes)?,
-            &cam_28(&models.gapcnn, &adv, &classes)?,
-        )?;
     }
     write_atomic(
         &out.join("type1_pairs.csv"),
@@ -247,6 +224,120 @@ pub fn run_type1(
         .as_bytes(),
     )?;
     let defective_vs_real = draw_strips(models, test, config, &outcomes[0], out, device)?;
+
+    // The panel, which judges both modes after they ran.
+    let knn = models::Knn::new(train, 3, device)?;
+    let judges = Judges {
+        standard: &models.oracle,
+        robust: &models.robust_oracle,
+        knn: &knn,
+    };
+    let paper_images: Vec<Vec<f32>> = outcomes
+        .iter()
+        .map(|b| crate::type1_panel::pixel_rows(&b.outcome.images))
+        .collect::<Result<Vec<_>>>()?
+        .concat();
+    let mut paper_rows = Vec::new();
+    for b in &outcomes {
+        let v = judges.judge(&b.outcome.images)?;
+        let probs = candle_nn::ops::softmax(
+            &models.gapcnn.logits(&b.outcome.images)?,
+            candle_core::D::Minus1,
+        )?
+        .to_vec2::<f32>()?;
+        #[allow(clippy::needless_range_loop)]
+        for j in 0..b.images.len() {
+            let f1_pred = b.outcome.f1_pred[j];
+            paper_rows.push(crate::type1_panel::PairRow {
+                index: b.images[j],
+                keep: b.keep[j],
+                target: b.targets[j],
+                f1_pred,
+                f1_prob: probs[j][f1_pred as usize],
+                standard: v.standard[j],
+                robust: v.robust[j],
+                knn: v.knn[j],
+                iterations: b.outcome.iterations[j],
+                l2: b.outcome.l2[j],
+                linf: b.outcome.linf[j],
+            });
+        }
+    }
+    let paper = ModeSummary::new(
+        "paper, stopped by the standard oracle",
+        &crate::type1_panel::ModeRun {
+            rows: paper_rows,
+            images: paper_images,
+            seconds,
+        },
+    );
+
+    // The constrained attack, judge-free, on the same images with f1's clean labels.
+    let means = ClassMeans::from_training(&models.svae, train, device)?;
+    let inputs = PanelInputs {
+        f1: &models.gapcnn,
+        svae: &models.svae,
+        means: &means,
+        judges,
+    };
+    let pairs = Type1Pairs::from_f1(&models.gapcnn, test, &chosen, device)?;
+    let constrained_config = LatentAttackConfig {
+        max_iters: config.type1_iters,
+        record_every: 0,
+        frame_every: 0,
+        ..LatentAttackConfig::constrained()
+    };
+    progress.start("type I constrained", pairs.len() as u64);
+    let run = run_mode(
+        &inputs,
+        test,
+        &pairs,
+        &constrained_config,
+        batch,
+        device,
+        &mut |n| progress.advance(n as u64),
+    )?;
+    progress.finish();
+    let constrained =
+        ModeSummary::new("constrained, half-way to the target mean, judge-free", &run);
+    write_atomic(
+        &out.join("type1_constrained.csv"),
+        crate::type1_panel::rows_csv(&run.rows).as_bytes(),
+    )?;
+    success_grid(&run, test, &models.gapcnn, 24, &out.join(GRID_FILE), device)?;
+    // ROC negatives and the CAM comparison: the consensus successes.
+    let wins: Vec<usize> = (0..run.rows.len())
+        .filter(|&i| run.rows[i].verdict().consensus())
+        .collect();
+    let mut positives_turned = Vec::new();
+    let mut cam = CamChange::none();
+    if !wins.is_empty() {
+        let adv_pixels: Vec<f32> = wins.iter().flat_map(|&i| run.images[i].clone()).collect();
+        let adv = Tensor::from_vec(adv_pixels, (wins.len(), 1, 28, 28), device)?;
+        let probs = candle_nn::ops::softmax(&models.gapcnn.logits(&adv)?, candle_core::D::Minus1)?
+            .to_vec2::<f32>()?;
+        for (k, &i) in wins.iter().enumerate() {
+            let r = &run.rows[i];
+            if r.keep == p && test.label(r.index) == Some(p as u8) {
+                positives_turned.push(Scored {
+                    score: f64::from(probs[k][p as usize]),
+                    predicted_positive: r.f1_pred == p,
+                    positive: false,
+                });
+            }
+        }
+        let classes: Vec<usize> = wins.iter().map(|&i| run.rows[i].keep as usize).collect();
+        let originals: Vec<usize> = wins.iter().map(|&i| run.rows[i].index).collect();
+        let clean = test
+            .images_tensor(&originals, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        cam = compare(
+            &cam_28(&models.gapcnn, &clean, &classes)?,
+            &cam_28(&models.gapcnn, &adv, &classes)?,
+        )?;
+    }
+    let accuracy_images = test.first(test.len().min(1000));
+    let judges_accuracy = judge_accuracy(&judges, &models.svae, &accuracy_images, device)?;
     let n = pair_index.len().max(1) as f64;
     Ok(Type1Figures {
         pairs: pair_index.len(),
@@ -270,6 +361,10 @@ pub fn run_type1(
         defective_vs_real,
         positives_turned,
         pair_iterations_per_second: iterations_done as f64 / seconds.max(1e-9),
+        paper,
+        constrained,
+        images_left_out: pairs.left_out,
+        judges: judges_accuracy,
     })
 }
 

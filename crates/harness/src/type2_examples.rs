@@ -227,6 +227,7 @@ mod tests {
             mlp: init_model(1, DType::F32, &dev).unwrap().0,
             oracle: init_model(2, DType::F32, &dev).unwrap().0,
             svae: init_model(3, DType::F32, &dev).unwrap().0,
+            robust_oracle: init_model(4, DType::F32, &dev).unwrap().0,
         };
         let test = mnist_data::Source::Fixtures.load().unwrap().test;
         let clean = rows(

@@ -1,4 +1,4 @@
-//! The four checkpoints an evaluation needs: their file names, loading them, and fetching
+//! The five checkpoints an evaluation needs: their file names, loading them, and fetching
 //! them from a Hugging Face Hub model repository (through `mnist_data::hub`, cache first),
 //! verified by loading every one before they are used.
 
@@ -11,15 +11,16 @@ use models::{load_model, GapCnn, Mlp, Oracle, Svae};
 use crate::error::{HarnessError, Result};
 use crate::runner::Models;
 
-/// The checkpoints, by file name: GapCnn, Mlp, oracle, SVAE.
-pub const WEIGHT_FILES: [&str; 4] = [
+/// The checkpoints, by file name: GapCnn, Mlp, oracle, SVAE, robust oracle.
+pub const WEIGHT_FILES: [&str; 5] = [
     "gapcnn.safetensors",
     "mlp.safetensors",
     "oracle.safetensors",
     "svae.safetensors",
+    "robust-oracle.safetensors",
 ];
 
-/// Loads the four checkpoints of `dir` (names, shapes and dtypes checked; an error names
+/// Loads the five checkpoints of `dir` (names, shapes and dtypes checked; an error names
 /// the file).
 pub fn load_models(dir: &Path, device: &Device) -> Result<Models> {
     Ok(Models {
@@ -27,6 +28,7 @@ pub fn load_models(dir: &Path, device: &Device) -> Result<Models> {
         mlp: load_model::<Mlp>(&dir.join(WEIGHT_FILES[1]), DType::F32, device)?,
         oracle: load_model::<Oracle>(&dir.join(WEIGHT_FILES[2]), DType::F32, device)?,
         svae: load_model::<Svae>(&dir.join(WEIGHT_FILES[3]), DType::F32, device)?,
+        robust_oracle: load_model::<Oracle>(&dir.join(WEIGHT_FILES[4]), DType::F32, device)?,
     })
 }
 

@@ -1,0 +1,506 @@
+//! Type I examples judged by a panel (ALGORITHMS.md sections 9 and 10), shared by
+//! `cargo xtask type1` and the reproduce stage: the pairs (f1's clean label, the 9 other
+//! classes), one run of an attack mode over them with each judge's verdict on the final
+//! images, the summary per mode, the judges' own accuracy, and the success grid.
+
+use std::path::Path;
+
+use cam::{Frame, OverlayStyle};
+use candle_core::{DType, Device, D};
+use mnist_data::{Dataset, PixelFormat};
+use models::{Classifier, Svae};
+use serde::{Deserialize, Serialize};
+use vae_attack::{attack_then_judge, ClassMeans, Judges, LatentAttackConfig, PairVerdict};
+
+use crate::error::Result;
+
+/// Everything a Type I run uses: the attacked f1, the SVAE, the training class means
+/// (for a start towards the target) and the panel that judges the results.
+#[derive(Clone, Copy)]
+pub struct PanelInputs<'a> {
+    /// The attacked classifier.
+    pub f1: &'a dyn Classifier,
+    /// The supervised VAE.
+    pub svae: &'a Svae,
+    /// Mean code per class over the training images.
+    pub means: &'a ClassMeans,
+    /// The judges (never seen by a judge-free attack).
+    pub judges: Judges<'a>,
+}
+
+/// The (image, target) pairs: each image f1 classifies correctly, towards the 9 classes
+/// other than that label.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Type1Pairs {
+    /// Test index per pair.
+    pub index: Vec<usize>,
+    /// The label f1 must keep (its clean arg-max, equal to the true label).
+    pub keep: Vec<u32>,
+    /// Target per pair.
+    pub target: Vec<u32>,
+    /// Images considered.
+    pub images: usize,
+    /// Images left out because f1 misclassifies them.
+    pub left_out: usize,
+}
+
+impl Type1Pairs {
+    /// Pairs from the test images `indices`.
+    pub fn from_f1(
+        f1: &dyn Classifier,
+        test: &Dataset,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<Self> {
+        let mut pairs = Self {
+            images: indices.len(),
+            ..Self::default()
+        };
+        for chunk in indices.chunks(500) {
+            let x = test
+                .images_tensor(chunk, PixelFormat::Gray, device)
+                .map_err(models::ModelError::from)?;
+            let pred = f1.predict(&x)?;
+            for (&i, &p) in chunk.iter().zip(&pred) {
+                if test.label(i).map(u32::from) != Some(p) {
+                    pairs.left_out += 1;
+                    continue;
+                }
+                for t in (0..10u32).filter(|&t| t != p) {
+                    pairs.index.push(i);
+                    pairs.keep.push(p);
+                    pairs.target.push(t);
+                }
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// No pair.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+/// One judged Type I example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRow {
+    /// Test index of the image.
+    pub index: usize,
+    /// The label f1 had to keep.
+    pub keep: u32,
+    /// The target.
+    pub target: u32,
+    /// f1's class on the final image.
+    pub f1_pred: u32,
+    /// f1's probability of that class.
+    pub f1_prob: f32,
+    /// The standard oracle's class.
+    pub standard: u32,
+    /// The robust oracle's class.
+    pub robust: u32,
+    /// The kNN vote.
+    pub knn: u32,
+    /// Iterations the pair ran.
+    pub iterations: usize,
+    /// ||G(z*) - x||_2.
+    pub l2: f32,
+    /// ||G(z*) - x||_inf.
+    pub linf: f32,
+}
+
+impl PairRow {
+    /// The panel's verdict on this example.
+    pub fn verdict(&self) -> PairVerdict {
+        PairVerdict {
+            f1_kept: self.f1_pred == self.keep,
+            standard: self.standard == self.target,
+            robust: self.robust == self.target,
+            knn: self.knn == self.target,
+        }
+    }
+}
+
+/// A run of one attack mode over the pairs.
+#[derive(Debug, Clone)]
+pub struct ModeRun {
+    /// One row per pair, in the pairs' order.
+    pub rows: Vec<PairRow>,
+    /// The final images G(z*), 784 grey values each.
+    pub images: Vec<Vec<f32>>,
+    /// Wall time of the attack and the verdicts.
+    pub seconds: f64,
+}
+
+/// Runs `config` over `pairs` in batches of `batch`, calling `advance` after each batch
+/// with the pairs it finished.
+pub fn run_mode(
+    inputs: &PanelInputs<'_>,
+    test: &Dataset,
+    pairs: &Type1Pairs,
+    config: &LatentAttackConfig,
+    batch: usize,
+    device: &Device,
+    advance: &mut dyn FnMut(usize),
+) -> Result<ModeRun> {
+    let t0 = std::time::Instant::now();
+    let mut rows = Vec::with_capacity(pairs.len());
+    let mut images = Vec::with_capacity(pairs.len());
+    for start in (0..pairs.len()).step_by(batch.max(1)) {
+        let end = (start + batch.max(1)).min(pairs.len());
+        let idx = &pairs.index[start..end];
+        let keep = &pairs.keep[start..end];
+        let targets = &pairs.target[start..end];
+        let x = test
+            .images_tensor(idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let (o, v) = attack_then_judge(
+            inputs.svae,
+            inputs.f1,
+            &inputs.judges,
+            &x,
+            keep,
+            targets,
+            Some(inputs.means),
+            config,
+        )?;
+        let probs: Vec<Vec<f32>> =
+            candle_nn::ops::softmax(&inputs.f1.logits(&o.images)?, D::Minus1)?
+                .to_dtype(DType::F32)?
+                .to_vec2()?;
+        let pixels = pixel_rows(&o.images)?;
+        for j in 0..idx.len() {
+            let f1_pred = o.f1_pred[j];
+            rows.push(PairRow {
+                index: idx[j],
+                keep: keep[j],
+                target: targets[j],
+                f1_pred,
+                f1_prob: probs[j][f1_pred as usize],
+                standard: v.standard[j],
+                robust: v.robust[j],
+                knn: v.knn[j],
+                iterations: o.iterations[j],
+                l2: o.l2[j],
+                linf: o.linf[j],
+            });
+        }
+        images.extend(pixels);
+        advance(idx.len());
+    }
+    Ok(ModeRun {
+        rows,
+        images,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// A count over a stated denominator.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    /// How many.
+    pub count: usize,
+    /// Out of how many.
+    pub of: usize,
+    /// count / of (NaN when of = 0).
+    #[serde(with = "crate::nan::float")]
+    pub rate: f64,
+}
+
+impl Rate {
+    /// `count` of `of`.
+    pub fn new(count: usize, of: usize) -> Self {
+        Self {
+            count,
+            of,
+            rate: if of == 0 {
+                f64::NAN
+            } else {
+                count as f64 / of as f64
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1}% ({} of {})",
+            100.0 * self.rate,
+            self.count,
+            self.of
+        )
+    }
+}
+
+/// The figures of one mode over its pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModeSummary {
+    /// Name of the mode (e.g. `constrained, target-mean start, judge-free`).
+    pub mode: String,
+    /// Pairs attacked.
+    pub pairs: usize,
+    /// f1 keeps its label and the standard oracle says the target (the paper's success).
+    pub success: Rate,
+    /// f1 keeps its label and the robust oracle says the target.
+    pub success_robust: Rate,
+    /// f1 keeps its label and the kNN vote says the target.
+    pub success_knn: Rate,
+    /// f1 keeps its label and both oracles say the target.
+    pub consensus: Rate,
+    /// f1 keeps its label.
+    pub f1_kept: Rate,
+    /// Median iterations run per pair.
+    #[serde(with = "crate::nan::float")]
+    pub median_iterations: f64,
+    /// Mean ||G(z*) - x||_2 over the consensus successes.
+    #[serde(with = "crate::nan::float")]
+    pub mean_l2: f64,
+    /// Mean ||G(z*) - x||_inf over the consensus successes.
+    #[serde(with = "crate::nan::float")]
+    pub mean_linf: f64,
+    /// Consensus success per target class.
+    pub consensus_by_target: Vec<Rate>,
+    /// Pairs x iterations per second of wall time.
+    pub pair_iterations_per_second: f64,
+}
+
+impl ModeSummary {
+    /// Summarises a run.
+    pub fn new(mode: &str, run: &ModeRun) -> Self {
+        let n = run.rows.len();
+        let count = |f: &dyn Fn(&PairVerdict) -> bool| {
+            Rate::new(run.rows.iter().filter(|r| f(&r.verdict())).count(), n)
+        };
+        let mut iters: Vec<f64> = run.rows.iter().map(|r| r.iterations as f64).collect();
+        iters.sort_by(f64::total_cmp);
+        let median = match iters.len() {
+            0 => f64::NAN,
+            m if m % 2 == 1 => iters[m / 2],
+            m => 0.5 * (iters[m / 2 - 1] + iters[m / 2]),
+        };
+        let wins: Vec<&PairRow> = run
+            .rows
+            .iter()
+            .filter(|r| r.verdict().consensus())
+            .collect();
+        let mean = |f: &dyn Fn(&PairRow) -> f32| {
+            if wins.is_empty() {
+                f64::NAN
+            } else {
+                wins.iter().map(|r| f64::from(f(r))).sum::<f64>() / wins.len() as f64
+            }
+        };
+        let consensus_by_target = (0..10u32)
+            .map(|t| {
+                let of: Vec<&PairRow> = run.rows.iter().filter(|r| r.target == t).collect();
+                Rate::new(
+                    of.iter().filter(|r| r.verdict().consensus()).count(),
+                    of.len(),
+                )
+            })
+            .collect();
+        let total_iters: usize = run.rows.iter().map(|r| r.iterations).sum();
+        Self {
+            mode: mode.to_string(),
+            pairs: n,
+            success: count(&|v| v.success()),
+            success_robust: count(&|v| v.robust_success()),
+            success_knn: count(&|v| v.knn_success()),
+            consensus: count(&|v| v.consensus()),
+            f1_kept: count(&|v| v.f1_kept),
+            median_iterations: median,
+            mean_l2: mean(&|r| r.l2),
+            mean_linf: mean(&|r| r.linf),
+            consensus_by_target,
+            pair_iterations_per_second: total_iters as f64 / run.seconds.max(1e-9),
+        }
+    }
+}
+
+/// A judge's accuracy on clean test images and on their decoded codes G(mu(x)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeAccuracy {
+    /// `standard`, `robust` or `knn`.
+    pub judge: String,
+    /// On the clean images.
+    pub clean: Rate,
+    /// On G(mu(x)) of the same images (binarised for the encoder, as the attack sees them).
+    pub decoded: Rate,
+}
+
+/// Each judge's accuracy on `data` (clean and decoded), in batches of 500.
+pub fn judge_accuracy(
+    judges: &Judges<'_>,
+    svae: &Svae,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Vec<JudgeAccuracy>> {
+    let named: [(&str, &dyn Classifier); 3] = [
+        ("standard", judges.standard),
+        ("robust", judges.robust),
+        ("knn", judges.knn),
+    ];
+    let mut right = [[0usize; 2]; 3];
+    let all: Vec<usize> = (0..data.len()).collect();
+    for chunk in all.chunks(500) {
+        let x = data
+            .images_tensor(chunk, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let binary = x.gt(127.0 / 255.0)?.to_dtype(x.dtype())?;
+        let (mu, _) = svae.encode(&binary)?;
+        let decoded = svae.decode(&mu)?;
+        let labels: Vec<u32> = chunk
+            .iter()
+            .map(|&i| u32::from(data.label(i).unwrap_or(255)))
+            .collect();
+        for (j, (_, judge)) in named.iter().enumerate() {
+            for (k, images) in [&x, &decoded].into_iter().enumerate() {
+                let pred = judge.predict(images)?;
+                right[j][k] += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            }
+        }
+    }
+    Ok(named
+        .iter()
+        .zip(right)
+        .map(|((name, _), [c, d])| JudgeAccuracy {
+            judge: name.to_string(),
+            clean: Rate::new(c, data.len()),
+            decoded: Rate::new(d, data.len()),
+        })
+        .collect())
+}
+
+/// A grid a person can judge: for up to `max` examples (the consensus successes first,
+/// then the others), the original beside the attacked image, captioned with f1's class
+/// and probability on each and every judge's verdict on the attacked one.
+pub fn success_grid(
+    run: &ModeRun,
+    test: &Dataset,
+    f1: &dyn Classifier,
+    max: usize,
+    path: &Path,
+    device: &Device,
+) -> Result<()> {
+    let mut order: Vec<usize> = (0..run.rows.len())
+        .filter(|&i| run.rows[i].verdict().consensus())
+        .collect();
+    order.extend((0..run.rows.len()).filter(|&i| !run.rows[i].verdict().consensus()));
+    order.truncate(max);
+    if order.is_empty() {
+        return Ok(());
+    }
+    let originals: Vec<usize> = order.iter().map(|&i| run.rows[i].index).collect();
+    let x = test
+        .images_tensor(&originals, PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let probs: Vec<Vec<f32>> = candle_nn::ops::softmax(&f1.logits(&x)?, D::Minus1)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
+    let clean: Vec<Vec<f32>> = x.flatten_from(1)?.to_dtype(DType::F32)?.to_vec2()?;
+    let style = OverlayStyle {
+        scale: 4,
+        alpha: 0.0,
+        caption_scale: 1,
+        ..OverlayStyle::default()
+    };
+    let per_row = 6;
+    let mut strips = Vec::new();
+    for chunk in order
+        .chunks(per_row)
+        .zip(clean.chunks(per_row))
+        .zip(probs.chunks(per_row))
+    {
+        let ((rows, cleans), ps) = chunk;
+        let mut frames = Vec::new();
+        for ((&i, c), p) in rows.iter().zip(cleans).zip(ps) {
+            let r = &run.rows[i];
+            let y = r.keep as usize;
+            frames.push(Frame {
+                image: c.clone(),
+                map: vec![0.0; 784],
+                height: 28,
+                width: 28,
+                caption: format!("X {}\nF1 {} {:.2}\nTO {}", r.index, y, p[y], r.target),
+            });
+            let v = r.verdict();
+            let mark = if v.consensus() { "YES" } else { "NO" };
+            frames.push(Frame {
+                image: run.images[i].clone(),
+                map: vec![0.0; 784],
+                height: 28,
+                width: 28,
+                caption: format!(
+                    "F1 {} {:.2}\nSTD {} ROB {}\nKNN {} {mark}",
+                    r.f1_pred, r.f1_prob, r.standard, r.robust, r.knn
+                ),
+            });
+        }
+        strips.push(cam::frame_strip(&frames, &style)?);
+    }
+    let width = strips.iter().map(|s| s.width()).max().unwrap_or(1);
+    let height: u32 = strips.iter().map(|s| s.height()).sum();
+    let mut grid = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut y = 0i64;
+    for s in &strips {
+        image::imageops::replace(&mut grid, s, 0, y);
+        y += i64::from(s.height());
+    }
+    cam::write_png(&grid, path)?;
+    Ok(())
+}
+
+/// The pairs' rows as CSV (one line per pair, the verdicts spelled out).
+pub fn rows_csv(rows: &[PairRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let v = r.verdict();
+            vec![
+                r.index.to_string(),
+                r.keep.to_string(),
+                r.target.to_string(),
+                r.f1_pred.to_string(),
+                format!("{:.4}", r.f1_prob),
+                r.standard.to_string(),
+                r.robust.to_string(),
+                r.knn.to_string(),
+                v.success().to_string(),
+                v.consensus().to_string(),
+                r.iterations.to_string(),
+                format!("{:.5}", r.l2),
+                format!("{:.5}", r.linf),
+            ]
+        })
+        .collect();
+    crate::artifact::csv(
+        &[
+            "index",
+            "f1_keep",
+            "target",
+            "f1_pred",
+            "f1_prob",
+            "standard_oracle",
+            "robust_oracle",
+            "knn",
+            "success",
+            "consensus",
+            "iterations",
+            "l2",
+            "linf",
+        ],
+        &body,
+    )
+}
+
+/// The grey pixels of each image of a batch (`N x 1 x 28 x 28`), 784 per row.
+pub fn pixel_rows(images: &candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(images.flatten_from(1)?.to_dtype(DType::F32)?.to_vec2()?)
+}
