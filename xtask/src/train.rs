@@ -76,6 +76,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(lr) = args.lr {
         cfg.adam.lr = lr;
     }
+    if args.model == ModelKind::RobustOracle {
+        cfg.adversarial = Some(models::adversarial::AdversarialTraining::mnist());
+    }
     match args.model {
         ModelKind::Gapcnn => drop(train_classifier::<GapCnn>(
             tr,
@@ -95,7 +98,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             &device,
             &mut bars,
         )?),
-        ModelKind::Oracle => drop(train_classifier::<Oracle>(
+        ModelKind::Oracle | ModelKind::RobustOracle => drop(train_classifier::<Oracle>(
             tr,
             te,
             &cfg,
@@ -104,18 +107,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             &device,
             &mut bars,
         )?),
-        ModelKind::RobustOracle => {
-            cfg.adversarial = Some(models::adversarial::AdversarialTraining::mnist());
-            drop(train_classifier::<Oracle>(
-                tr,
-                te,
-                &cfg,
-                &args.out,
-                args.resume,
-                &device,
-                &mut bars,
-            )?)
-        }
         ModelKind::Svae => {
             let mut cfg = TrainConfig::svae(args.epochs, args.seed);
             if let Some(lr) = args.lr {

@@ -296,19 +296,22 @@ pub fn type1(args: &Type1Args) -> Result<()> {
             println!("grid of examples: {}", args.grid.display());
         }
         summaries.push(summary);
+        // Written after every mode, so an interrupted run keeps the modes it finished.
+        if let Some(path) = &args.json {
+            let json = Type1Json {
+                data: splits.origin.to_string(),
+                f1: format!("{:?}", args.f1).to_lowercase(),
+                images: n,
+                images_left_out: pairs.left_out,
+                max_iterations: iters,
+                judges: judges_accuracy.clone(),
+                modes: summaries.clone(),
+            };
+            harness::artifact::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     if let Some(path) = &args.json {
-        let json = Type1Json {
-            data: splits.origin.to_string(),
-            f1: format!("{:?}", args.f1).to_lowercase(),
-            images: n,
-            images_left_out: pairs.left_out,
-            max_iterations: iters,
-            judges: judges_accuracy,
-            modes: summaries,
-        };
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -146,7 +146,8 @@ fn sections(
          The paper's mode stops at the first iterate the standard oracle calls the target (the study's \
          reproduction, which lets that judge select its iterate); the constrained attack holds f1's logit \
          margin with an uncapped multiplier, starts half-way to the target's mean code and stops on its own \
-         rule (ALGORITHMS.md section 9). Its pairs take the target from f1's clean label; \n\n\
+         rule (ALGORITHMS.md section 9). Its pairs take their targets from f1's clean label, the paper's \
+         from the true label (the same on images f1 gets right).\n\n\
          | mode | pairs | standard oracle | robust oracle | kNN | consensus | f1 keeps | median iteration |\n|---|---|---|---|---|---|---|---|\n",
     );
     for m in [&t1.paper, &t1.constrained] {
