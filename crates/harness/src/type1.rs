@@ -240,28 +240,14 @@ pub fn run_type1(
     let mut paper_rows = Vec::new();
     for b in &outcomes {
         let v = judges.judge(&b.outcome.images)?;
-        let probs = candle_nn::ops::softmax(
-            &models.gapcnn.logits(&b.outcome.images)?,
-            candle_core::D::Minus1,
-        )?
-        .to_vec2::<f32>()?;
-        #[allow(clippy::needless_range_loop)]
-        for j in 0..b.images.len() {
-            let f1_pred = b.outcome.f1_pred[j];
-            paper_rows.push(crate::type1_panel::PairRow {
-                index: b.images[j],
-                keep: b.keep[j],
-                target: b.targets[j],
-                f1_pred,
-                f1_prob: probs[j][f1_pred as usize],
-                standard: v.standard[j],
-                robust: v.robust[j],
-                knn: v.knn[j],
-                iterations: b.outcome.iterations[j],
-                l2: b.outcome.l2[j],
-                linf: b.outcome.linf[j],
-            });
-        }
+        paper_rows.extend(crate::type1_panel::judged_rows(
+            &models.gapcnn,
+            &b.outcome,
+            &v,
+            &b.images,
+            &b.keep,
+            &b.targets,
+        )?);
     }
     let paper = ModeSummary::new(
         "paper, stopped by the standard oracle",

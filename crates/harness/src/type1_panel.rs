@@ -10,7 +10,9 @@ use candle_core::{DType, Device, D};
 use mnist_data::{Dataset, PixelFormat};
 use models::{Classifier, Svae};
 use serde::{Deserialize, Serialize};
-use vae_attack::{attack_then_judge, ClassMeans, Judges, LatentAttackConfig, PairVerdict};
+use vae_attack::{
+    attack_then_judge, ClassMeans, Judges, LatentAttackConfig, LatentOutcome, PairVerdict, Verdicts,
+};
 
 use crate::error::Result;
 
@@ -169,15 +171,36 @@ pub fn run_mode(
             Some(inputs.means),
             config,
         )?;
-        let probs: Vec<Vec<f32>> =
-            candle_nn::ops::softmax(&inputs.f1.logits(&o.images)?, D::Minus1)?
-                .to_dtype(DType::F32)?
-                .to_vec2()?;
+        rows.extend(judged_rows(inputs.f1, &o, &v, idx, keep, targets)?);
         let pixels = pixel_rows(&o.images)?;
-        for j in 0..idx.len() {
+        images.extend(pixels);
+        advance(idx.len());
+    }
+    Ok(ModeRun {
+        rows,
+        images,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// One row per pair of a finished batch: f1's class and probability on the final image,
+/// each judge's verdict, iterations and distances.
+pub fn judged_rows(
+    f1: &dyn Classifier,
+    o: &LatentOutcome,
+    v: &Verdicts,
+    index: &[usize],
+    keep: &[u32],
+    targets: &[u32],
+) -> Result<Vec<PairRow>> {
+    let probs: Vec<Vec<f32>> = candle_nn::ops::softmax(&f1.logits(&o.images)?, D::Minus1)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
+    Ok((0..index.len())
+        .map(|j| {
             let f1_pred = o.f1_pred[j];
-            rows.push(PairRow {
-                index: idx[j],
+            PairRow {
+                index: index[j],
                 keep: keep[j],
                 target: targets[j],
                 f1_pred,
@@ -188,16 +211,9 @@ pub fn run_mode(
                 iterations: o.iterations[j],
                 l2: o.l2[j],
                 linf: o.linf[j],
-            });
-        }
-        images.extend(pixels);
-        advance(idx.len());
-    }
-    Ok(ModeRun {
-        rows,
-        images,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+            }
+        })
+        .collect())
 }
 
 /// A count over a stated denominator.

@@ -67,20 +67,6 @@ impl PairVerdict {
     }
 }
 
-impl Verdicts {
-    /// Pair i's verdict against `targets[i]`, with f1's class `f1_pred[i]` and the label
-    /// it had to keep `keep[i]`.
-    pub fn pair(&self, i: usize, f1_pred: &[u32], keep: &[u32], targets: &[u32]) -> PairVerdict {
-        let t = targets[i];
-        PairVerdict {
-            f1_kept: f1_pred[i] == keep[i],
-            standard: self.standard[i] == t,
-            robust: self.robust[i] == t,
-            knn: self.knn[i] == t,
-        }
-    }
-}
-
 impl Judges<'_> {
     /// Every judge's class for `images`.
     pub fn judge(&self, images: &Tensor) -> Result<Verdicts> {
