@@ -252,14 +252,40 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
     )?;
     let r = &evaluation.roc;
     println!(
-        "ROC class {}: clean AUC {:.4} (TPR {:.3}, FPR {:.3}); Type II AUC {:.4} (TPR {:.3}); Type I AUC {:.4} (FPR {:.3})",
-        r.positive_class, r.clean.auc, r.clean.tpr, r.clean.fpr, r.type2.auc, r.type2.tpr, r.type1.auc, r.type1.fpr
+        "ROC class {} over {} images ({} positives): clean AUC {:.4} (TPR {:.3}, FPR {:.3}); Type II AUC {:.4} (TPR {:.3}); \
+         Type I AUC {:.4} (FPR {:.3}; {} Type I negatives, FPR {:.3} on them alone)",
+        r.positive_class, r.clean.positives + r.clean.negatives, r.clean.positives, r.clean.auc, r.clean.tpr, r.clean.fpr,
+        r.type2.auc, r.type2.tpr, r.type1.auc, r.type1.fpr, r.type1_examples, r.type1_set_fpr
     );
     println!(
-        "Type I: {} pairs, success {:.1} %; CAM under Type I: Spearman {:.3}",
+        "Type I (paper): {} pairs, success {:.1} %; constrained: consensus {}",
         evaluation.type1.pairs,
         100.0 * evaluation.type1.success_rate,
-        evaluation.type1.cam.spearman
+        evaluation.type1.constrained.consensus
+    );
+    println!("| CAM change (Spearman) | n | over successes | noise control |");
+    println!("| --- | --- | --- | --- |");
+    for t in &evaluation.type2 {
+        println!(
+            "| {} | {} | {:.3} | {:.3} |",
+            t.attack,
+            t.cam.successes.n(),
+            t.cam.successes.spearman,
+            t.cam.noise.spearman
+        );
+    }
+    let c = &evaluation.type1.cam;
+    println!(
+        "| Type I vs x | {} | {:.3} | {:.3} |",
+        c.vs_x.n(),
+        c.vs_x.spearman,
+        c.noise_x.spearman
+    );
+    println!(
+        "| Type I vs G(mu(x)) | {} | {:.3} | {:.3} |",
+        c.vs_reconstruction.n(),
+        c.vs_reconstruction.spearman,
+        c.noise_reconstruction.spearman
     );
     println!(
         "artifacts in {} (report.md, report.html, summary.json)",

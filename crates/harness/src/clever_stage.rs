@@ -17,10 +17,10 @@ use crate::runner::{Models, Progress, Type2Figures};
 pub struct CleverRow {
     /// Test index.
     pub index: usize,
-    /// CLEVER L2 (runner-up class).
+    /// Untargeted CLEVER L2 (the minimum over the 9 other classes).
     #[serde(with = "crate::nan::float")]
     pub clever_l2: f64,
-    /// CLEVER Linf (runner-up class).
+    /// Untargeted CLEVER Linf.
     #[serde(with = "crate::nan::float")]
     pub clever_linf: f64,
     /// Why the L2 estimate's Lipschitz constant is the sample maximum, if it is. (Stage
@@ -75,7 +75,18 @@ impl CleverFigures {
     }
 }
 
-/// Scores the first `config.clever_images` correctly classified test images.
+/// The fallback of the estimate that set the score (the closest class's).
+fn decisive_fallback(report: &metrics::CleverReport) -> Option<Fallback> {
+    report
+        .per_class
+        .iter()
+        .find(|(j, _)| *j == report.closest_class)
+        .and_then(|(_, e)| e.fallback)
+}
+
+/// Scores the first `config.clever_images` test images f1 classifies correctly (among the
+/// Type II images) with the untargeted CLEVER score, the one the untargeted attacks'
+/// smallest perturbations are compared with.
 pub fn run_clever(
     models: &Models,
     test: &Dataset,
@@ -85,10 +96,30 @@ pub fn run_clever(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<CleverFigures> {
-    let n = config.clever_images.min(test.len());
-    progress.start("CLEVER", n as u64);
+    // Like with like: only images f1 classifies correctly (an attack on the others has
+    // nothing to flip), among the Type II images so each has its found perturbations.
+    let pool = config.type2_images.min(test.len());
+    let mut chosen = Vec::new();
+    for start in (0..pool).step_by(500) {
+        if chosen.len() >= config.clever_images {
+            break;
+        }
+        let idx: Vec<usize> = (start..(start + 500).min(pool)).collect();
+        let x = test
+            .images_tensor(&idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let pred = models::Classifier::predict(&models.gapcnn, &x)?;
+        chosen.extend(
+            idx.iter()
+                .zip(pred)
+                .filter(|(&i, p)| test.label(i) == Some(*p as u8))
+                .map(|(&i, _)| i),
+        );
+    }
+    chosen.truncate(config.clever_images);
+    progress.start("CLEVER", chosen.len() as u64);
     let mut rows = Vec::new();
-    for i in 0..n {
+    for &i in &chosen {
         let x = test
             .images_tensor(&[i], PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
@@ -102,7 +133,7 @@ pub fn run_clever(
             clever_score(
                 &models.gapcnn,
                 &x,
-                CleverTarget::RunnerUp,
+                CleverTarget::Untargeted,
                 &c,
                 config.seed.wrapping_add(i as u64),
             )
@@ -120,8 +151,8 @@ pub fn run_clever(
             index: i,
             clever_l2: l2.score,
             clever_linf: linf.score,
-            l2_fallback: l2.per_class[0].1.fallback,
-            linf_fallback: linf.per_class[0].1.fallback,
+            l2_fallback: decisive_fallback(&l2),
+            linf_fallback: decisive_fallback(&linf),
             found_l2: pick(&["cw-l2", "deepfool"], |t| &t.l2_per_image),
             found_linf: pick(&["fgsm", "pgd-linf", "pgd-l2", "cw-l2", "deepfool"], |t| {
                 &t.linf_per_image

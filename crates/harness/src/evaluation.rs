@@ -15,8 +15,8 @@ use crate::error::{HarnessError, Result};
 use crate::inputs::InputFingerprint;
 use crate::roc::{roc_comparison, RocComparison};
 use crate::runner::{
-    clean_scores, evaluate_models, run_type2, stage, type2_attacks, ModelFigures, Models, Progress,
-    Type2Figures,
+    evaluate_models, roc_population, run_type2, stage, type2_attacks, ModelFigures, Models,
+    Progress, Type2Figures,
 };
 use crate::type1::{run_type1, Type1Figures};
 
@@ -89,20 +89,13 @@ pub fn run_evaluation(
         run_clever(models, test, &type2, config, out, device, progress)
     })?;
 
-    let clean = clean_scores(models, test, config, device)?;
-    let roc_attack = type2
-        .iter()
-        .find(|t| t.attack == config.roc_type2_attack)
-        .ok_or_else(|| {
-            HarnessError::Other(format!(
-                "no Type II attack named {}",
-                config.roc_type2_attack
-            ))
-        })?;
+    let population = stage(out, "roc", config, inputs, || {
+        roc_population(models, &eval_set, config, device, progress)
+    })?;
     let roc = roc_comparison(
         config.positive_class,
-        &clean,
-        &roc_attack.positives,
+        &population.clean,
+        &population.type2_of_positives,
         &type1.positives_turned,
     )?;
     crate::plot::roc_figure(&out.join("roc.png"), &roc)?;
@@ -142,6 +135,47 @@ pub fn run_evaluation(
     Ok(evaluation)
 }
 
+/// The study's claims, each as the direction the run measured (see the report).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Claims {
+    /// The Type II examples of the positives lower f1's TPR.
+    pub type2_lowers_tpr: bool,
+    /// The Type I negatives raise f1's FPR.
+    pub type1_raises_fpr: bool,
+    /// The Type I map change (Spearman over the consensus successes, against x) is
+    /// smaller, i.e. its Spearman larger, than every Type II attack's (over its
+    /// successes); `None` where a population is empty.
+    pub type1_change_smaller_than_every_type2: Option<bool>,
+    /// The attacks whose change (over successes) is smaller than Type I's.
+    pub type2_changing_less_than_type1: Vec<String>,
+    /// The study's defective map is not the CAM (mean Spearman against the real map < 0.5).
+    pub defective_map_differs_from_cam: Option<bool>,
+}
+
+impl Claims {
+    /// Reads the claims off the measured figures.
+    pub fn of(type2: &[Type2Figures], type1: &Type1Figures, roc: &RocComparison) -> Self {
+        let t1 = type1.cam.vs_x.spearman;
+        let measured: Vec<&Type2Figures> =
+            type2.iter().filter(|t| t.cam.successes.pairs > 0).collect();
+        let less: Vec<String> = measured
+            .iter()
+            .filter(|t| t.cam.successes.spearman >= t1)
+            .map(|t| t.attack.clone())
+            .collect();
+        let (spearman, _, frames) = type1.defective_vs_real;
+        Self {
+            type2_lowers_tpr: roc.type2.tpr < roc.clean.tpr,
+            type1_raises_fpr: roc.type1.fpr > roc.clean.fpr,
+            type1_change_smaller_than_every_type2: (type1.cam.vs_x.pairs > 0
+                && measured.len() == type2.len())
+            .then_some(less.is_empty()),
+            type2_changing_less_than_type1: less,
+            defective_map_differs_from_cam: (frames > 0).then_some(spearman < 0.5),
+        }
+    }
+}
+
 fn finite(v: f64) -> Value {
     if v.is_finite() {
         json!(v)
@@ -173,12 +207,28 @@ fn summary_json(
             "mean_l2": finite(t.mean_l2), "mean_linf": finite(t.mean_linf), "mean_l0": finite(t.mean_l0),
             "gradient_masking_suspected": t.gradient_masking_suspected, "images_per_second": t.images_per_second,
         }));
-        cam.insert(t.attack.clone(), change(&t.cam));
+        let mut c = change(&t.cam.successes);
+        c["population"] = json!("successes");
+        c["all"] = change(&t.cam.all);
+        c["noise"] = change(&t.cam.noise);
+        c["attack_l2"] = finite(t.cam.attack_l2);
+        c["noise_l2"] = finite(t.cam.noise_l2);
+        cam.insert(t.attack.clone(), c);
     }
-    cam.insert("type1".into(), change(&type1.cam));
+    let t1 = &type1.cam;
+    let mut c = change(&t1.vs_x);
+    c["population"] = json!("constrained attack, consensus successes");
+    c["vs_reconstruction"] = change(&t1.vs_reconstruction);
+    c["reconstruction_vs_x"] = change(&t1.reconstruction_vs_x);
+    c["noise_x"] = change(&t1.noise_x);
+    c["noise_reconstruction"] = change(&t1.noise_reconstruction);
+    c["l2_x"] = finite(t1.l2_x);
+    c["l2_reconstruction"] = finite(t1.l2_reconstruction);
+    cam.insert("type1".into(), c);
     cam.insert("defective_vs_real".into(), json!({
         "spearman": finite(type1.defective_vs_real.0), "pearson": finite(type1.defective_vs_real.1), "frames": type1.defective_vs_real.2,
     }));
+    let claims = Claims::of(type2, type1, roc);
     json!({
         "models": {
             "gapcnn": {"test_accuracy": m.gapcnn},
@@ -209,10 +259,14 @@ fn summary_json(
             "clean_tpr": roc.clean.tpr, "type2_tpr": roc.type2.tpr, "type1_tpr": roc.type1.tpr,
             "clean_fpr": roc.clean.fpr, "type2_fpr": roc.type2.fpr, "type1_fpr": roc.type1.fpr,
             "positives": roc.clean.positives, "negatives": roc.clean.negatives, "type1_negatives_added": type1.positives_turned.len(),
+            "evaluation_images": roc.clean.positives + roc.clean.negatives,
+            "type1_set_fpr": finite(roc.type1_set_fpr), "type1_examples": roc.type1_examples,
+            "type1_negatives_from": "constrained attack, consensus successes made from positives",
         },
+        "claims": serde_json::to_value(&claims).unwrap_or(Value::Null),
         "cam": cam,
         "clever": {
-            "images": clever.rows.len(), "nb": clever.nb, "ns": clever.ns, "target": "runner-up",
+            "images": clever.rows.len(), "nb": clever.nb, "ns": clever.ns, "target": "untargeted", "population": "first correctly classified Type II images",
             "mean_l2": finite(clever.mean_l2), "mean_linf": finite(clever.mean_linf),
             "l2_bound_violations": clever.l2_bound_violations, "fallbacks": clever.fallbacks().iter().map(|(_, n)| n).sum::<usize>(),
         },

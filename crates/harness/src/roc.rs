@@ -47,6 +47,10 @@ pub struct RocComparison {
     pub type2: CurveSummary,
     /// Clean images plus the Type I examples as negatives.
     pub type1: CurveSummary,
+    /// Type I examples added as negatives (the size of the Type I set).
+    pub type1_examples: usize,
+    /// FPR of f1's arg-max decision on the Type I set by itself (NaN when it is empty).
+    pub type1_set_fpr: f64,
 }
 
 fn summarise(examples: &[Scored]) -> Result<CurveSummary> {
@@ -94,7 +98,14 @@ pub fn roc_comparison(
         positive: false,
         ..*e
     }));
+    let type1_set_fpr = if type1.is_empty() {
+        f64::NAN
+    } else {
+        type1.iter().filter(|e| e.predicted_positive).count() as f64 / type1.len() as f64
+    };
     Ok(RocComparison {
+        type1_examples: type1.len(),
+        type1_set_fpr,
         positive_class,
         clean: summarise(clean)?,
         type2: summarise(&swapped)?,
@@ -125,6 +136,9 @@ mod tests {
         assert!(c.type2.auc < 1.0);
         assert!((c.type1.fpr - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(c.type1.negatives, 3);
+        assert_eq!((c.type1_examples, c.type1_set_fpr), (1, 1.0));
+        let none = roc_comparison(3, &clean, &type2, &[]).unwrap();
+        assert!(none.type1_set_fpr.is_nan() && none.type1_examples == 0);
         assert!(roc_comparison(3, &clean, &type2[..1], &type1).is_err());
     }
 }

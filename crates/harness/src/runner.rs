@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{csv, write_atomic};
-use crate::cam_change::{cam_28, compare, CamChange};
+use crate::cam_change::{cam_28, noised_batch, pair_figures, CamChange, MapChange};
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
 use crate::inputs::InputFingerprint;
@@ -94,10 +94,6 @@ pub(crate) fn stage<T: Serialize + DeserializeOwned>(
     let text = serde_json::to_string(&cached).map_err(|e| HarnessError::Other(e.to_string()))?;
     write_atomic(&path, text.as_bytes())?;
     Ok(cached.result)
-}
-
-fn indices(n: usize) -> Vec<usize> {
-    (0..n).collect()
 }
 
 fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
@@ -191,14 +187,13 @@ pub struct Type2Figures {
     pub gradient_masking_suspected: bool,
     /// Images per second.
     pub images_per_second: f64,
-    /// CAM of f1's predicted class, clean vs adversarial.
-    pub cam: CamChange,
+    /// CAM of f1's predicted class, clean vs adversarial: over the successes, over
+    /// every example, and the noise control.
+    pub cam: MapChange,
     /// Per image: L2 of a successful perturbation (for the CLEVER comparison).
     pub l2_per_image: Vec<Option<f64>>,
     /// Per image: Linf of a successful perturbation.
     pub linf_per_image: Vec<Option<f64>>,
-    /// f1's probability of the positive class and arg-max, for the positives attacked.
-    pub positives: Vec<Scored>,
     /// The first few adversarial examples, for `type2_examples.png`.
     pub examples: Vec<Type2Example>,
 }
@@ -251,9 +246,7 @@ pub fn run_type2(
     let t0 = Instant::now();
     let mut outcomes: Vec<AttackOutcome> = Vec::new();
     let mut csv_rows = Vec::new();
-    let mut positives = Vec::new();
-    let mut cam_clean = Vec::new();
-    let mut cam_adv = Vec::new();
+    let mut cam_set: Vec<CamBatch> = Vec::new();
     let mut l2_per_image = Vec::with_capacity(n);
     let mut linf_per_image = Vec::with_capacity(n);
     let mut examples = Vec::new();
@@ -288,30 +281,26 @@ pub fn run_type2(
             ]);
             l2_per_image.push(o.success[j].then_some(o.l2[j]));
             linf_per_image.push(o.success[j].then_some(o.linf[j]));
-            if labels[j] == p {
-                positives.push(Scored {
-                    score: f64::from(probs_after[j][p as usize]),
-                    predicted_positive: o.adversarial_predictions[j] == p,
-                    positive: true,
-                });
-            }
         }
-        // CAM of the class f1 decides, before and after.
-        let room = config.cam_images.saturating_sub(cam_clean.len());
-        if room > 0 {
-            let take = room.min(idx.len());
-            let xs = x.narrow(0, 0, take)?;
-            let adv = o.adversarial.narrow(0, 0, take)?;
-            let before: Vec<usize> = o.clean_predictions[..take]
-                .iter()
-                .map(|&c| c as usize)
-                .collect();
-            let after: Vec<usize> = o.adversarial_predictions[..take]
-                .iter()
-                .map(|&c| c as usize)
-                .collect();
-            cam_clean.push((xs, before));
-            cam_adv.push((adv, after));
+        // CAM of the class f1 decides, before and after, on the first `cam_images`.
+        let room = config.cam_images.saturating_sub(cam_set.len());
+        let take = room.min(idx.len());
+        if take > 0 {
+            cam_set.push(CamBatch {
+                clean: x.narrow(0, 0, take)?,
+                adversarial: o.adversarial.narrow(0, 0, take)?,
+                before: o.clean_predictions[..take]
+                    .iter()
+                    .map(|&c| c as usize)
+                    .collect(),
+                after: o.adversarial_predictions[..take]
+                    .iter()
+                    .map(|&c| c as usize)
+                    .collect(),
+                success: o.success[..take].to_vec(),
+                l2: o.l2[..take].to_vec(),
+                index: idx[..take].to_vec(),
+            });
         }
         progress.advance(idx.len() as u64);
         outcomes.push(o);
@@ -362,20 +351,7 @@ pub fn run_type2(
             succ.iter().map(f).sum::<f64>() / succ.len() as f64
         }
     };
-    let cam = if cam_clean.is_empty() {
-        CamChange::none()
-    } else {
-        let cat = |v: &[(Tensor, Vec<usize>)]| -> Result<(Tensor, Vec<usize>)> {
-            let t = Tensor::cat(&v.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(), 0)?;
-            Ok((t, v.iter().flat_map(|(_, c)| c.clone()).collect()))
-        };
-        let (xc, cc) = cat(&cam_clean)?;
-        let (xa, ca) = cat(&cam_adv)?;
-        compare(
-            &cam_28(&models.gapcnn, &xc, &cc)?,
-            &cam_28(&models.gapcnn, &xa, &ca)?,
-        )?
-    };
+    let cam = type2_map_change(models, &cam_set, attack.name(), config.seed)?;
     Ok(Type2Figures {
         attack: attack.name().to_string(),
         images: n,
@@ -393,33 +369,176 @@ pub fn run_type2(
         cam,
         l2_per_image,
         linf_per_image,
-        positives,
         examples,
     })
 }
 
-/// Clean scores of f1 for the ROC comparison (the first `type2_images` test images).
-pub fn clean_scores(
+/// The first `cam_images` examples of one batch, for the CAM comparison.
+struct CamBatch {
+    clean: Tensor,
+    adversarial: Tensor,
+    before: Vec<usize>,
+    after: Vec<usize>,
+    success: Vec<bool>,
+    l2: Vec<f64>,
+    index: Vec<usize>,
+}
+
+/// The CAM change of f1's decided class, clean vs adversarial, over the successes and
+/// over every example, and the noise control over the successes: each clean image
+/// with random noise of its perturbation's L2 norm (drawn per test index).
+fn type2_map_change(
     models: &Models,
-    test: &Dataset,
+    set: &[CamBatch],
+    attack: &str,
+    seed: u64,
+) -> Result<MapChange> {
+    if set.is_empty() {
+        return Ok(MapChange::none());
+    }
+    let cat = |f: fn(&CamBatch) -> &Tensor| -> Result<Tensor> {
+        Ok(Tensor::cat(&set.iter().map(f).collect::<Vec<_>>(), 0)?)
+    };
+    let (clean, adversarial) = (cat(|b| &b.clean)?, cat(|b| &b.adversarial)?);
+    let before: Vec<usize> = set.iter().flat_map(|b| b.before.clone()).collect();
+    let after: Vec<usize> = set.iter().flat_map(|b| b.after.clone()).collect();
+    let success: Vec<bool> = set.iter().flat_map(|b| b.success.clone()).collect();
+    let l2: Vec<f64> = set.iter().flat_map(|b| b.l2.clone()).collect();
+    let index: Vec<usize> = set.iter().flat_map(|b| b.index.clone()).collect();
+    let clean_maps = cam_28(&models.gapcnn, &clean, &before)?;
+    let figures = pair_figures(&clean_maps, &cam_28(&models.gapcnn, &adversarial, &after)?)?;
+    let wins: Vec<usize> = (0..success.len()).filter(|&i| success[i]).collect();
+    let (noise, noise_l2) = if wins.is_empty() {
+        (CamChange::none(), Vec::new())
+    } else {
+        let pick = Tensor::new(
+            wins.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+            clean.device(),
+        )?;
+        let base = clean.index_select(&pick, 0)?;
+        let norms: Vec<f64> = wins.iter().map(|&i| l2[i]).collect();
+        let ids: Vec<usize> = wins.iter().map(|&i| index[i]).collect();
+        let (noised, achieved) = noised_batch(&base, &norms, seed, attack, &ids)?;
+        let noised_classes: Vec<usize> = models
+            .gapcnn
+            .predict(&noised)?
+            .into_iter()
+            .map(|c| c as usize)
+            .collect();
+        let base_classes: Vec<usize> = wins.iter().map(|&i| before[i]).collect();
+        let f = pair_figures(
+            &cam_28(&models.gapcnn, &base, &base_classes)?,
+            &cam_28(&models.gapcnn, &noised, &noised_classes)?,
+        )?;
+        (CamChange::over(&f, |_| true), achieved)
+    };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    Ok(MapChange {
+        successes: CamChange::over(&figures, |i| success[i]),
+        all: CamChange::over(&figures, |_| true),
+        noise,
+        attack_l2: mean(&wins.iter().map(|&i| l2[i]).collect::<Vec<_>>()),
+        noise_l2: mean(&noise_l2),
+    })
+}
+
+/// The ROC comparison's population: f1's clean scores of every image of the evaluation
+/// split, and the configured Type II attack's example of every positive among them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RocPopulation {
+    /// Every evaluation image, clean.
+    pub clean: Vec<Scored>,
+    /// The Type II example of each positive, in the order of `clean`.
+    pub type2_of_positives: Vec<Scored>,
+    /// The attack used.
+    pub attack: String,
+    /// Positives whose example f1 no longer calls positive.
+    pub flipped: usize,
+}
+
+/// Scores every image of `eval` with f1 and runs `config.roc_type2_attack` on every
+/// positive (in batches of `config.batch_size`).
+pub fn roc_population(
+    models: &Models,
+    eval: &Dataset,
     config: &ExperimentConfig,
     device: &Device,
-) -> Result<Vec<Scored>> {
-    let n = config.type2_images.min(test.len());
+    progress: &mut dyn Progress,
+) -> Result<RocPopulation> {
     let p = config.positive_class;
-    let x = test
-        .images_tensor(&indices(n), PixelFormat::Gray, device)
-        .map_err(models::ModelError::from)?;
-    let logits = models.gapcnn.logits(&x)?;
-    let probs = softmax_rows(&logits)?;
-    let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-    Ok((0..n)
-        .map(|i| Scored {
-            score: f64::from(probs[i][p as usize]),
-            predicted_positive: pred[i] == p,
-            positive: test.label(i) == Some(p as u8),
-        })
-        .collect())
+    let attack = type2_attacks(config)
+        .into_iter()
+        .find(|a| a.name() == config.roc_type2_attack)
+        .ok_or_else(|| {
+            HarnessError::Other(format!(
+                "roc_type2_attack: no Type II attack named {}",
+                config.roc_type2_attack
+            ))
+        })?;
+    let batch = config.batch_size.max(1);
+    let mut clean = Vec::with_capacity(eval.len());
+    for start in (0..eval.len()).step_by(batch.max(500)) {
+        let idx: Vec<usize> = (start..(start + batch.max(500)).min(eval.len())).collect();
+        let x = eval
+            .images_tensor(&idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let logits = models.gapcnn.logits(&x)?;
+        let probs = softmax_rows(&logits)?;
+        let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        for (j, &i) in idx.iter().enumerate() {
+            clean.push(Scored {
+                score: f64::from(probs[j][p as usize]),
+                predicted_positive: pred[j] == p,
+                positive: eval.label(i) == Some(p as u8),
+            });
+        }
+    }
+    let positives: Vec<usize> = (0..eval.len())
+        .filter(|&i| eval.label(i) == Some(p as u8))
+        .collect();
+    progress.start(
+        &format!("ROC: {} on positives", attack.name()),
+        positives.len() as u64,
+    );
+    let mut type2_of_positives = Vec::with_capacity(positives.len());
+    for idx in positives.chunks(batch) {
+        let x = eval
+            .images_tensor(idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let o = attack.run(
+            &models.gapcnn,
+            &x,
+            &vec![p; idx.len()],
+            &Targeting::Untargeted,
+        )?;
+        let probs = softmax_rows(&o.logits_after)?;
+        for (row, &pred) in probs.iter().zip(&o.adversarial_predictions) {
+            type2_of_positives.push(Scored {
+                score: f64::from(row[p as usize]),
+                predicted_positive: pred == p,
+                positive: true,
+            });
+        }
+        progress.advance(idx.len() as u64);
+    }
+    progress.finish();
+    let flipped = positives
+        .iter()
+        .zip(&type2_of_positives)
+        .filter(|(&i, a)| clean[i].predicted_positive && !a.predicted_positive)
+        .count();
+    Ok(RocPopulation {
+        clean,
+        type2_of_positives,
+        attack: attack.name().to_string(),
+        flipped,
+    })
 }
 
 /// Paths of the transition strips.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use vae_attack::{type_one_attack, ClassMeans, Judges, LatentAttackConfig, LatentOutcome};
 
 use crate::artifact::{csv, write_atomic};
-use crate::cam_change::{cam_28, compare, rows, CamChange};
+use crate::cam_change::{cam_28, noised_batch, pair_figures, rows, CamChange};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::roc::Scored;
@@ -63,8 +63,9 @@ pub struct Type1Figures {
     /// Mean iterations of the successful pairs.
     #[serde(with = "crate::nan::float")]
     pub mean_iterations: f64,
-    /// CAM of f1's kept class on x and on G(z*), successful pairs.
-    pub cam: CamChange,
+    /// CAM of f1's kept class on the constrained attack's consensus successes: against
+    /// x, against the reconstruction G(mu(x)), and the noise controls.
+    pub cam: Type1MapChange,
     /// Correlation of the study's defective map with the real CAM (class 7, min-max),
     /// over every frame of the strips: (Spearman, Pearson, frames).
     pub defective_vs_real: (f64, f64, usize),
@@ -80,6 +81,87 @@ pub struct Type1Figures {
     pub images_left_out: usize,
     /// Each judge's accuracy on clean test images and on their decoded codes.
     pub judges: Vec<JudgeAccuracy>,
+}
+
+/// The CAM of f1's kept class under Type I, like with like. `vs_x` mixes the SVAE's
+/// reconstruction error into the attack's effect; `vs_reconstruction` starts from
+/// G(mu(x)) and measures the attack alone; `reconstruction_vs_x` is the reconstruction
+/// alone. Each comparison has its noise control: the same start image with random
+/// noise of the L2 norm of the change it is compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Type1MapChange {
+    /// CAM(x) vs CAM(G(z*)).
+    pub vs_x: CamChange,
+    /// CAM(G(mu(x))) vs CAM(G(z*)).
+    pub vs_reconstruction: CamChange,
+    /// CAM(x) vs CAM(G(mu(x))).
+    pub reconstruction_vs_x: CamChange,
+    /// CAM(x) vs CAM(x + noise of norm ||G(z*) - x||).
+    pub noise_x: CamChange,
+    /// CAM(G(mu(x))) vs CAM(G(mu(x)) + noise of norm ||G(z*) - G(mu(x))||).
+    pub noise_reconstruction: CamChange,
+    /// Mean ||G(z*) - x||_2 over the pairs.
+    #[serde(with = "crate::nan::float")]
+    pub l2_x: f64,
+    /// Mean ||G(z*) - G(mu(x))||_2 over the pairs.
+    #[serde(with = "crate::nan::float")]
+    pub l2_reconstruction: f64,
+}
+
+impl Type1MapChange {
+    /// Nothing measured.
+    pub fn none() -> Self {
+        Self {
+            vs_x: CamChange::none(),
+            vs_reconstruction: CamChange::none(),
+            reconstruction_vs_x: CamChange::none(),
+            noise_x: CamChange::none(),
+            noise_reconstruction: CamChange::none(),
+            l2_x: f64::NAN,
+            l2_reconstruction: f64::NAN,
+        }
+    }
+}
+
+/// Measures [`Type1MapChange`] on pairs (`clean[i]`, `adversarial[i]`) of kept class
+/// `classes[i]`; `ids` name the pairs for the noise seeds.
+fn type1_map_change(
+    models: &Models,
+    clean: &Tensor,
+    adversarial: &Tensor,
+    classes: &[usize],
+    ids: &[usize],
+    seed: u64,
+) -> Result<Type1MapChange> {
+    let (mu, _) = models.svae.encode(clean)?;
+    let reconstruction = models.svae.decode(&mu)?.reshape(clean.dims())?;
+    let l2 = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
+        Ok(rows(&(a - b)?)?
+            .iter()
+            .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+            .collect())
+    };
+    let (to_x, to_reconstruction) = (l2(adversarial, clean)?, l2(adversarial, &reconstruction)?);
+    let map = |t: &Tensor| cam_28(&models.gapcnn, t, classes);
+    let (m_x, m_adv, m_rec) = (map(clean)?, map(adversarial)?, map(&reconstruction)?);
+    let (noised_x, _) = noised_batch(clean, &to_x, seed, "type1 vs x", ids)?;
+    let (noised_rec, _) = noised_batch(
+        &reconstruction,
+        &to_reconstruction,
+        seed,
+        "type1 vs G(mu(x))",
+        ids,
+    )?;
+    let all = |a, b| -> Result<CamChange> { Ok(CamChange::over(&pair_figures(a, b)?, |_| true)) };
+    Ok(Type1MapChange {
+        vs_x: all(&m_x, &m_adv)?,
+        vs_reconstruction: all(&m_rec, &m_adv)?,
+        reconstruction_vs_x: all(&m_x, &m_rec)?,
+        noise_x: all(&m_x, &map(&noised_x)?)?,
+        noise_reconstruction: all(&m_rec, &map(&noised_rec)?)?,
+        l2_x: mean(&to_x),
+        l2_reconstruction: mean(&to_reconstruction),
+    })
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -296,7 +378,7 @@ pub fn run_type1(
         .filter(|&i| run.rows[i].verdict().consensus())
         .collect();
     let mut positives_turned = Vec::new();
-    let mut cam = CamChange::none();
+    let mut cam = Type1MapChange::none();
     if !wins.is_empty() {
         let adv_pixels: Vec<f32> = wins.iter().flat_map(|&i| run.images[i].clone()).collect();
         let adv = Tensor::from_vec(adv_pixels, (wins.len(), 1, 28, 28), device)?;
@@ -317,10 +399,7 @@ pub fn run_type1(
         let clean = test
             .images_tensor(&originals, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
-        cam = compare(
-            &cam_28(&models.gapcnn, &clean, &classes)?,
-            &cam_28(&models.gapcnn, &adv, &classes)?,
-        )?;
+        cam = type1_map_change(models, &clean, &adv, &classes, &wins, config.seed)?;
     }
     let accuracy_images = test.first(test.len().min(1000));
     let judges_accuracy = judge_accuracy(&judges, &models.svae, &accuracy_images, device)?;

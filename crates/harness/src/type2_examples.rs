@@ -196,7 +196,6 @@ pub fn type2_examples_figure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cam_change::CamChange;
     use candle_core::DType;
     use models::init_model;
 
@@ -211,10 +210,9 @@ mod tests {
             mean_l0: f64::NAN,
             gradient_masking_suspected: false,
             images_per_second: 1.0,
-            cam: CamChange::none(),
+            cam: crate::cam_change::MapChange::none(),
             l2_per_image: Vec::new(),
             linf_per_image: Vec::new(),
-            positives: Vec::new(),
             examples,
         }
     }

@@ -1,0 +1,148 @@
+//! The quick profile on the bundled trained weights and fixtures (what
+//! `cargo xtask reproduce --quick` runs): every claim of the study in the direction the
+//! study states it, over the population and with the denominator the report states.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use harness::{
+    load_models, run_evaluation, ExperimentConfig, InputFingerprint, Provenance, Silent,
+};
+
+fn weights_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/weights")
+}
+
+/// The `success` column of the first `n` rows of `type2_<attack>.csv`.
+fn successes_in_csv(out: &Path, attack: &str, n: usize) -> usize {
+    let text = std::fs::read_to_string(out.join(format!("type2_{attack}.csv"))).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "success").unwrap();
+    lines
+        .take(n)
+        .filter(|l| l.split(',').nth(col) == Some("true"))
+        .count()
+}
+
+#[test]
+fn the_quick_profile_shows_every_claim() {
+    let dev = Device::Cpu;
+    let splits = mnist_data::Source::Fixtures.load().unwrap();
+    let (train, test) = (splits.train, splits.test);
+    let dir = weights_dir();
+    let models = load_models(&dir, &dev).unwrap();
+    let provenance = Provenance {
+        data: "fixtures".into(),
+        weights: "bundled".into(),
+        inputs: InputFingerprint::of_weights_dir(&dir, &test).unwrap(),
+    };
+    let out = tempfile::tempdir().unwrap();
+    let config = ExperimentConfig::quick();
+    let e = run_evaluation(
+        &models,
+        &train,
+        &test,
+        &config,
+        &provenance,
+        out.path(),
+        &dev,
+        &mut Silent,
+    )
+    .unwrap();
+
+    // ROC over the whole evaluation split: every test image scored, every positive attacked.
+    let positives = (0..test.len())
+        .filter(|&i| test.label(i) == Some(config.positive_class as u8))
+        .count();
+    let r = &e.roc;
+    assert_eq!(r.clean.positives + r.clean.negatives, test.len());
+    assert_eq!(
+        (r.clean.positives, r.type2.positives),
+        (positives, positives)
+    );
+    assert!(
+        r.type2.tpr < r.clean.tpr,
+        "Type II lowers TPR: {} vs {}",
+        r.type2.tpr,
+        r.clean.tpr
+    );
+    // Type I negatives: the constrained attack's consensus successes made from positives.
+    assert!(
+        r.type1_examples >= 3,
+        "{} Type I negatives",
+        r.type1_examples
+    );
+    assert_eq!(r.type1.negatives, r.clean.negatives + r.type1_examples);
+    assert!(r.type1.fpr > r.clean.fpr, "Type I raises FPR");
+    assert_eq!(r.type1_set_fpr, 1.0, "f1 keeps the positive label on each");
+
+    // CW-L2 works in the quick profile.
+    let cw = e.type2.iter().find(|t| t.attack == "cw-l2").unwrap();
+    assert_eq!(cw.images, config.cw_images);
+    assert!(cw.success_rate >= 0.9, "CW-L2 success {}", cw.success_rate);
+
+    // Map changes over successes, with their denominators and noise controls.
+    for t in &e.type2 {
+        let measured = config.cam_images.min(t.images);
+        assert_eq!(t.cam.all.n(), measured, "{}", t.attack);
+        let wins = successes_in_csv(out.path(), &t.attack, measured);
+        assert_eq!(t.cam.successes.n(), wins, "{}: successes", t.attack);
+        assert_eq!(t.cam.noise.n(), wins, "{}: noise control", t.attack);
+        // Like with like: the noise has each perturbation's L2 norm (to 1 %; the box can
+        // only shorten it).
+        assert!(
+            t.cam.noise_l2 <= t.cam.attack_l2 + 1e-6 && t.cam.noise_l2 > 0.99 * t.cam.attack_l2,
+            "{}: noise {} vs attack {}",
+            t.attack,
+            t.cam.noise_l2,
+            t.cam.attack_l2
+        );
+    }
+    let c = &e.type1.cam;
+    let consensus = e.type1.constrained.consensus.count;
+    assert_eq!(c.vs_x.n(), consensus);
+    assert_eq!(c.vs_reconstruction.n(), consensus);
+    // The claim: the Type I map moves less than under every Type II attack (over successes).
+    for t in &e.type2 {
+        assert!(
+            c.vs_x.spearman > t.cam.successes.spearman,
+            "Type I Spearman {} vs {} {}",
+            c.vs_x.spearman,
+            t.attack,
+            t.cam.successes.spearman
+        );
+    }
+    // The study's defective map is not CAM.
+    assert!(e.type1.defective_vs_real.2 > 0 && e.type1.defective_vs_real.0 < 0.5);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    let claims = &summary["claims"];
+    assert_eq!(claims["type2_lowers_tpr"], true);
+    assert_eq!(claims["type1_raises_fpr"], true);
+    assert_eq!(claims["type1_change_smaller_than_every_type2"], true);
+    assert_eq!(claims["defective_map_differs_from_cam"], true);
+    assert_eq!(summary["roc"]["type1_negatives_added"], r.type1_examples);
+    assert_eq!(
+        summary["cam"]["cw-l2"]["pairs"].as_u64().unwrap() as usize,
+        cw.cam.successes.pairs
+    );
+
+    // CLEVER only on images f1 classifies correctly.
+    let clever = std::fs::read_to_string(out.path().join("clever.csv")).unwrap();
+    let indices: Vec<usize> = clever
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(indices.len(), config.clever_images);
+    let x = test
+        .images_tensor(&indices, mnist_data::PixelFormat::Gray, &dev)
+        .unwrap();
+    let pred = models::Classifier::predict(&models.gapcnn, &x).unwrap();
+    for (i, p) in indices.iter().zip(pred) {
+        assert_eq!(test.label(*i), Some(p as u8), "CLEVER image {i}");
+    }
+}
