@@ -124,6 +124,48 @@ fn map_change_section(e: &Evaluation) -> String {
     };
     t.push('\n');
     t.push_str(&verdict);
+    // Each attack against its own floor.
+    let mut above = Vec::new();
+    let mut within = Vec::new();
+    let mut floor = |name: &str,
+                     attack: &crate::cam_change::CamChange,
+                     noise: &crate::cam_change::CamChange| {
+        if attack.pairs > 0 && noise.pairs > 0 {
+            let line = format!(
+                "{name} {} vs noise {}",
+                num(attack.spearman),
+                num(noise.spearman)
+            );
+            if attack.spearman < noise.spearman {
+                above.push(line);
+            } else {
+                within.push(line);
+            }
+        }
+    };
+    for a in &e.type2 {
+        floor(&a.attack, &a.cam.successes, &a.cam.noise);
+    }
+    floor("Type I vs x", &c.vs_x, &c.noise_x);
+    floor(
+        "Type I vs G(mu(x))",
+        &c.vs_reconstruction,
+        &c.noise_reconstruction,
+    );
+    if !above.is_empty() {
+        let _ = write!(
+            t,
+            " Against its noise control (Spearman), these moved the map more than random noise of the same L2 norm: {}.",
+            above.join("; ")
+        );
+    }
+    if !within.is_empty() {
+        let _ = write!(
+            t,
+            " These moved it no more than their noise control: {}.",
+            within.join("; ")
+        );
+    }
     t
 }
 
