@@ -31,6 +31,14 @@ pub enum Defect {
         /// Bytes beyond that.
         extra: u64,
     },
+    /// The header announces more bytes than the reader's cap allows.
+    #[error("the header announces {announced} bytes, above the cap of {cap} bytes")]
+    TooLarge {
+        /// Bytes the header promises (header included).
+        announced: u64,
+        /// The cap.
+        cap: u64,
+    },
     /// A dimension of zero rows or columns, or a size that overflows memory.
     #[error("unusable dimensions {dims:?}")]
     BadDimensions {

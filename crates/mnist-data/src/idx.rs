@@ -1,7 +1,7 @@
 //! The IDX format of MNIST: a big-endian header (magic, dimensions) then raw `u8` data,
 //! optionally gzip-compressed (detected by the gzip magic bytes, not the file name).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::error::{DataError, Defect, Result};
@@ -24,37 +24,57 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
-/// Returns the bytes, gunzipped when they start with the gzip magic `1f 8b`.
-pub fn maybe_gunzip(bytes: &[u8]) -> Result<Vec<u8>, Defect> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| Defect::Gzip(e.to_string()))?;
-        Ok(out)
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, Defect> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Defect::Gzip(e.to_string())),
+        }
+    }
+    Ok(n)
+}
+
+/// The stream, gunzipped when it starts with the gzip magic `1f 8b` (detected by the
+/// bytes, not the file name).
+fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Read + 'a>, Defect> {
+    let mut buffered = BufReader::new(reader);
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| Defect::Gzip(e.to_string()))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(buffered)))
     } else {
-        Ok(bytes.to_vec())
+        Ok(Box::new(buffered))
     }
 }
 
-fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// Reads the header (magic then `ndims` dimensions) and checks the data length.
-/// Returns the dimensions and the data bytes.
-fn parse_header<'a>(
-    bytes: &'a [u8],
+/// Decodes one IDX stream (raw or gzip) in a single pass: the header (magic, then
+/// `ndims` dimensions), then exactly the data it announces, then one more byte to detect
+/// trailing data. Memory grows with the data actually read, never beyond what the
+/// header announces, and an announced size above `max_bytes` is refused before any data
+/// is read.
+fn decode_stream(
+    reader: impl Read,
     magic: u32,
     what: &'static str,
-) -> Result<(Vec<u32>, &'a [u8]), Defect> {
+    max_bytes: Option<u64>,
+) -> Result<(Vec<u32>, Vec<u8>), Defect> {
+    let mut reader = decompressed(reader)?;
     let ndims = (magic & 0xff) as usize;
     let header_len = 4 + 4 * ndims;
-    let found = be_u32(bytes, 0).ok_or(Defect::Truncated {
-        expected: header_len as u64,
-        found: bytes.len() as u64,
-    })?;
+    let mut header = vec![0u8; header_len];
+    let got = read_up_to(&mut reader, &mut header[..4])?;
+    if got < 4 {
+        return Err(Defect::Truncated {
+            expected: header_len as u64,
+            found: got as u64,
+        });
+    }
+    let found = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     if found != magic {
         return Err(Defect::WrongMagic {
             expected: magic,
@@ -62,41 +82,56 @@ fn parse_header<'a>(
             what,
         });
     }
-    if bytes.len() < header_len {
+    let got = 4 + read_up_to(&mut reader, &mut header[4..])?;
+    if got < header_len {
         return Err(Defect::Truncated {
             expected: header_len as u64,
-            found: bytes.len() as u64,
+            found: got as u64,
         });
     }
-    let dims: Vec<u32> = (0..ndims)
-        .map(|i| be_u32(bytes, 4 + 4 * i).unwrap_or(0))
+    let dims: Vec<u32> = header[4..]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let data_len = dims
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
         .ok_or_else(|| Defect::BadDimensions { dims: dims.clone() })?;
     let expected = header_len as u64 + data_len;
-    let have = bytes.len() as u64;
-    if have < expected {
+    if let Some(cap) = max_bytes {
+        if expected > cap {
+            return Err(Defect::TooLarge {
+                announced: expected,
+                cap,
+            });
+        }
+    }
+    let mut data = Vec::new();
+    (&mut reader)
+        .take(data_len)
+        .read_to_end(&mut data)
+        .map_err(|e| Defect::Gzip(e.to_string()))?;
+    if (data.len() as u64) < data_len {
         return Err(Defect::Truncated {
             expected,
-            found: have,
+            found: header_len as u64 + data.len() as u64,
         });
     }
-    if have > expected {
+    let mut one = [0u8; 1];
+    if read_up_to(&mut reader, &mut one)? > 0 {
+        // At least one byte more; count the rest up to a bound, so a long tail costs
+        // no memory.
+        let rest = std::io::copy(&mut (&mut reader).take(1 << 20), &mut std::io::sink())
+            .map_err(|e| Defect::Gzip(e.to_string()))?;
         return Err(Defect::TrailingBytes {
             expected,
-            extra: have - expected,
+            extra: 1 + rest,
         });
     }
-    Ok((dims, &bytes[header_len..]))
+    Ok((dims, data))
 }
 
-/// Parses (already gunzipped or raw) IDX image bytes. Any `rows x cols` is accepted,
-/// zero rows or columns are not.
-pub fn parse_images(bytes: &[u8]) -> Result<IdxImages, Defect> {
-    let bytes = maybe_gunzip(bytes)?;
-    let (dims, data) = parse_header(&bytes, IMAGES_MAGIC, "u8 images, 3 dimensions")?;
+fn images_from(dims: Vec<u32>, pixels: Vec<u8>) -> Result<IdxImages, Defect> {
     let (count, rows, cols) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
     if rows == 0 || cols == 0 {
         return Err(Defect::BadDimensions { dims });
@@ -105,22 +140,35 @@ pub fn parse_images(bytes: &[u8]) -> Result<IdxImages, Defect> {
         count,
         rows,
         cols,
-        pixels: data.to_vec(),
+        pixels,
     })
 }
 
-/// Parses IDX label bytes; every label must be a digit class 0..=9.
-pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>, Defect> {
-    let bytes = maybe_gunzip(bytes)?;
-    let (_, data) = parse_header(&bytes, LABELS_MAGIC, "u8 labels, 1 dimension")?;
+fn labels_from(data: Vec<u8>) -> Result<Vec<u8>, Defect> {
     if let Some((index, &label)) = data.iter().enumerate().find(|(_, &l)| l > 9) {
         return Err(Defect::LabelOutOfRange { index, label });
     }
-    Ok(data.to_vec())
+    Ok(data)
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| {
+const IMAGES_WHAT: &str = "u8 images, 3 dimensions";
+const LABELS_WHAT: &str = "u8 labels, 1 dimension";
+
+/// Parses IDX image bytes (raw or gzip). Any `rows x cols` is accepted, zero rows or
+/// columns are not.
+pub fn parse_images(bytes: &[u8]) -> Result<IdxImages, Defect> {
+    let (dims, data) = decode_stream(bytes, IMAGES_MAGIC, IMAGES_WHAT, None)?;
+    images_from(dims, data)
+}
+
+/// Parses IDX label bytes (raw or gzip); every label must be a digit class 0..=9.
+pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>, Defect> {
+    let (_, data) = decode_stream(bytes, LABELS_MAGIC, LABELS_WHAT, None)?;
+    labels_from(data)
+}
+
+fn open(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             DataError::Missing {
                 path: path.to_path_buf(),
@@ -135,20 +183,42 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Reads an IDX image file (raw or gzip).
-pub fn read_images(path: &Path) -> Result<IdxImages> {
-    parse_images(&read_file(path)?).map_err(|defect| DataError::Format {
+fn named<T>(path: &Path, r: Result<T, Defect>) -> Result<T> {
+    r.map_err(|defect| DataError::Format {
         path: path.to_path_buf(),
         defect,
     })
 }
 
-/// Reads an IDX label file (raw or gzip).
+/// Reads an IDX image file (raw or gzip), streaming: memory is bounded by the size the
+/// header announces, and by `max_bytes` (header included) when given.
+pub fn read_images_capped(path: &Path, max_bytes: Option<u64>) -> Result<IdxImages> {
+    let file = open(path)?;
+    named(
+        path,
+        decode_stream(file, IMAGES_MAGIC, IMAGES_WHAT, max_bytes)
+            .and_then(|(dims, data)| images_from(dims, data)),
+    )
+}
+
+/// Reads an IDX label file (raw or gzip), streaming, with an optional size cap.
+pub fn read_labels_capped(path: &Path, max_bytes: Option<u64>) -> Result<Vec<u8>> {
+    let file = open(path)?;
+    named(
+        path,
+        decode_stream(file, LABELS_MAGIC, LABELS_WHAT, max_bytes)
+            .and_then(|(_, data)| labels_from(data)),
+    )
+}
+
+/// Reads an IDX image file (raw or gzip), streaming, without a size cap.
+pub fn read_images(path: &Path) -> Result<IdxImages> {
+    read_images_capped(path, None)
+}
+
+/// Reads an IDX label file (raw or gzip), streaming, without a size cap.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    parse_labels(&read_file(path)?).map_err(|defect| DataError::Format {
-        path: path.to_path_buf(),
-        defect,
-    })
+    read_labels_capped(path, None)
 }
 
 /// Encodes images as IDX bytes (uncompressed): the inverse of [`parse_images`].
@@ -236,6 +306,61 @@ mod tests {
         assert!(matches!(
             parse_images(&encode_images(1, 0, 4, &[])),
             Err(Defect::BadDimensions { .. })
+        ));
+    }
+
+    /// A gzip of a few kilobytes whose header announces 3 million images: refused as
+    /// truncated after reading what is there (memory grows with the data read, not with
+    /// the announcement), and refused before reading any data under a cap.
+    #[test]
+    fn announced_sizes_are_not_trusted() {
+        let mut liar = encode_images(3_000_000, 28, 28, &[]);
+        liar.extend(std::iter::repeat_n(0u8, 1000 * 784));
+        let gz = gzip(&liar);
+        assert!(gz.len() < 10_000, "{}", gz.len());
+        assert_eq!(
+            parse_images(&gz),
+            Err(Defect::Truncated {
+                expected: 16 + 3_000_000 * 784,
+                found: 16 + 1000 * 784
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liar-idx3-ubyte.gz");
+        std::fs::write(&path, &gz).unwrap();
+        let err = read_images_capped(&path, Some(100 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("liar-idx3-ubyte.gz")
+                && err.contains("2352000016")
+                && err.contains("104857600"),
+            "{err}"
+        );
+        // An honest file under the cap reads; the cap counts the header too.
+        let (img, _) = sample();
+        std::fs::write(&path, gzip(&img)).unwrap();
+        assert_eq!(read_images_capped(&path, Some(16 + 24)).unwrap().count, 2);
+        assert!(read_images_capped(&path, Some(16 + 23)).is_err());
+        // A long tail is reported, counted up to a bound.
+        let mut tail = img.clone();
+        tail.extend(std::iter::repeat_n(1u8, 5000));
+        assert_eq!(
+            parse_images(&gzip(&tail)),
+            Err(Defect::TrailingBytes {
+                expected: 40,
+                extra: 5000
+            })
+        );
+    }
+
+    /// Announcing terabytes costs nothing: the data is read as it comes.
+    #[test]
+    fn huge_announcements_do_not_allocate() {
+        let img = encode_images(u32::MAX as usize, 1000, 1000, &[1, 2, 3]);
+        assert!(matches!(
+            parse_images(&img),
+            Err(Defect::Truncated { found: 19, .. })
         ));
     }
 
