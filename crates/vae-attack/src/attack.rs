@@ -166,6 +166,17 @@ impl Judge<'_> {
                 .gather(&t.unsqueeze(1)?, 1)?
                 .squeeze(1)?,
         )?;
+        let image_prob = terms
+            .f2_image_logits
+            .as_ref()
+            .map(|l| {
+                rows_f32(
+                    &candle_nn::ops::softmax(l, D::Minus1)?
+                        .gather(&t.unsqueeze(1)?, 1)?
+                        .squeeze(1)?,
+                )
+            })
+            .transpose()?;
         let f1_pred = terms.f1_logits.as_ref().map(argmax_rows).transpose()?;
         let margin = terms.margin.as_ref().map(rows_f32).transpose()?;
         let oracle_pred = match self.oracle {
@@ -188,7 +199,12 @@ impl Judge<'_> {
                         _,
                     ) => {
                         let margin_ok = margin.as_ref().is_none_or(|v| f64::from(v[i]) >= m);
-                        f2_pred[i] == target && f64::from(f2_prob[i]) >= p && kept && margin_ok
+                        let image_ok = image_prob.as_ref().is_none_or(|v| f64::from(v[i]) >= p);
+                        f2_pred[i] == target
+                            && f64::from(f2_prob[i]) >= p
+                            && kept
+                            && margin_ok
+                            && image_ok
                     }
                     (_, Some(_)) => kept && oracle_ok,
                     (_, None) => f2_pred[i] == target && oracle_ok,

@@ -46,6 +46,12 @@ pub struct Constraint {
     pub shrink: f64,
     /// Lower bound of the multiplier (1e-3).
     pub floor: f64,
+    /// Weight of the SVAE's own reading of the decoded image, CE(f2(mu(G(z))), t): the
+    /// encoder and latent classifier applied to the image the judges will see, so the
+    /// attack pushes the picture, not only the code, towards the target; with a positive
+    /// weight the judge-free stop also asks that reading to be confident. 0 (the default)
+    /// leaves the objective as ALGORITHMS.md section 9 writes it.
+    pub image_weight: f64,
 }
 
 impl Default for Constraint {
@@ -56,6 +62,7 @@ impl Default for Constraint {
             grow: 1.05,
             shrink: 0.99,
             floor: 1e-3,
+            image_weight: 0.0,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct LossTerms {
     pub f1_logits: Option<Tensor>,
     /// f2's logits, `N x 10`.
     pub f2_logits: Tensor,
+    /// f2's logits on the re-encoded image, f2(mu(G(z))), `N x 10` (when the constrained
+    /// objective weighs the image's reading).
+    pub f2_image_logits: Option<Tensor>,
     /// G(z), `N x 1 x 28 x 28`.
     pub images: Tensor,
 }
@@ -68,6 +71,16 @@ pub fn latent_objective(
     let z_norm = z.sqr()?.sum(D::Minus1)?.sqrt()?;
     let mut total = ((&j2 + (&l_dis * config.dis_weight)?)? + (&z_norm * config.norm_weight)?)?;
     let images = svae.decode(z)?;
+    let mut f2_image_logits = None;
+    if let Objective::Constrained(c) = &config.objective {
+        if c.image_weight > 0.0 {
+            let (mu, _) = svae.encode(&images)?;
+            let logits = svae.classify_latent(&mu)?;
+            let j_image = per_example_cross_entropy(&logits, targets)?;
+            total = (total + (j_image * c.image_weight)?)?;
+            f2_image_logits = Some(logits);
+        }
+    }
     let (j1, margin, f1_logits) = match f1 {
         Some(f1) => {
             let logits = f1.logits(&images)?;
@@ -91,6 +104,7 @@ pub fn latent_objective(
         margin,
         f1_logits,
         f2_logits,
+        f2_image_logits,
         images,
     })
 }
