@@ -8,12 +8,13 @@ use anyhow::{bail, Context, Result};
 use attacks::{
     Attack, AttackOutcome, CarliniWagnerL2, DeepFool, Fgsm, PgdConfig, PgdL2, PgdLinf, Targeting,
 };
-use candle_core::{DType, Device};
+use candle_core::Device;
 use clap::{Args, ValueEnum};
 use mnist_data::BatchOptions;
-use models::{load_model, Classifier, GapCnn, Mlp, Oracle};
+use serde::Serialize;
 
 use crate::data::SourceArgs;
+use crate::output::{print_rows, write_json};
 use crate::progress::Progress;
 use crate::train::ModelKind;
 
@@ -89,6 +90,9 @@ pub struct AttackArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Also write the table's numbers as JSON here (rates as fractions, not percent).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 fn build(args: &AttackArgs, batch: u64) -> Box<dyn Attack> {
@@ -158,30 +162,21 @@ impl Tally {
     }
 }
 
-fn classifier(args: &AttackArgs, device: &Device) -> Result<Box<dyn Classifier>> {
-    let w = &args.weights;
-    let context = || format!("loading {}", w.display());
-    Ok(match args.model {
-        ModelKind::Gapcnn => {
-            Box::new(load_model::<GapCnn>(w, DType::F32, device).with_context(context)?)
-        }
-        ModelKind::Mlp => Box::new(load_model::<Mlp>(w, DType::F32, device).with_context(context)?),
-        ModelKind::Oracle | ModelKind::RobustOracle => {
-            Box::new(load_model::<Oracle>(w, DType::F32, device).with_context(context)?)
-        }
-        ModelKind::Svae => {
-            bail!("the SVAE is not a classifier of images; attack gapcnn, mlp or oracle")
-        }
-    })
+/// Runs the attack batch by batch under a progress bar, then prints the table (and
+/// writes `--json`).
+pub fn attack(args: &AttackArgs) -> Result<()> {
+    let summary = run(args)?;
+    print_rows(&summary.rows());
+    write_json(args.json.as_deref(), &summary)
 }
 
-/// Runs the attack batch by batch under a progress bar, then prints the table.
-pub fn attack(args: &AttackArgs) -> Result<()> {
+/// The attack over the requested images.
+fn run(args: &AttackArgs) -> Result<AttackSummary> {
     if args.n == 0 || args.batch_size == 0 {
         bail!("--n and --batch-size must be at least 1");
     }
     let device = Device::Cpu;
-    let model = classifier(args, &device)?;
+    let model = crate::load::classifier(args.model, &args.weights, &device)?;
     let splits = args.source.source().load()?;
     let available = splits.test.len();
     if args.skip >= available {
@@ -236,8 +231,13 @@ pub fn attack(args: &AttackArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish();
-    print_table(&tally, start.elapsed().as_secs_f64());
-    Ok(())
+    Ok(AttackSummary::new(
+        &tally,
+        name,
+        &splits.origin.to_string(),
+        args,
+        start.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Columns of `--per-image`.
@@ -270,56 +270,153 @@ fn append_rows(csv: &mut String, first: usize, o: &AttackOutcome) {
     }
 }
 
-fn print_table(t: &Tally, seconds: f64) {
-    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
-    let mean = |s: f64| {
-        if t.successes == 0 {
-            f64::NAN
-        } else {
-            s / t.successes as f64
-        }
-    };
-    let rows = [
-        ("images", format!("{}", t.n)),
-        ("clean accuracy", format!("{:.2}%", pct(t.clean_right, t.n))),
-        (
-            "robust accuracy",
-            format!("{:.2}%", pct(t.robust_right, t.n)),
-        ),
-        (
-            "success rate",
-            format!(
-                "{:.2}% ({} of {} attackable)",
-                pct(t.successes, t.attackable),
-                t.successes,
-                t.attackable
-            ),
-        ),
-        ("mean L0 (successes)", format!("{:.1}", mean(t.l0))),
-        ("mean L2 (successes)", format!("{:.4}", mean(t.l2))),
-        ("mean Linf (successes)", format!("{:.4}", mean(t.linf))),
-        (
-            "gradients per image",
-            format!("{:.1}", t.gradients as f64 / t.n.max(1) as f64),
-        ),
-        ("degenerate gradients", format!("{} images", t.masked)),
-        (
-            "time",
-            format!(
-                "{seconds:.1} s ({:.1} images/s)",
-                t.n as f64 / seconds.max(1e-9)
-            ),
-        ),
-    ];
-    print_rows(&rows);
+/// The numbers of one run: the table and `--json` both come from here.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct AttackSummary {
+    /// The attack's name.
+    pub attack: String,
+    /// Where the images came from.
+    pub data: String,
+    /// The attacked checkpoint.
+    pub weights: String,
+    /// Test index of the first image attacked.
+    pub first_index: usize,
+    /// Images attacked.
+    pub images: usize,
+    /// Fraction f1 classifies correctly before the attack.
+    pub clean_accuracy: f64,
+    /// Fraction f1 classifies correctly after it.
+    pub robust_accuracy: f64,
+    /// Images the attack could try (classified correctly, or targeted).
+    pub attackable: usize,
+    /// Successful attacks.
+    pub successes: usize,
+    /// `successes / attackable`.
+    pub success_rate: f64,
+    /// Mean L0 of the successful perturbations (`null` without successes).
+    pub mean_l0: Option<f64>,
+    /// Mean L2 of the successful perturbations.
+    pub mean_l2: Option<f64>,
+    /// Mean Linf of the successful perturbations.
+    pub mean_linf: Option<f64>,
+    /// Gradient evaluations per image.
+    pub gradients_per_image: f64,
+    /// Images whose gradient was degenerate (all zero) somewhere.
+    pub degenerate_gradients: usize,
+    /// Wall time of the attack.
+    pub seconds: f64,
 }
 
-/// Prints `(metric, value)` rows as a markdown table.
-pub fn print_rows(rows: &[(&str, String)]) {
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    println!("| {:<width$} | value |", "metric");
-    println!("| {:-<width$} | ----- |", "");
-    for (k, v) in rows {
-        println!("| {k:<width$} | {v} |");
+impl AttackSummary {
+    fn new(t: &Tally, attack: &str, data: &str, args: &AttackArgs, seconds: f64) -> Self {
+        let frac = |a: usize, b: usize| a as f64 / b.max(1) as f64;
+        let mean = |s: f64| (t.successes > 0).then(|| s / t.successes as f64);
+        Self {
+            attack: attack.to_string(),
+            data: data.to_string(),
+            weights: args.weights.display().to_string(),
+            first_index: args.skip,
+            images: t.n,
+            clean_accuracy: frac(t.clean_right, t.n),
+            robust_accuracy: frac(t.robust_right, t.n),
+            attackable: t.attackable,
+            successes: t.successes,
+            success_rate: frac(t.successes, t.attackable),
+            mean_l0: mean(t.l0),
+            mean_l2: mean(t.l2),
+            mean_linf: mean(t.linf),
+            gradients_per_image: frac(t.gradients, t.n),
+            degenerate_gradients: t.masked,
+            seconds,
+        }
+    }
+
+    /// The printed table.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+        let opt = |v: Option<f64>, d: usize| v.map_or("NaN".to_string(), |v| format!("{v:.d$}"));
+        vec![
+            ("images", self.images.to_string()),
+            ("clean accuracy", pct(self.clean_accuracy)),
+            ("robust accuracy", pct(self.robust_accuracy)),
+            (
+                "success rate",
+                format!(
+                    "{} ({} of {} attackable)",
+                    pct(self.success_rate),
+                    self.successes,
+                    self.attackable
+                ),
+            ),
+            ("mean L0 (successes)", opt(self.mean_l0, 1)),
+            ("mean L2 (successes)", opt(self.mean_l2, 4)),
+            ("mean Linf (successes)", opt(self.mean_linf, 4)),
+            (
+                "gradients per image",
+                format!("{:.1}", self.gradients_per_image),
+            ),
+            (
+                "degenerate gradients",
+                format!("{} images", self.degenerate_gradients),
+            ),
+            (
+                "time",
+                format!(
+                    "{:.1} s ({:.1} images/s)",
+                    self.seconds,
+                    self.images as f64 / self.seconds.max(1e-9)
+                ),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{parse, weights};
+
+    /// FGSM on 20 fixture images: the counts are consistent, every success moved some
+    /// pixel by eps (and none by more), and the table prints the JSON's numbers.
+    #[test]
+    fn fgsm_summary_and_its_json_agree() {
+        let w = weights("gapcnn.safetensors");
+        let crate::Command::Attack(args) =
+            parse(&["attack", "--attack", "fgsm", "--n", "20", "--weights", &w])
+        else {
+            panic!("not attack")
+        };
+        let s = run(&args).unwrap();
+        assert_eq!(s.images, 20);
+        assert!(s.successes <= s.attackable && s.attackable <= 20);
+        assert_eq!(s.success_rate, s.successes as f64 / s.attackable as f64);
+        assert_eq!(s.gradients_per_image, 1.0, "FGSM takes one gradient");
+        if s.successes > 0 {
+            assert!(
+                (s.mean_linf.unwrap() - 0.3).abs() < 1e-4,
+                "{:?}",
+                s.mean_linf
+            );
+        }
+        let json = serde_json::to_value(&s).unwrap();
+        let rows = s.rows();
+        let cell = |k: &str| rows.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        let pct =
+            |k: &str| -> f64 { cell(k).split('%').next().unwrap().parse::<f64>().unwrap() / 100.0 };
+        for (row, key) in [
+            ("clean accuracy", "clean_accuracy"),
+            ("robust accuracy", "robust_accuracy"),
+            ("success rate", "success_rate"),
+        ] {
+            assert!(
+                (pct(row) - json[key].as_f64().unwrap()).abs() <= 5e-5,
+                "{row}"
+            );
+        }
+        assert!(cell("success rate").contains(&format!(
+            "({} of {} attackable)",
+            json["successes"], json["attackable"]
+        )));
+        assert_eq!(cell("images"), json["images"].to_string());
     }
 }

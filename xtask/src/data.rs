@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use mnist_data::{idx, standard_file_names, HubSource, Source, Split, NUM_CLASSES};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use harness::artifact::write_atomic;
@@ -49,23 +50,75 @@ impl SourceArgs {
     }
 }
 
-/// Prints the origin, then a table of per-class counts for both splits.
-pub fn print_counts(args: &SourceArgs) -> Result<()> {
-    let splits = args.source().load()?;
-    println!("source: {}", splits.origin);
-    print!("{:<6}", "split");
-    for c in 0..NUM_CLASSES {
-        print!("{c:>7}");
-    }
-    println!("{:>8}", "total");
-    for (name, d) in [("train", &splits.train), ("test", &splits.test)] {
-        print!("{name:<6}");
-        for n in d.class_counts() {
-            print!("{n:>7}");
+/// Flags of `cargo xtask data`.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Which data.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Also write the counts as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Image counts of one split.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SplitCounts {
+    /// Images per class, 0 to 9.
+    pub per_class: [usize; NUM_CLASSES],
+    /// All images.
+    pub total: usize,
+}
+
+/// What `cargo xtask data` prints.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct DataSummary {
+    /// Where the data came from.
+    pub source: String,
+    /// The train split.
+    pub train: SplitCounts,
+    /// The test split.
+    pub test: SplitCounts,
+}
+
+impl DataSummary {
+    /// The origin line, then a table of per-class counts for both splits.
+    pub fn table(&self) -> String {
+        let mut out = format!("source: {}\n{:<6}", self.source, "split");
+        for c in 0..NUM_CLASSES {
+            let _ = write!(out, "{c:>7}");
         }
-        println!("{:>8}", d.len());
+        let _ = writeln!(out, "{:>8}", "total");
+        for (name, d) in [("train", &self.train), ("test", &self.test)] {
+            let _ = write!(out, "{name:<6}");
+            for n in d.per_class {
+                let _ = write!(out, "{n:>7}");
+            }
+            let _ = writeln!(out, "{:>8}", d.total);
+        }
+        out
     }
-    Ok(())
+}
+
+fn summarise(args: &SourceArgs) -> Result<DataSummary> {
+    let splits = args.source().load()?;
+    let counts = |d: &mnist_data::Dataset| SplitCounts {
+        per_class: d.class_counts(),
+        total: d.len(),
+    };
+    Ok(DataSummary {
+        source: splits.origin.to_string(),
+        train: counts(&splits.train),
+        test: counts(&splits.test),
+    })
+}
+
+/// Prints the origin, then a table of per-class counts for both splits (and writes
+/// `--json`).
+pub fn print_counts(args: &DataArgs) -> Result<()> {
+    let summary = summarise(&args.source)?;
+    print!("{}", summary.table());
+    crate::output::write_json(args.json.as_deref(), &summary)
 }
 
 /// Flags of `cargo xtask fixtures`.
@@ -150,4 +203,46 @@ pub fn make_fixtures(args: &FixturesArgs) -> Result<()> {
         .context("writing the fixtures README")?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_and_the_table_prints_the_json_numbers() {
+        let s = summarise(&SourceArgs {
+            data_dir: None,
+            hub: None,
+            fixtures: true,
+            revision: "main".into(),
+            endpoint: None,
+        })
+        .unwrap();
+        for split in [&s.train, &s.test] {
+            assert_eq!(split.per_class.iter().sum::<usize>(), split.total);
+            assert_eq!(
+                split.per_class, [50; NUM_CLASSES],
+                "the fixtures are balanced"
+            );
+        }
+        let json = serde_json::to_value(&s).unwrap();
+        let table = s.table();
+        let lines: Vec<&str> = table.lines().collect();
+        for (line, split) in [(lines[2], "train"), (lines[3], "test")] {
+            let printed: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let mut expected: Vec<u64> = json[split]["per_class"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            expected.push(json[split]["total"].as_u64().unwrap());
+            assert_eq!(printed, expected, "{split}");
+        }
+    }
 }

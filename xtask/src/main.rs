@@ -3,11 +3,15 @@
 
 mod attack;
 mod cam;
+mod clever;
 mod data;
+mod load;
+mod output;
 mod progress;
 mod reproduce;
 mod train;
 mod type1;
+mod type1_strips;
 
 use std::process::ExitCode;
 
@@ -23,14 +27,16 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Run one Type II attack on test images and print success, robust accuracy, norms.
     Attack(attack::AttackArgs),
     /// Render one test image's CAM and Grad-CAM side by side as PNG.
     Cam(cam::CamArgs),
+    /// The CLEVER score of one test image, with every class's margin and Lipschitz estimate.
+    Clever(clever::CleverArgs),
     /// Load a data source and print its counts per class and per split.
-    Data(data::SourceArgs),
+    Data(data::DataArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
     Fixtures(data::FixturesArgs),
     /// The main job: every attack, map, metric and figure, and the report.
@@ -39,7 +45,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a checkpoint on the test split.
     Eval(train::EvalArgs),
-    /// Run the Type I attack (or the class transition alone) on test images x 9 targets.
+    /// Run the Type I attack (or the class transition alone) on test images x 9 targets,
+    /// or, with `--index`, draw one image's transition strips.
     Type1(type1::Type1Args),
 }
 
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attack(args) => attack::attack(&args),
         Command::Cam(args) => cam::render(&args),
+        Command::Clever(args) => clever::clever(&args),
         Command::Data(args) => data::print_counts(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
         Command::Reproduce(args) => reproduce::reproduce(&args),
@@ -64,5 +72,33 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// The command a command line (without `cargo xtask`) parses to, or clap's message.
+    pub fn try_parse(args: &[&str]) -> Result<super::Command, String> {
+        super::Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .map(|c| c.command)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The command a valid command line parses to.
+    pub fn parse(args: &[&str]) -> super::Command {
+        try_parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// A bundled checkpoint's path (tests run in xtask/, the defaults assume the root).
+    pub fn weights(file: &str) -> String {
+        format!("{}/../fixtures/weights/{file}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -3,15 +3,17 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use anyhow::Result;
+use candle_core::Device;
 use clap::{Args, ValueEnum};
 use models::train::{
     accuracy, evaluate_svae, train_classifier, train_svae, ProgressBars, TrainConfig,
 };
-use models::{load_model, Architecture, Classifier, GapCnn, Mlp, Oracle, Svae};
+use models::{GapCnn, Mlp, Oracle, Svae};
+use serde::Serialize;
 
 use crate::data::SourceArgs;
+use crate::load::{checkpoint, classifier};
 
 /// The four models of the study.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,42 +149,140 @@ pub struct EvalArgs {
     /// With `--model svae`: an oracle checkpoint that judges decode(mu(x)).
     #[arg(long)]
     pub oracle: Option<PathBuf>,
+    /// Also write the printed figures as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
-/// Prints test accuracy (SVAE: latent accuracy, reconstruction BCE and KL per image).
+/// What `cargo xtask eval` prints.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct EvalSummary {
+    /// Where the test split came from.
+    pub data: String,
+    /// Which model.
+    pub model: String,
+    /// Its checkpoint.
+    pub weights: String,
+    /// Test images evaluated.
+    pub test_images: usize,
+    /// The figures as printed, by name: `test_accuracy` for a classifier; for the SVAE
+    /// `latent_accuracy`, `reconstruction_bce`, `kl` (per image) and, with `--oracle`,
+    /// `oracle_on_decoded_mu`. A JSON object, in the printed order.
+    #[serde(serialize_with = "in_order")]
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl EvalSummary {
+    /// The printed lines: `data: ...`, then one `name value` line per figure.
+    pub fn text(&self) -> String {
+        let mut out = format!("data: {} ({} test images)\n", self.data, self.test_images);
+        for (name, value) in &self.metrics {
+            // Printed as before: "test accuracy" for a classifier.
+            let name = if name == "test_accuracy" {
+                "test accuracy"
+            } else {
+                name
+            };
+            out.push_str(&format!("{name} {value:.4}\n"));
+        }
+        out
+    }
+}
+
+fn in_order<S: serde::Serializer>(m: &[(String, f64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, v)| (k, v)))
+}
+
+/// Prints test accuracy (SVAE: latent accuracy, reconstruction BCE and KL per image),
+/// and writes `--json`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    let summary = evaluate(args)?;
+    print!("{}", summary.text());
+    crate::output::write_json(args.json.as_deref(), &summary)
+}
+
+fn evaluate(args: &EvalArgs) -> Result<EvalSummary> {
     let splits = args.source.source().load()?;
     let device = Device::Cpu;
     let test = &splits.test;
-    println!("data: {} ({} test images)", splits.origin, test.len());
     let w = &args.weights;
+    let mut metrics = Vec::new();
     match args.model {
-        ModelKind::Gapcnn => print_accuracy::<GapCnn>(w, test, &device)?,
-        ModelKind::Mlp => print_accuracy::<Mlp>(w, test, &device)?,
-        ModelKind::Oracle | ModelKind::RobustOracle => print_accuracy::<Oracle>(w, test, &device)?,
         ModelKind::Svae => {
-            let svae = load_model::<Svae>(w, DType::F32, &device)?;
-            for (name, value) in evaluate_svae(&svae, test, &device)? {
-                println!("{name} {value:.4}");
-            }
+            let svae = checkpoint::<Svae>(w, &device)?;
+            metrics.extend(evaluate_svae(&svae, test, &device)?);
             if let Some(path) = &args.oracle {
-                let oracle = load_model::<Oracle>(path, DType::F32, &device)
-                    .with_context(|| format!("loading {}", path.display()))?;
+                let oracle = checkpoint::<Oracle>(path, &device)?;
                 let acc = models::train::decoded_accuracy(&svae, &oracle, test, &device)?;
-                println!("oracle_on_decoded_mu {acc:.4}");
+                metrics.push(("oracle_on_decoded_mu".into(), acc));
             }
         }
+        kind => {
+            let model = classifier(kind, w, &device)?;
+            metrics.push((
+                "test_accuracy".into(),
+                accuracy(model.as_ref(), test, 1000, &device)?,
+            ));
+        }
     }
-    Ok(())
+    Ok(EvalSummary {
+        data: splits.origin.to_string(),
+        model: format!("{:?}", args.model).to_lowercase(),
+        weights: w.display().to_string(),
+        test_images: test.len(),
+        metrics,
+    })
 }
 
-/// Loads a classifier checkpoint and prints its accuracy on `test`.
-fn print_accuracy<A: Architecture + Classifier>(
-    weights: &std::path::Path,
-    test: &mnist_data::Dataset,
-    device: &Device,
-) -> Result<()> {
-    let model = load_model::<A>(weights, DType::F32, device)?;
-    println!("test accuracy {:.4}", accuracy(&model, test, 1000, device)?);
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{parse, weights};
+
+    #[test]
+    fn eval_json_holds_the_printed_accuracy() {
+        let w = weights("gapcnn.safetensors");
+        let crate::Command::Eval(args) =
+            parse(&["eval", "--model", "gapcnn", "--weights", &w, "--fixtures"])
+        else {
+            panic!("not eval")
+        };
+        let s = evaluate(&args).unwrap();
+        // An independent count of the right answers.
+        let device = Device::Cpu;
+        let test = mnist_data::Source::Fixtures.load().unwrap().test;
+        let (x, y) = test
+            .to_tensors(mnist_data::PixelFormat::Gray, &device)
+            .unwrap();
+        let model = checkpoint::<GapCnn>(std::path::Path::new(&w), &device).unwrap();
+        let pred = models::Classifier::predict(&model, &x).unwrap();
+        let labels: Vec<u32> = y.to_vec1().unwrap();
+        let right = pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let json = serde_json::to_value(&s).unwrap();
+        let acc = json["metrics"]["test_accuracy"].as_f64().unwrap();
+        assert_eq!(acc, right as f64 / 500.0);
+        assert_eq!(json["test_images"], 500);
+        let printed: f64 = s
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("test accuracy "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((printed - acc).abs() <= 5e-5, "{printed} vs {acc}");
+    }
+
+    #[test]
+    fn svae_figures_keep_their_printed_order() {
+        let s = EvalSummary {
+            data: "d".into(),
+            model: "svae".into(),
+            weights: "w".into(),
+            test_images: 1,
+            metrics: vec![("b".into(), 1.0), ("a".into(), 2.0)],
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains(r#""metrics":{"b":1.0,"a":2.0}"#), "{text}");
+        assert!(s.text().ends_with("b 1.0000\na 2.0000\n"));
+    }
 }

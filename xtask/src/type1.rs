@@ -1,25 +1,27 @@
 //! `cargo xtask type1`: the Type I attack (or, with `--transition`, the class
 //! transition alone) on the first `n` test images towards each of the 9 other classes,
-//! with a table of success, oracle agreement and distances.
+//! with a table of success, oracle agreement and distances; with `--index`, one image's
+//! transition strips (`crate::type1_strips`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use harness::type1_panel::{
     judge_accuracy, run_mode, success_grid, JudgeAccuracy, ModeSummary, PanelInputs, Type1Pairs,
 };
 use mnist_data::PixelFormat;
-use models::{load_model, Classifier, GapCnn, Knn, Mlp, Oracle, Svae};
+use models::{Classifier, Knn, Oracle, Svae};
 use serde::Serialize;
 use vae_attack::{
     class_transition, ClassMeans, Judges, LatentAttackConfig, LatentOutcome, Start, Stop,
 };
 
-use crate::attack::print_rows;
 use crate::data::SourceArgs;
+use crate::load::{checkpoint, classifier, weights_file};
+use crate::output::{fixed, print_rows, write_json};
 use crate::progress::Progress;
 use crate::train::ModelKind;
 
@@ -43,39 +45,78 @@ pub enum StartKind {
     TargetMean,
 }
 
-/// Flags of `cargo xtask type1`.
+/// Flags of `cargo xtask type1`. Three modes: the judged panel over the first `--n`
+/// images (the default), `--transition`, and `--index` (one image's strips); the flags
+/// of one mode are refused with another's.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("strip").multiple(true)))]
 pub struct Type1Args {
     /// Attack the first N test images, each (if f1 classifies it correctly) towards the
     /// 9 classes other than its label.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "strip")]
     pub n: usize,
+    /// Draw the study's figure for this one test image instead: the paper's attack
+    /// (stopped when the oracle sees the target, unless `--no-early-stop`) towards each of
+    /// `--targets`, one strip per target in `--out` with f1's class and probability, the
+    /// oracle's verdict and f1's CAM on every frame, plus all strips stacked in one PNG.
+    #[arg(long, group = "strip", requires = "out")]
+    pub index: Option<usize>,
+    /// With `--index`: the target classes, `A..B` (end excluded, as in Rust), `A..=B`, or
+    /// a comma list (`1,4,9`); the image's own class is skipped.
+    #[arg(long, group = "strip", requires = "index", default_value = "0..10", value_parser = crate::type1_strips::parse_targets)]
+    pub targets: crate::type1_strips::Targets,
+    /// With `--index`: the directory the strips go to (`type1_<label>_to_<t>.png` and
+    /// `type1_<label>_combined.png`).
+    #[arg(long, group = "strip", requires = "index", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// With `--index`: a frame every K iterations (and at the stop); default: about 8
+    /// frames spread evenly over each pair's run, whatever its length.
+    #[arg(long, group = "strip", requires = "index", value_parser = clap::value_parser!(u64).range(1..))]
+    pub frame_every: Option<u64>,
+    /// With `--index`: run every iteration instead of stopping when the oracle sees the
+    /// target (success is then judged on the last iterate).
+    #[arg(long, group = "strip", requires = "index")]
+    pub no_early_stop: bool,
+    /// With `--index`: a second row under each strip with the study's defective map
+    /// (channel K-1 alone, for class 7 whatever the image), as `reproduce` draws it.
+    #[arg(long, group = "strip", requires = "index")]
+    pub study_map: bool,
     /// Which attack.
-    #[arg(long, value_enum, default_value = "constrained")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "constrained",
+        conflicts_with = "strip"
+    )]
     pub mode: Mode,
     /// Start of the constrained attack (the paper's mode always starts at mu(x)).
-    #[arg(long, value_enum, default_value = "target-mean")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "target-mean",
+        conflicts_with = "strip"
+    )]
     pub start: StartKind,
     /// The constrained attack's logit margin kappa (default 0.5, `Constraint::default`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "strip")]
     pub kappa: Option<f64>,
     /// How far the target-mean start lies towards the target's mean code (default 0.5).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "strip")]
     pub fraction: Option<f64>,
     /// The judge-free stop: f2's probability of the target (default 0.99).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "strip")]
     pub stop_prob: Option<f64>,
     /// With `--mode constrained`: do not run the paper's mode beside it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "strip")]
     pub skip_paper: bool,
-    /// Write the numbers as JSON here.
-    #[arg(long)]
+    /// Write the numbers as JSON here (every mode).
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// The success grid (PNG) of the first mode's examples.
-    #[arg(long, default_value = "type1_grid.png")]
+    #[arg(long, default_value = "type1_grid.png", conflicts_with = "strip")]
     pub grid: PathBuf,
     /// The attacked classifier f1 (gapcnn or mlp).
-    #[arg(long, value_enum, default_value = "gapcnn")]
+    #[arg(long, value_enum, default_value = "gapcnn", conflicts_with = "strip")]
     pub f1: ModelKind,
     /// Directory with gapcnn/mlp/oracle/svae.safetensors.
     #[arg(long, default_value = "fixtures/weights")]
@@ -88,10 +129,10 @@ pub struct Type1Args {
     pub iters: Option<usize>,
     /// The class transition alone (no f1 term): success is the latent classifier f2
     /// saying the target.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["strip", "mode", "start", "kappa", "fraction", "stop_prob", "skip_paper", "grid", "f1"])]
     pub transition: bool,
     /// (image, target) pairs per batch.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, conflicts_with = "strip")]
     pub batch_size: usize,
 }
 
@@ -100,7 +141,6 @@ pub struct Type1Args {
 struct Tally {
     pairs: usize,
     successes: usize,
-    f1_kept: usize,
     oracle_says_target: usize,
     f2_says_target: usize,
     l2: f64,
@@ -110,16 +150,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, o: &LatentOutcome, keep: &[u32], targets: &[u32], oracle: &[u32]) {
+    fn add(&mut self, o: &LatentOutcome, targets: &[u32], oracle: &[u32]) {
         for (i, &t) in targets.iter().enumerate() {
             self.pairs += 1;
             self.iterations += o.iterations[i];
             self.per_target[t as usize].1 += 1;
             self.oracle_says_target += usize::from(oracle[i] == t);
             self.f2_says_target += usize::from(o.f2_pred[i] == t);
-            if let Some(&p) = o.f1_pred.get(i) {
-                self.f1_kept += usize::from(p == keep[i]);
-            }
             if o.success[i] {
                 self.successes += 1;
                 self.per_target[t as usize].0 += 1;
@@ -131,24 +168,12 @@ impl Tally {
 }
 
 fn f1_model(args: &Type1Args, device: &Device) -> Result<Box<dyn Classifier>> {
-    let load = |file: &str| args.weights_dir.join(file);
-    Ok(match args.f1 {
-        ModelKind::Gapcnn => {
-            let p = load("gapcnn.safetensors");
-            Box::new(
-                load_model::<GapCnn>(&p, DType::F32, device)
-                    .with_context(|| format!("loading {}", p.display()))?,
-            )
-        }
-        ModelKind::Mlp => {
-            let p = load("mlp.safetensors");
-            Box::new(
-                load_model::<Mlp>(&p, DType::F32, device)
-                    .with_context(|| format!("loading {}", p.display()))?,
-            )
+    match args.f1 {
+        kind @ (ModelKind::Gapcnn | ModelKind::Mlp) => {
+            classifier(kind, &weights_file(&args.weights_dir, kind), device)
         }
         other => bail!("--f1 must be gapcnn or mlp, not {other:?}"),
-    })
+    }
 }
 
 /// What `--json` writes.
@@ -165,6 +190,9 @@ struct Type1Json {
 
 /// Runs the requested modes over the same pairs, then prints one table per mode.
 pub fn type1(args: &Type1Args) -> Result<()> {
+    if let Some(index) = args.index {
+        return crate::type1_strips::strips(args, index);
+    }
     if args.n == 0 || args.batch_size == 0 {
         bail!("--n and --batch-size must be at least 1");
     }
@@ -173,16 +201,10 @@ pub fn type1(args: &Type1Args) -> Result<()> {
     }
     let device = Device::Cpu;
     let f1 = f1_model(args, &device)?;
-    let load_oracle = |file: &str| {
-        let p = args.weights_dir.join(file);
-        load_model::<Oracle>(&p, DType::F32, &device)
-            .with_context(|| format!("loading {}", p.display()))
-    };
-    let standard = load_oracle("oracle.safetensors")?;
-    let robust = load_oracle("robust-oracle.safetensors")?;
-    let svae_path = args.weights_dir.join("svae.safetensors");
-    let svae = load_model::<Svae>(&svae_path, DType::F32, &device)
-        .with_context(|| format!("loading {}", svae_path.display()))?;
+    let dir = &args.weights_dir;
+    let standard = checkpoint::<Oracle>(&weights_file(dir, ModelKind::Oracle), &device)?;
+    let robust = checkpoint::<Oracle>(&weights_file(dir, ModelKind::RobustOracle), &device)?;
+    let svae = checkpoint::<Svae>(&weights_file(dir, ModelKind::Svae), &device)?;
     let splits = args.source.source().load()?;
     let t_setup = Instant::now();
     let knn = Knn::new(&splits.train, 3, &device)?;
@@ -307,12 +329,8 @@ pub fn type1(args: &Type1Args) -> Result<()> {
                 judges: judges_accuracy.clone(),
                 modes: summaries.clone(),
             };
-            harness::artifact::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_json(Some(path), &json)?;
         }
-    }
-    if let Some(path) = &args.json {
-        println!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -370,12 +388,9 @@ fn print_mode(s: &ModeSummary) {
 /// The class transition alone (no f1): success is f2 saying the target.
 fn transition(args: &Type1Args) -> Result<()> {
     let device = Device::Cpu;
-    let svae_path = args.weights_dir.join("svae.safetensors");
-    let svae = load_model::<Svae>(&svae_path, DType::F32, &device)
-        .with_context(|| format!("loading {}", svae_path.display()))?;
-    let oracle_path = args.weights_dir.join("oracle.safetensors");
-    let oracle = load_model::<Oracle>(&oracle_path, DType::F32, &device)
-        .with_context(|| format!("loading {}", oracle_path.display()))?;
+    let svae = checkpoint::<Svae>(&weights_file(&args.weights_dir, ModelKind::Svae), &device)?;
+    let oracle =
+        checkpoint::<Oracle>(&weights_file(&args.weights_dir, ModelKind::Oracle), &device)?;
     let mut config = LatentAttackConfig {
         stop: Stop::Oracle,
         ..LatentAttackConfig::transition()
@@ -408,10 +423,9 @@ fn transition(args: &Type1Args) -> Result<()> {
         let rows: Vec<u32> = chunk.iter().map(|&(i, _)| i as u32).collect();
         let x = images.index_select(&Tensor::new(rows.as_slice(), &device)?, 0)?;
         let targets: Vec<u32> = chunk.iter().map(|&(_, t)| t).collect();
-        let keep: Vec<u32> = chunk.iter().map(|&(i, _)| labels[i]).collect();
         let outcome = class_transition(&svae, None, &x, &targets, &config)?;
         let oracle_pred = oracle.predict(&outcome.images)?;
-        tally.add(&outcome, &keep, &targets, &oracle_pred);
+        tally.add(&outcome, &targets, &oracle_pred);
         bar.set_message(format!(
             "success {:.1}%",
             100.0 * tally.successes as f64 / tally.pairs.max(1) as f64
@@ -419,55 +433,96 @@ fn transition(args: &Type1Args) -> Result<()> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish();
-    print_table(&tally, true, start.elapsed().as_secs_f64());
-    Ok(())
+    let summary = TransitionSummary::new(
+        &tally,
+        &splits.origin,
+        test.len(),
+        config.max_iters,
+        start.elapsed().as_secs_f64(),
+    );
+    print_rows(&summary.rows());
+    write_json(args.json.as_deref(), &summary)
 }
 
-fn print_table(t: &Tally, transition: bool, seconds: f64) {
-    let pct =
-        |a: usize, b: usize| format!("{:.2}% ({a} of {b})", 100.0 * a as f64 / b.max(1) as f64);
-    let mean = |s: f64| {
-        if t.successes == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.4}", s / t.successes as f64)
+/// What `cargo xtask type1 --transition` prints.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct TransitionSummary {
+    /// Where the test images came from.
+    pub data: String,
+    /// Images, each towards its 9 other classes.
+    pub images: usize,
+    /// Iterations at most per pair.
+    pub max_iterations: usize,
+    /// (image, target) pairs.
+    pub pairs: usize,
+    /// Pairs where f2 says the target (the run's own rule; no judge is asked).
+    pub successes: usize,
+    /// Pairs whose final image the oracle calls the target.
+    pub oracle_says_target: usize,
+    /// Pairs whose final code f2 calls the target.
+    pub f2_says_target: usize,
+    /// Mean ||G(z*) - x||_2 over successes (`null` without one).
+    pub mean_l2: Option<f64>,
+    /// Mean ||G(z*) - x||_inf over successes.
+    pub mean_linf: Option<f64>,
+    /// Iterations per pair.
+    pub iterations_per_pair: f64,
+    /// Per target class 0 to 9: (successes, pairs).
+    pub by_target: Vec<(usize, usize)>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl TransitionSummary {
+    fn new(t: &Tally, data: &str, images: usize, max_iterations: usize, seconds: f64) -> Self {
+        let mean = |s: f64| (t.successes > 0).then(|| s / t.successes as f64);
+        Self {
+            data: data.to_string(),
+            images,
+            max_iterations,
+            pairs: t.pairs,
+            successes: t.successes,
+            oracle_says_target: t.oracle_says_target,
+            f2_says_target: t.f2_says_target,
+            mean_l2: mean(t.l2),
+            mean_linf: mean(t.linf),
+            iterations_per_pair: t.iterations as f64 / t.pairs.max(1) as f64,
+            by_target: t.per_target.to_vec(),
+            seconds,
         }
-    };
-    let success = if transition {
-        "success (f2 says t)"
-    } else {
-        "success (f1 keeps, oracle says t)"
-    };
-    let mut rows = vec![
-        ("pairs", t.pairs.to_string()),
-        (success, pct(t.successes, t.pairs)),
-        ("oracle says t", pct(t.oracle_says_target, t.pairs)),
-        ("f2 says t", pct(t.f2_says_target, t.pairs)),
-    ];
-    if !transition {
-        rows.push(("f1 keeps its label", pct(t.f1_kept, t.pairs)));
     }
-    rows.extend([
-        ("mean L2 x to G(z*) (successes)", mean(t.l2)),
-        ("mean Linf x to G(z*) (successes)", mean(t.linf)),
-        (
-            "iterations per pair",
-            format!("{:.1}", t.iterations as f64 / t.pairs.max(1) as f64),
-        ),
-        (
-            "time",
-            format!(
-                "{seconds:.1} s ({:.1} pair-iterations/s)",
-                t.iterations as f64 / seconds.max(1e-9)
+
+    /// The printed table.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let pct =
+            |a: usize, b: usize| format!("{:.2}% ({a} of {b})", 100.0 * a as f64 / b.max(1) as f64);
+        let mean = |v: Option<f64>| fixed(v.unwrap_or(f64::NAN), 4);
+        let per_target: Vec<String> = self
+            .by_target
+            .iter()
+            .enumerate()
+            .map(|(c, &(s, n))| format!("{c}: {s}/{n}"))
+            .collect();
+        vec![
+            ("pairs", self.pairs.to_string()),
+            ("success (f2 says t)", pct(self.successes, self.pairs)),
+            ("oracle says t", pct(self.oracle_says_target, self.pairs)),
+            ("f2 says t", pct(self.f2_says_target, self.pairs)),
+            ("mean L2 x to G(z*) (successes)", mean(self.mean_l2)),
+            ("mean Linf x to G(z*) (successes)", mean(self.mean_linf)),
+            (
+                "iterations per pair",
+                format!("{:.1}", self.iterations_per_pair),
             ),
-        ),
-    ]);
-    let per_target: Vec<String> = t
-        .per_target
-        .iter()
-        .enumerate()
-        .map(|(c, &(s, n))| format!("{c}: {s}/{n}"))
-        .collect();
-    rows.push(("success by target", per_target.join(", ")));
-    print_rows(&rows);
+            (
+                "time",
+                format!(
+                    "{:.1} s ({:.1} pair-iterations/s)",
+                    self.seconds,
+                    self.iterations_per_pair * self.pairs as f64 / self.seconds.max(1e-9)
+                ),
+            ),
+            ("success by target", per_target.join(", ")),
+        ]
+    }
 }

@@ -1,0 +1,72 @@
+//! Loading what the commands share: checkpoints (with the file named in every error) and
+//! one test image by index (an index outside the split is refused, naming the split's size).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use mnist_data::{Dataset, PixelFormat};
+use models::{load_model, Architecture, Classifier, GapCnn, Mlp, Oracle};
+
+use crate::train::ModelKind;
+
+/// The bundled checkpoints.
+pub const FIXTURE_WEIGHTS: &str = "fixtures/weights";
+
+/// A checkpoint of architecture `A`, f32 on `device`.
+pub fn checkpoint<A: Architecture>(path: &Path, device: &Device) -> Result<A> {
+    load_model::<A>(path, DType::F32, device).with_context(|| format!("loading {}", path.display()))
+}
+
+/// The checkpoint file of `kind` in a weights directory (`gapcnn.safetensors`, ...).
+pub fn weights_file(dir: &Path, kind: ModelKind) -> PathBuf {
+    let name = match kind {
+        ModelKind::Gapcnn => "gapcnn",
+        ModelKind::Mlp => "mlp",
+        ModelKind::Oracle => "oracle",
+        ModelKind::RobustOracle => "robust-oracle",
+        ModelKind::Svae => "svae",
+    };
+    dir.join(format!("{name}.safetensors"))
+}
+
+/// One of the image classifiers (not the SVAE) from its checkpoint.
+pub fn classifier(kind: ModelKind, path: &Path, device: &Device) -> Result<Box<dyn Classifier>> {
+    Ok(match kind {
+        ModelKind::Gapcnn => Box::new(checkpoint::<GapCnn>(path, device)?),
+        ModelKind::Mlp => Box::new(checkpoint::<Mlp>(path, device)?),
+        ModelKind::Oracle | ModelKind::RobustOracle => {
+            Box::new(checkpoint::<Oracle>(path, device)?)
+        }
+        ModelKind::Svae => {
+            bail!("the SVAE is not a classifier of images; use gapcnn, mlp or oracle")
+        }
+    })
+}
+
+/// Test image `index` as a `1 x 1 x 28 x 28` tensor in [0, 1], with its label.
+pub fn test_image(test: &Dataset, index: usize, device: &Device) -> Result<(Tensor, u8)> {
+    let Some(label) = test.label(index) else {
+        bail!(
+            "--index {index} is out of range: the test split has {} images (0..{})",
+            test.len(),
+            test.len()
+        );
+    };
+    let x = test.images_tensor(&[index], PixelFormat::Gray, device)?;
+    Ok((x, label))
+}
+
+/// A classifier's class probabilities (softmax of its logits, in f64), one row per image.
+pub fn probabilities<M: Classifier + ?Sized>(model: &M, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let logits: Vec<Vec<f64>> = model.logits(x)?.to_dtype(DType::F64)?.to_vec2()?;
+    Ok(logits
+        .iter()
+        .map(|row| {
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = row.iter().map(|l| (l - max).exp()).collect();
+            let total: f64 = e.iter().sum();
+            e.iter().map(|v| (v / total) as f32).collect()
+        })
+        .collect())
+}
