@@ -80,7 +80,7 @@ run type1_paper type1 --mode paper --n 1 --iters 20 --data-dir "$FIX" --f1 gapcn
 run type1_constrained type1 --mode constrained --start mu --n 1 --iters 20 --data-dir "$FIX" \
   --skip-paper --json "$T/type1_constrained.json" --grid "$T/grid_constrained.png"
 run transition type1 --transition --n 1 --iters 20 --data-dir "$DATA" --json "$T/transition.json"
-run strips type1 --index 0 --targets 0..10 --out "$T/S" --iters 30 --frame-every 10 \
+run strips type1 --index 0 --targets 0..9 --out "$T/S" --iters 30 --frame-every 10 \
   --no-early-stop --study-map --data-dir "$DATA" --json "$T/strips.json"
 run strips_stop type1 --index 0 --targets 2,3 --out "$T/S2" --iters 60 --json "$T/strips_stop.json"
 run cam cam --index 0 --out "$T/cam.png" --data-dir "$DATA" --json "$T/cam.json"

@@ -61,9 +61,10 @@ pub struct Type1Args {
     /// oracle's verdict and f1's CAM on every frame, plus all strips stacked in one PNG.
     #[arg(long, group = "strip", requires = "out")]
     pub index: Option<usize>,
-    /// With `--index`: the target classes, `A..B` (end excluded, as in Rust), `A..=B`, or
-    /// a comma list (`1,4,9`); the image's own class is skipped.
-    #[arg(long, group = "strip", requires = "index", default_value = "0..10", value_parser = crate::type1_strips::parse_targets)]
+    /// With `--index`: the target classes, a range of digits `A..B` (both ends included:
+    /// `0..9` is every digit; `A..=B` means the same) or a comma list (`1,4,9`); the
+    /// image's own class is skipped.
+    #[arg(long, group = "strip", requires = "index", default_value = "0..9", value_parser = crate::type1_strips::parse_targets)]
     pub targets: crate::type1_strips::Targets,
     /// With `--index`: the directory the strips go to (`type1_<label>_to_<t>.png` and
     /// `type1_<label>_combined.png`).
@@ -106,6 +107,10 @@ pub struct Type1Args {
     /// The judge-free stop: f2's probability of the target (default 0.99).
     #[arg(long, conflicts_with = "strip")]
     pub stop_prob: Option<f64>,
+    /// The constrained attack's image term weight, CE(f2(mu(G(z))), t) (default 0: off;
+    /// see `Constraint::image_weight`).
+    #[arg(long, conflicts_with = "strip")]
+    pub image_weight: Option<f64>,
     /// With `--mode constrained`: do not run the paper's mode beside it.
     #[arg(long, conflicts_with = "strip")]
     pub skip_paper: bool,
@@ -129,7 +134,7 @@ pub struct Type1Args {
     pub iters: Option<usize>,
     /// The class transition alone (no f1 term): success is the latent classifier f2
     /// saying the target.
-    #[arg(long, conflicts_with_all = ["strip", "mode", "start", "kappa", "fraction", "stop_prob", "skip_paper", "grid", "f1"])]
+    #[arg(long, conflicts_with_all = ["strip", "mode", "start", "kappa", "fraction", "stop_prob", "image_weight", "skip_paper", "grid", "f1"])]
     pub transition: bool,
     /// (image, target) pairs per batch.
     #[arg(long, default_value_t = 90, conflicts_with = "strip")]
@@ -267,6 +272,14 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         if let Some(kappa) = args.kappa {
             constraint.kappa = kappa;
         }
+        if let Some(w) = args.image_weight {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(
+                    anyhow::anyhow!("--image-weight must be finite and >= 0, got {w}").into(),
+                );
+            }
+            constraint.image_weight = w;
+        }
         let stop = Stop::Confident {
             f2_prob: stop_prob,
             margin: constraint.kappa,
@@ -281,8 +294,13 @@ pub fn type1(args: &Type1Args) -> Result<()> {
             ..defaults
         };
         let name = format!(
-            "constrained (kappa {}), start {}, judge-free (f2 >= {stop_prob}, margin >= kappa)",
+            "constrained (kappa {}{}), start {}, judge-free (f2 >= {stop_prob}, margin >= kappa)",
             constraint.kappa,
+            if constraint.image_weight > 0.0 {
+                format!(", image term {}", constraint.image_weight)
+            } else {
+                String::new()
+            },
             match start {
                 Start::Mu => "mu(x)".to_string(),
                 Start::TowardsTarget { fraction } =>

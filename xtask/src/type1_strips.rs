@@ -34,28 +34,15 @@ pub fn parse_targets(s: &str) -> Result<Targets, String> {
             _ => Err(format!("'{}' is not a class 0 to 9", t.trim())),
         }
     };
+    // A range of digits names both ends, as the study writes 0..9 for every digit;
+    // `A..=B` is accepted too and means the same.
     let classes: Vec<u32> = if let Some((a, b)) = s.split_once("..") {
-        let (b, inclusive) = match b.strip_prefix('=') {
-            Some(b) => (b, true),
-            None => (b, false),
-        };
-        let a = class(a)?;
-        // The excluded end may be 10.
-        let b: u32 = match (b.trim().parse::<u32>(), inclusive) {
-            (Ok(b), false) if b <= 10 => b,
-            (Ok(b), true) if b < 10 => b + 1,
-            _ => {
-                return Err(format!(
-                    "'{}' is not an end of a range of classes ({})",
-                    b.trim(),
-                    if inclusive { "0 to 9" } else { "1 to 10" }
-                ))
-            }
-        };
-        if a >= b {
+        let b = b.strip_prefix('=').unwrap_or(b);
+        let (a, b) = (class(a)?, class(b)?);
+        if a > b {
             return Err(format!("the range '{s}' holds no class"));
         }
-        (a..b).collect()
+        (a..=b).collect()
     } else {
         s.split(',').map(class).collect::<Result<_, _>>()?
     };
@@ -311,17 +298,17 @@ mod tests {
     use crate::tests::{parse, try_parse};
 
     #[test]
-    fn targets_parse_as_rust_ranges_or_lists() {
+    fn targets_parse_as_digit_ranges_or_lists() {
         let t = |s: &str| parse_targets(s).map(|t| t.0);
-        assert_eq!(t("0..10"), Ok((0..10).collect()));
-        assert_eq!(t("0..9"), Ok((0..9).collect()), "the end is excluded");
+        assert_eq!(t("0..9"), Ok((0..10).collect()), "both ends are digits");
         assert_eq!(t("0..=9"), Ok((0..10).collect()));
-        assert_eq!(t("3..5"), Ok(vec![3, 4]));
+        assert_eq!(t("3..5"), Ok(vec![3, 4, 5]));
+        assert_eq!(t("5..5"), Ok(vec![5]));
         assert_eq!(t("9,1,4"), Ok(vec![9, 1, 4]));
         assert_eq!(t("5"), Ok(vec![5]));
         for (bad, says) in [
-            ("5..5", "holds no class"),
             ("7..3", "holds no class"),
+            ("0..10", "'10'"),
             ("0..11", "'11'"),
             ("0..=10", "'10'"),
             ("1,x", "'x'"),
