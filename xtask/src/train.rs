@@ -59,6 +59,11 @@ pub struct TrainArgs {
     /// `--resume`, a lower rate for the last epochs is a learning-rate drop.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// With `--model robust-oracle`: the last training images held out for the PGD check
+    /// that picks the best epoch (default 1,000; fewer for small training splits such as
+    /// the fixtures' 500).
+    #[arg(long)]
+    pub pgd_check_images: Option<usize>,
 }
 
 /// Trains one model, printing progress and the final held-out figures.
@@ -79,7 +84,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         cfg.adam.lr = lr;
     }
     if args.model == ModelKind::RobustOracle {
-        cfg.adversarial = Some(models::adversarial::AdversarialTraining::mnist());
+        let mut adv = models::adversarial::AdversarialTraining::mnist();
+        if let Some(n) = args.pgd_check_images {
+            adv.check.images = n;
+        }
+        cfg.adversarial = Some(adv);
+    } else if args.pgd_check_images.is_some() {
+        return Err(
+            anyhow::anyhow!("--pgd-check-images applies to --model robust-oracle only").into(),
+        );
     }
     match args.model {
         ModelKind::Gapcnn => drop(train_classifier::<GapCnn>(
