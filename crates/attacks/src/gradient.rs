@@ -65,7 +65,10 @@ pub fn logit_gradients(model: &dyn Classifier, images: &Tensor) -> Result<(Tenso
 }
 
 /// Cross-entropy of each example against `classes` (`N` u32): `logsumexp(z) - z_c`.
-/// Differentiable (log-softmax is built from differentiable ops).
+/// Differentiable (log-softmax is built from differentiable ops). Where the softmax
+/// saturates, the gradient's label entry still comes out as `-sum_{j != c} p_j` to f32
+/// precision (the max that log-softmax subtracts carries it), where PyTorch's float32
+/// `cross_entropy` rounds `p_c - 1` to 0: see README, "FGSM against torchattacks".
 pub fn cross_entropy_per_example(logits: &Tensor, classes: &Tensor) -> candle_core::Result<Tensor> {
     let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     log_p.gather(&classes.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
@@ -166,6 +169,41 @@ mod tests {
     #[test]
     fn cross_entropy_gradient_matches_finite_differences() {
         check_against_finite_differences(cross_entropy_per_example);
+    }
+
+    /// Where the softmax saturates in f32 (1 - p_y below 6e-8 or near it), d CE / d z_y
+    /// is -sum_{j != y} p_j to float32's relative precision, not 1 - p_y rounded to
+    /// 0 or to a multiple of 6e-8: checked against the same formula in f64.
+    #[test]
+    fn cross_entropy_gradient_survives_a_saturated_softmax() {
+        let dev = Device::Cpu;
+        for row in [
+            [25f64, 0.0, 3.0, -2.0],
+            [16.0, 0.0, 1.0, -2.0],
+            [9.0, 0.0, 3.0, 8.5],
+        ] {
+            let z = Var::new(&[row.map(|v| v as f32)], &dev).unwrap();
+            let classes = Tensor::new(&[0u32], &dev).unwrap();
+            let ce = cross_entropy_per_example(z.as_tensor(), &classes).unwrap();
+            let grads = ce.sum_all().unwrap().backward().unwrap();
+            let got: Vec<f32> = grads
+                .get(z.as_tensor())
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let lse = row.iter().map(|v| (v - row[0]).exp()).sum::<f64>().ln() + row[0];
+            let p: Vec<f64> = row.iter().map(|v| (v - lse).exp()).collect();
+            let mut want = p.clone();
+            want[0] = -p[1..].iter().sum::<f64>();
+            for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(g) - w).abs() <= 1e-5 * w.abs(),
+                    "logits {row:?}, component {j}: {g} against {w}"
+                );
+            }
+        }
     }
 
     #[test]
