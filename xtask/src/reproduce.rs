@@ -49,31 +49,27 @@ pub struct ReproduceArgs {
     pub out: PathBuf,
 }
 
-/// indicatif bars for the harness's stages.
+/// The harness's stages shown as [`crate::progress::Progress`]: a bar on a terminal, a
+/// line every 10 s otherwise (under `nohup` or in CI).
 #[derive(Default)]
-struct Bars(Option<indicatif::ProgressBar>);
+struct Bars(Option<crate::progress::Progress>);
 
 impl Progress for Bars {
     fn start(&mut self, stage: &str, total: u64) {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>14} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(stage.to_string());
-        self.0 = Some(bar);
+        if let Some(b) = self.0.take() {
+            b.finish();
+        }
         eprintln!("stage: {stage}");
+        self.0 = Some(crate::progress::Progress::new(stage, total, "steps"));
     }
     fn advance(&mut self, n: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &mut self.0 {
             b.inc(n);
         }
     }
     fn finish(&mut self) {
         if let Some(b) = self.0.take() {
-            b.finish_and_clear();
+            b.finish();
         }
     }
 }
