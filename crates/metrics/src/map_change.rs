@@ -253,9 +253,9 @@ mod tests {
         ));
     }
 
-    /// Pearson's r from exact integer sums, `(n Sxy - Sx Sy) / sqrt((n Sxx - Sx^2) (n Syy
-    /// - Sy^2))` (one pass, no centring: a different route from the two-pass code); `None`
-    /// for a constant vector.
+    /// Pearson's r from exact integer sums,
+    /// `(n Sxy - Sx Sy) / sqrt((n Sxx - Sx^2) (n Syy - Sy^2))` (one pass, no centring: a
+    /// different route from the two-pass code); `None` for a constant vector.
     fn exact_pearson(x: &[i64], y: &[i64]) -> Option<f64> {
         let n = x.len() as i128;
         let (sx, sy): (i128, i128) = (
