@@ -154,6 +154,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         None => base,
     };
     let (splits, data_note) = resolve_data(args)?;
+    config.validate_for_test_split(splits.test.len())?;
     let mut data = splits.origin.clone();
     if let Some(note) = data_note {
         data = format!("{data} ({note})");

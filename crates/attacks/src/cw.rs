@@ -118,15 +118,40 @@ impl Attack for CarliniWagnerL2 {
         labels: &[u32],
         targeting: &Targeting,
     ) -> Result<AttackOutcome> {
+        Ok(self.search(model, images, labels, targeting)?.0)
+    }
+}
+
+/// One round of the search over `c` for one example: the constant tried, whether any
+/// Adam step reached the goal, and the smallest successful L2 distance of the round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Round {
+    pub c: f64,
+    pub success: bool,
+    pub best_l2: Option<f64>,
+}
+
+impl CarliniWagnerL2 {
+    /// The attack, and per example the rounds of its search over `c` (none for an
+    /// example that was not attackable).
+    pub(crate) fn search(
+        &self,
+        model: &dyn Classifier,
+        images: &Tensor,
+        labels: &[u32],
+        targeting: &Targeting,
+    ) -> Result<(AttackOutcome, Vec<Vec<Round>>)> {
         self.check()?;
         let batch = Batch::new(model, images, labels, targeting)?;
         let n = batch.len();
         let active: Vec<usize> = (0..n).filter(|&i| batch.is_attackable(i)).collect();
         let mut evaluations = vec![0usize; n];
         let mut degenerate = vec![false; n];
+        let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); n];
         if active.is_empty() {
             let clean = batch.images.clone();
-            return AttackOutcome::new(model, batch, clean, evaluations, degenerate);
+            let outcome = AttackOutcome::new(model, batch, clean, evaluations, degenerate)?;
+            return Ok((outcome, rounds));
         }
         let na = active.len();
         let targeted = batch.targets.is_some();
@@ -146,6 +171,7 @@ impl Attack for CarliniWagnerL2 {
             let mut w = w0.clone();
             let mut adam = Adam::new(self.learning_rate, &w)?;
             let mut round_success = vec![false; na];
+            let mut round_best = vec![f64::INFINITY; na];
             let mut previous = f64::INFINITY;
             for step in 0..self.steps {
                 let var = Var::from_tensor(&w)?;
@@ -183,6 +209,7 @@ impl Attack for CarliniWagnerL2 {
                     degenerate[i] |= bad[j] || (f_flat[j] && !success);
                     if success {
                         round_success[j] = true;
+                        round_best[j] = round_best[j].min(dist_values[j]);
                         if dist_values[j] < best_l2[j] {
                             best_l2[j] = dist_values[j];
                             improved[j] = true;
@@ -202,6 +229,11 @@ impl Attack for CarliniWagnerL2 {
                 w = adam.step(&w, &zero_rows(&grad, &bad)?)?;
             }
             for j in 0..na {
+                rounds[active[j]].push(Round {
+                    c: c[j],
+                    success: round_success[j],
+                    best_l2: round_success[j].then(|| round_best[j].sqrt()),
+                });
                 if round_success[j] {
                     upper[j] = upper[j].min(c[j]);
                     if upper[j] < NO_UPPER_BOUND * 0.1 {
@@ -218,6 +250,163 @@ impl Attack for CarliniWagnerL2 {
             }
         }
         let adversarial = scatter_rows(&batch.images, &active, &best)?;
-        AttackOutcome::new(model, batch, adversarial, evaluations, degenerate)
+        let outcome = AttackOutcome::new(model, batch, adversarial, evaluations, degenerate)?;
+        Ok((outcome, rounds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Affine;
+    use candle_core::Device;
+
+    const S: [f64; 4] = [1.0, -1.0, 1.0, -1.0];
+
+    /// A two-class affine model on 4 pixels with the margin `Z_0 - Z_1 = g.x + beta`,
+    /// `g = gamma s`, `s = (1, -1, 1, -1)`: at the image 0.5 everywhere the margin is
+    /// `beta` (label 0). For a margin `m0 > 0` the CW objective
+    /// `||d||^2 + c max(m(x + d), 0)` is minimised, for `c` below `c* = 2 m0 / ||g||^2`,
+    /// at `d = -(c / 2) g`, short of the boundary (a failure); above `c*` the minimiser
+    /// is on the boundary and Adam's iterates cross it (a success, at an L2 distance
+    /// just above the boundary's, `m0 / ||g||`). `gamma` and `beta` put the boundary 0.3
+    /// from the grey image (0.15 a pixel, inside the box) with the given `c*`.
+    fn line(c_star: f64) -> Affine {
+        let distance = 0.3;
+        let gamma = distance / c_star;
+        let beta = 2.0 * gamma * distance;
+        Affine {
+            w: vec![S.iter().map(|v| gamma * v).collect(), vec![0.0; 4]],
+            b: vec![beta, 0.0],
+        }
+    }
+
+    /// The grey image moved by `t` along `s`.
+    fn along(t: f64) -> [f64; 4] {
+        S.map(|v| 0.5 + t * v)
+    }
+
+    fn attack(rounds: usize) -> CarliniWagnerL2 {
+        CarliniWagnerL2 {
+            steps: 300,
+            binary_search_steps: rounds,
+            abort_early: false,
+            ..CarliniWagnerL2::default()
+        }
+    }
+
+    /// Runs CW on the images (label 0) and checks, per image, the constants tried, each
+    /// round's outcome against the closed form (`c > c*`) and the example kept.
+    fn check_schedule(model: &Affine, images: &[[f64; 4]], expected_c: &[&[f64]]) {
+        let dev = Device::Cpu;
+        let rounds_wanted = expected_c.iter().map(|c| c.len()).max().unwrap();
+        let flat: Vec<f64> = images.iter().flatten().copied().collect();
+        let x0 = Tensor::from_vec(flat, (images.len(), 4), &dev).unwrap();
+        let labels = vec![0; images.len()];
+        let (outcome, rounds) = attack(rounds_wanted)
+            .search(model, &x0, &labels, &Targeting::Untargeted)
+            .unwrap();
+        let g: Vec<f64> = (0..4).map(|i| model.w[0][i] - model.w[1][i]).collect();
+        let g_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        for (e, x) in images.iter().enumerate() {
+            let z = model.logits_f64(x);
+            let m0 = z[0] - z[1];
+            let (c_star, distance) = (2.0 * m0 / (g_norm * g_norm), m0 / g_norm);
+            let tried: Vec<f64> = rounds[e].iter().map(|r| r.c).collect();
+            let want = expected_c[e];
+            assert_eq!(tried.len(), want.len(), "image {e}: tried {tried:?}");
+            for (got, w) in tried.iter().zip(want) {
+                assert!(
+                    (got - w).abs() <= 1e-12 * w,
+                    "image {e} (c* {c_star}): tried {tried:?}, expected {want:?}"
+                );
+            }
+            let successes: Vec<bool> = rounds[e].iter().map(|r| r.success).collect();
+            let predicted: Vec<bool> = want.iter().map(|&c| c > c_star).collect();
+            assert_eq!(
+                successes, predicted,
+                "image {e} (c* {c_star}): {:?}",
+                rounds[e]
+            );
+            let best = rounds[e]
+                .iter()
+                .filter_map(|r| r.best_l2)
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
+            match best {
+                Some(best) => {
+                    assert!(outcome.success[e]);
+                    // The kept example is the smallest success over all rounds, and no
+                    // success can be closer than the boundary.
+                    let kept = outcome.l2[e];
+                    assert!((kept - best).abs() < 1e-9, "image {e}: {kept} vs {best}");
+                    assert!(
+                        kept >= distance && kept < 1.05 * distance,
+                        "image {e}: kept L2 {kept}, the boundary at {distance}"
+                    );
+                    let adv = outcome.adversarial.get(e).unwrap().to_vec1().unwrap();
+                    let z = model.logits_f64(&adv);
+                    assert!(
+                        z[1] > z[0],
+                        "image {e}: the kept example is not across: {z:?}"
+                    );
+                }
+                None => {
+                    assert!(!outcome.success[e]);
+                    assert_eq!(
+                        outcome.l2[e], 0.0,
+                        "image {e}: a failure keeps the clean image"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn c_goes_up_tenfold_until_a_success_then_bisects() {
+        // Success first at c = 1, then bisection between 0.1 (failed) and 1: 0.55 and
+        // 0.325 succeed.
+        check_schedule(
+            &line(0.2),
+            &[along(0.0)],
+            &[&[1e-3, 1e-2, 1e-1, 1.0, 0.55, 0.325]],
+        );
+        // Success first at 0.1, then 0.055 and 0.0325 between 0.01 and the last success.
+        check_schedule(
+            &line(0.02),
+            &[along(0.0)],
+            &[&[1e-3, 1e-2, 1e-1, 0.055, 0.0325]],
+        );
+        // A failing bisection step raises the lower end: 1 succeeds, 0.55 fails (the
+        // next would be (0.55 + 1) / 2, too near c* to call).
+        check_schedule(
+            &line(0.74),
+            &[along(0.0)],
+            &[&[1e-3, 1e-2, 1e-1, 1.0, 0.55]],
+        );
+        // Never a success: ten times a round, and the clean image kept.
+        check_schedule(&line(5.0), &[along(0.0)], &[&[1e-3, 1e-2, 1e-1]]);
+    }
+
+    #[test]
+    fn each_example_has_its_own_schedule() {
+        // In one batch: the grey image (c* 0.2) and one nearer the boundary (margin
+        // 0.135, c* 0.03) part ways at the fourth round; a third image is on the wrong
+        // side already (margin 0.9 - 1.5 * 1.2 < 0), so nothing is tried on it.
+        let model = line(0.2);
+        let near = along(-0.1275);
+        let z = model.logits_f64(&near);
+        assert!((z[0] - z[1] - 0.135).abs() < 1e-12);
+        check_schedule(
+            &model,
+            &[along(0.0), near],
+            &[&[1e-3, 1e-2, 1e-1, 1.0], &[1e-3, 1e-2, 1e-1, 0.055]],
+        );
+        let dev = Device::Cpu;
+        let x0 = Tensor::new(&[along(0.0), along(-0.3)], &dev).unwrap();
+        let (outcome, rounds) = attack(2)
+            .search(&model, &x0, &[0, 0], &Targeting::Untargeted)
+            .unwrap();
+        assert_eq!((rounds[0].len(), rounds[1].len()), (2, 0));
+        assert!(!outcome.success[1] && outcome.l2[1] == 0.0);
     }
 }

@@ -133,3 +133,102 @@ impl Attack for DeepFool {
         AttackOutcome::new(model, batch, x, evaluations, degenerate)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Affine;
+    use candle_core::Device;
+    use proptest::prelude::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    const K: usize = 10;
+    const D: usize = 16;
+
+    /// A seeded 10-class affine model on 16 pixels and an image near grey.
+    fn affine(seed: u64) -> (Affine, Vec<f64>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let w = (0..K)
+            .map(|_| (0..D).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let b = (0..K).map(|_| rng.random_range(-0.5..0.5)).collect();
+        let x = (0..D).map(|_| rng.random_range(0.4..0.6)).collect();
+        (Affine { w, b }, x)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// On an affine model the linearisation is exact: one step reaches the nearest
+        /// class boundary, `min_k |f_k - f_y| / ||w_k - w_y||` away (the distance from x
+        /// to the outside of its class's polyhedron), and DeepFool stops there, its
+        /// perturbation `(1 + overshoot) (|f_l| + 1e-4) / ||w_l||^2 w_l` exactly.
+        #[test]
+        fn on_an_affine_model_the_distance_is_the_closed_form(
+            seed in 0u64..10_000,
+            overshoot in prop_oneof![Just(0.02), 0.0f64..0.5],
+        ) {
+            let (model, x) = affine(seed);
+            let z = model.logits_f64(&x);
+            let y = (0..K).max_by(|&a, &b| z[a].total_cmp(&z[b])).unwrap();
+            // The nearest boundary, in f64 from the weights themselves.
+            let (l, dist, w_norm) = (0..K)
+                .filter(|&k| k != y)
+                .map(|k| {
+                    let wk: f64 = (0..D)
+                        .map(|i| (model.w[k][i] - model.w[y][i]).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    (k, (z[k] - z[y]).abs() / wk, wk)
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            let coefficient = (1.0 + overshoot) * ((z[l] - z[y]).abs() + 1e-4) / (w_norm * w_norm);
+            let r: Vec<f64> = (0..D)
+                .map(|i| coefficient * (model.w[l][i] - model.w[y][i]))
+                .collect();
+            // Inside the box, so no clipping (true for these seeds' small margins).
+            prop_assume!(x.iter().zip(&r).all(|(a, b)| (0.0..=1.0).contains(&(a + b))));
+
+            let images = Tensor::from_vec(x.clone(), (1, D), &Device::Cpu).unwrap();
+            let attack = DeepFool { overshoot, max_steps: 50 };
+            let o = attack.run(&model, &images, &[y as u32], &Targeting::Untargeted).unwrap();
+            prop_assert!(o.success[0]);
+            // One step: K gradients.
+            prop_assert_eq!(o.gradient_evaluations[0], K);
+            let expected_l2 = (1.0 + overshoot) * (dist + 1e-4 / w_norm);
+            prop_assert!(
+                (o.l2[0] - expected_l2).abs() < 1e-12 * (1.0 + expected_l2),
+                "L2 {} against the closed form {}", o.l2[0], expected_l2
+            );
+            let adv: Vec<f64> = o.adversarial.flatten_all().unwrap().to_vec1().unwrap();
+            for i in 0..D {
+                prop_assert!((adv[i] - x[i] - r[i]).abs() < 1e-13, "pixel {}", i);
+            }
+        }
+    }
+
+    #[test]
+    fn without_overshoot_it_stops_just_past_the_boundary() {
+        // Two classes, margin Z_0 - Z_1 = 2 (x_0 - x_1) + 0.3 on two pixels: the boundary
+        // is 0.3 / (2 sqrt 2) away from the grey image.
+        let model = Affine {
+            w: vec![vec![1.0, -1.0], vec![-1.0, 1.0]],
+            b: vec![0.15, -0.15],
+        };
+        let images = Tensor::new(&[[0.5f64, 0.5]], &Device::Cpu).unwrap();
+        let o = DeepFool {
+            overshoot: 0.0,
+            max_steps: 50,
+        }
+        .run(&model, &images, &[0], &Targeting::Untargeted)
+        .unwrap();
+        let expected = (0.3 + 1e-4) / 8f64.sqrt();
+        assert!(
+            (o.l2[0] - expected).abs() < 1e-15,
+            "{} vs {expected}",
+            o.l2[0]
+        );
+        assert!(o.success[0]);
+    }
+}

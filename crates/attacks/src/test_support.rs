@@ -49,3 +49,38 @@ pub fn max_abs(t: &Tensor) -> f64 {
         .to_scalar::<f64>()
         .unwrap()
 }
+
+/// An affine classifier `Z = W x + b` on the flattened input (`W`: one row per class),
+/// computed in the images' dtype: every margin is linear, so the attacks' answers have
+/// closed forms.
+pub struct Affine {
+    /// One weight row per class.
+    pub w: Vec<Vec<f64>>,
+    /// One bias per class.
+    pub b: Vec<f64>,
+}
+
+impl Affine {
+    /// The logits in f64, computed directly (not through candle).
+    pub fn logits_f64(&self, x: &[f64]) -> Vec<f64> {
+        self.w
+            .iter()
+            .zip(&self.b)
+            .map(|(row, b)| row.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() + b)
+            .collect()
+    }
+}
+
+impl Classifier for Affine {
+    fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        let (k, d) = (self.b.len(), self.w[0].len());
+        let flat: Vec<f64> = self.w.iter().flatten().copied().collect();
+        let w = Tensor::from_vec(flat, (k, d), images.device())?.to_dtype(images.dtype())?;
+        let b = Tensor::from_vec(self.b.clone(), k, images.device())?.to_dtype(images.dtype())?;
+        images.flatten_from(1)?.matmul(&w.t()?)?.broadcast_add(&b)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.b.len()
+    }
+}

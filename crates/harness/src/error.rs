@@ -21,6 +21,14 @@ pub enum HarnessError {
         /// What is wrong.
         message: String,
     },
+    /// A configuration with settings that break their rules, every broken rule listed.
+    #[error("{origin}: invalid configuration: {}", list(violations))]
+    InvalidConfig {
+        /// The file (or the profile) the configuration came from.
+        origin: String,
+        /// Each broken rule: the setting, its value and the rule.
+        violations: Vec<crate::config::Violation>,
+    },
     /// Drawing a figure failed.
     #[error("figure {}: {message}", path.display())]
     Plot {
@@ -53,6 +61,11 @@ pub enum HarnessError {
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
+}
+
+fn list(violations: &[crate::config::Violation]) -> String {
+    let items: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    items.join("; ")
 }
 
 /// Result alias of this crate.

@@ -65,6 +65,7 @@ pub fn run_evaluation(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<Evaluation> {
+    config.validate_for_test_split(test.len())?;
     let t0 = Instant::now();
     let inputs = &provenance.inputs;
     let eval_set = if config.eval_images == 0 {

@@ -22,7 +22,7 @@ pub mod weights;
 
 pub use error::{HarnessError, Result};
 
-pub use config::ExperimentConfig;
+pub use config::{ExperimentConfig, Violation};
 pub use evaluation::{run_evaluation, Evaluation, Provenance};
 pub use inputs::InputFingerprint;
 pub use runner::{Models, Progress, Silent};

@@ -253,6 +253,31 @@ mod tests {
         ));
     }
 
+    /// Pearson's r from exact integer sums,
+    /// `(n Sxy - Sx Sy) / sqrt((n Sxx - Sx^2) (n Syy - Sy^2))` (one pass, no centring: a
+    /// different route from the two-pass code); `None` for a constant vector.
+    fn exact_pearson(x: &[i64], y: &[i64]) -> Option<f64> {
+        let n = x.len() as i128;
+        let (sx, sy): (i128, i128) = (
+            x.iter().map(|&v| i128::from(v)).sum(),
+            y.iter().map(|&v| i128::from(v)).sum(),
+        );
+        let dot = |u: &[i64], v: &[i64]| -> i128 {
+            u.iter()
+                .zip(v)
+                .map(|(&a, &b)| i128::from(a) * i128::from(b))
+                .sum()
+        };
+        let cov = n * dot(x, y) - sx * sy;
+        let vx = n * dot(x, x) - sx * sx;
+        let vy = n * dot(y, y) - sy * sy;
+        if vx == 0 || vy == 0 {
+            return None;
+        }
+        // Both variances are exact integers; one square root of their exact product.
+        Some(cov as f64 / ((vx as f64) * (vy as f64)).sqrt())
+    }
+
     fn map() -> impl Strategy<Value = Vec<f32>> {
         prop::collection::vec(-50i32..50, 2..100)
             .prop_map(|v| v.into_iter().map(|x| x as f32).collect())
@@ -291,14 +316,83 @@ mod tests {
         }
 
         #[test]
-        fn correlations_lie_in_unit_interval(a in map(), b in map()) {
+        fn correlations_match_an_exact_integer_computation(a in map(), b in map()) {
             let n = a.len().min(b.len());
-            for r in [pearson_correlation(&a[..n], &b[..n]), spearman_correlation(&a[..n], &b[..n])]
-                .into_iter()
-                .flatten()
-            {
-                prop_assert!((-1.0..=1.0).contains(&r));
+            let (a, b) = (&a[..n], &b[..n]);
+            let ints = |m: &[f32]| m.iter().map(|&v| v as i64).collect::<Vec<i64>>();
+            let (x, y) = (ints(a), ints(b));
+            let r = pearson_correlation(a, b);
+            match exact_pearson(&x, &y) {
+                // Exact up to the final division and square roots: the clamp to
+                // [-1, 1] can hide nothing here.
+                Some(expected) => {
+                    let r = r.unwrap();
+                    prop_assert!((r - expected).abs() < 1e-12, "{} vs {}", r, expected);
+                    prop_assert!(expected.abs() <= 1.0 + 1e-15);
+                    // Symmetric, and odd under negation of one map.
+                    prop_assert_eq!(pearson_correlation(b, a).unwrap(), r);
+                    let neg: Vec<f32> = b.iter().map(|&v| -v).collect();
+                    prop_assert!((pearson_correlation(a, &neg).unwrap() + r).abs() < 1e-12);
+                }
+                None => prop_assert!(
+                    matches!(r, Err(MetricsError::ConstantMap { .. })),
+                    "a constant map gave {:?}",
+                    r
+                ),
             }
+            // Spearman: Pearson of ranks computed independently, by counting (twice the
+            // average rank is an integer: 2 * #smaller + #equal + 1).
+            let doubled_ranks = |v: &[i64]| {
+                v.iter()
+                    .map(|&vi| {
+                        let smaller = v.iter().filter(|&&w| w < vi).count() as i64;
+                        let equal = v.iter().filter(|&&w| w == vi).count() as i64;
+                        2 * smaller + equal + 1
+                    })
+                    .collect::<Vec<i64>>()
+            };
+            let rho = spearman_correlation(a, b);
+            match exact_pearson(&doubled_ranks(&x), &doubled_ranks(&y)) {
+                Some(expected) => {
+                    let rho = rho.unwrap();
+                    prop_assert!((rho - expected).abs() < 1e-12, "{} vs {}", rho, expected);
+                }
+                None => prop_assert!(
+                    matches!(rho, Err(MetricsError::ConstantMap { .. })),
+                    "a constant map gave {:?}",
+                    rho
+                ),
+            }
+        }
+
+        #[test]
+        fn pearson_is_plus_or_minus_one_on_exact_lines(
+            m in map(),
+            scale in prop_oneof![-7i32..0, 1i32..8],
+            shift in -20i32..20,
+        ) {
+            prop_assume!(m.iter().any(|&v| v != m[0]));
+            // Integer arithmetic: the line is exact in f32.
+            let t: Vec<f32> = m.iter().map(|&x| scale as f32 * x + shift as f32).collect();
+            let r = pearson_correlation(&m, &t).unwrap();
+            prop_assert!((r - f64::from(scale.signum())).abs() < 1e-12, "{}", r);
+        }
+
+        #[test]
+        fn pearson_is_invariant_under_affine_maps_of_either_map(
+            a in map(),
+            b in map(),
+            scale in prop_oneof![-5i32..0, 1i32..6],
+            shift in -30i32..30,
+        ) {
+            let n = a.len().min(b.len());
+            let (a, b) = (&a[..n], &b[..n]);
+            let r = pearson_correlation(a, b);
+            prop_assume!(r.is_ok());
+            let r = r.unwrap();
+            let t: Vec<f32> = b.iter().map(|&x| scale as f32 * x + shift as f32).collect();
+            let expected = f64::from(scale.signum()) * r;
+            prop_assert!((pearson_correlation(a, &t).unwrap() - expected).abs() < 1e-12);
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Test support (feature `testing`): a server on 127.0.0.1 that answers as the Hugging
 //! Face Hub does for one repository: the repo-info API, and `resolve` URLs with the
 //! `ETag` / `X-Repo-Commit` / `Content-Range` headers and byte ranges that hf-hub's
-//! client relies on. Nothing here is for production use.
+//! client relies on; and [`full_mnist_dir`], where tests find full MNIST. Nothing here
+//! is for production use.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -194,4 +197,92 @@ fn serve(
         &headers,
         &body[start..=end],
     );
+}
+
+/// The directory with the full MNIST files for a test that needs them: `$MNIST_DIR`.
+/// Unset, the test is skipped (`None`, with a message on stderr), except under `CI=true`
+/// (or `1`, `yes`), where a skip would hide a CI that lost its data: there, and when
+/// `$MNIST_DIR` is not a directory, this panics with a message saying what to set.
+pub fn full_mnist_dir(test: &str) -> Option<PathBuf> {
+    match full_mnist_decision(test, std::env::var_os("MNIST_DIR"), std::env::var_os("CI")) {
+        Ok(Some(dir)) => Some(dir),
+        Ok(None) => {
+            eprintln!("MNIST_DIR is not set: skipping {test}");
+            None
+        }
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// [`full_mnist_dir`]'s decision from the two variables' values: the directory, a skip,
+/// or the message to fail with.
+fn full_mnist_decision(
+    test: &str,
+    mnist_dir: Option<OsString>,
+    ci: Option<OsString>,
+) -> Result<Option<PathBuf>, String> {
+    match mnist_dir.filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_dir() {
+                Ok(Some(dir))
+            } else {
+                Err(format!(
+                    "{test}: MNIST_DIR={} is not a directory (it must hold the four MNIST IDX files)",
+                    dir.display()
+                ))
+            }
+        }
+        None => {
+            let ci = ci.map(|v| v.to_string_lossy().trim().to_string());
+            if ci
+                .as_deref()
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+            {
+                Err(format!(
+                    "{test} needs full MNIST and CI={}, but MNIST_DIR is not set: point \
+                     MNIST_DIR at the directory with the four MNIST IDX files (a CI run does \
+                     not skip the full-MNIST tests)",
+                    ci.unwrap_or_default()
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod full_mnist_tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_outside_ci_a_failure_in_ci_the_directory_when_set() {
+        let os = |s: &str| Some(OsString::from(s));
+        let here = std::env::temp_dir();
+        assert_eq!(full_mnist_decision("t", None, None), Ok(None));
+        assert_eq!(full_mnist_decision("t", None, os("false")), Ok(None));
+        assert_eq!(full_mnist_decision("t", os(""), os("0")), Ok(None));
+        for ci in ["true", "TRUE", "1", "yes"] {
+            let err = full_mnist_decision("the_test", None, os(ci)).unwrap_err();
+            assert!(
+                err.starts_with(&format!(
+                    "the_test needs full MNIST and CI={ci}, but MNIST_DIR is not set"
+                )),
+                "{err}"
+            );
+            // An empty MNIST_DIR is unset.
+            assert!(full_mnist_decision("t", os(""), os(ci)).is_err());
+            assert_eq!(
+                full_mnist_decision("t", Some(here.clone().into()), os(ci)),
+                Ok(Some(here.clone()))
+            );
+        }
+        let missing = here.join("no-such-mnist-dir-3f9a");
+        let err = full_mnist_decision("t", Some(missing.into()), None).unwrap_err();
+        assert!(
+            err.contains("no-such-mnist-dir-3f9a is not a directory"),
+            "{err}"
+        );
+    }
 }

@@ -1,15 +1,15 @@
 //! Full MNIST from `$MNIST_DIR` (CI sets it to the shared copy); skipped, with a
-//! message, when the variable is not set.
+//! message, when the variable is not set, except under `CI=true`, where it fails.
 
+use mnist_data::testing::full_mnist_dir;
 use mnist_data::Source;
 
 #[test]
 fn full_mnist_has_the_published_counts() {
-    let Some(dir) = std::env::var_os("MNIST_DIR") else {
-        eprintln!("MNIST_DIR is not set: skipping the full-MNIST check");
+    let Some(dir) = full_mnist_dir("full_mnist_has_the_published_counts") else {
         return;
     };
-    let splits = Source::Dir(dir.into()).load().unwrap();
+    let splits = Source::Dir(dir).load().unwrap();
     assert_eq!(splits.train.len(), 60_000);
     assert_eq!(splits.test.len(), 10_000);
     assert_eq!(

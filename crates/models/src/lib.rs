@@ -45,8 +45,8 @@ pub use knn::{vote, Knn, Neighbour};
 pub use mlp::Mlp;
 pub use oracle::Oracle;
 pub use params::{
-    check_tensors, init_model, init_varmap, load_model, read_safetensors, save_model, save_tensors,
-    varmap_tensors, Architecture, Init, ParamSpec,
+    check_finite, check_tensors, init_model, init_varmap, load_model, read_safetensors, save_model,
+    save_tensors, varmap_tensors, Architecture, Init, ParamSpec,
 };
 pub use svae::Svae;
 pub use traits::{CamModel, Classifier, FeatureClassifier};

@@ -145,7 +145,38 @@ pub fn check_tensors<A: Architecture>(tensors: &HashMap<String, Tensor>) -> Resu
     Ok(())
 }
 
-/// Reads a safetensors file into named tensors (any dtype).
+/// Checks that every floating-point tensor holds only finite values. The message names
+/// the first offending tensor (in name order), how many of its values are NaN or
+/// infinite, and where the first one is.
+pub fn check_finite(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let values = t
+            .flatten_all()
+            .and_then(|f| f.to_dtype(DType::F64))
+            .and_then(|f| f.to_vec1::<f64>())
+            .map_err(|e| format!("tensor `{name}` cannot be read: {e}"))?;
+        let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
+        if let Some((first, value)) = bad.next() {
+            return Err(format!(
+                "tensor `{name}` holds {} NaN or infinite value(s) among its {} (the first, \
+                 {value}, at flat index {first})",
+                1 + bad.count(),
+                values.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a safetensors file into named tensors (any dtype), refusing a file whose
+/// floating-point tensors hold NaN or infinite values ([`check_finite`]): every
+/// checkpoint, optimiser state and model loader goes through here.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     if !path.is_file() {
         return Err(ModelError::Checkpoint {
@@ -153,10 +184,16 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
             message: "file not found".into(),
         });
     }
-    candle_core::safetensors::load(path, device).map_err(|e| ModelError::Checkpoint {
+    let tensors =
+        candle_core::safetensors::load(path, device).map_err(|e| ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("not a readable safetensors file: {e}"),
+        })?;
+    check_finite(&tensors).map_err(|message| ModelError::Checkpoint {
         path: path.to_path_buf(),
-        message: format!("not a readable safetensors file: {e}"),
-    })
+        message,
+    })?;
+    Ok(tensors)
 }
 
 /// Loads a checkpoint of `A`, refusing it (with the tensor named) when it does not fit.
@@ -223,4 +260,39 @@ pub fn vars_named(varmap: &VarMap, names: &[String]) -> Result<Vec<(String, Var)
                 .ok_or_else(|| ModelError::InvalidInput(format!("no variable `{n}`")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_finite_names_the_first_tensor_in_name_order_and_skips_integers() {
+        let dev = Device::Cpu;
+        let t = |v: &[f64], dtype: DType| Tensor::new(v, &dev).unwrap().to_dtype(dtype).unwrap();
+        let mut tensors = HashMap::from([
+            ("b".to_string(), t(&[0.0, f64::NAN], DType::F64)),
+            ("a".to_string(), t(&[1.0, 2.0, 3.0], DType::BF16)),
+            ("steps".to_string(), t(&[7.0], DType::U32)),
+        ]);
+        assert_eq!(
+            check_finite(&tensors),
+            Err(
+                "tensor `b` holds 1 NaN or infinite value(s) among its 2 (the first, NaN, at flat index 1)"
+                    .into()
+            )
+        );
+        tensors.insert(
+            "a".into(),
+            t(&[f64::INFINITY, 0.0, f64::NEG_INFINITY], DType::F16),
+        );
+        let err = check_finite(&tensors).unwrap_err();
+        assert!(
+            err.starts_with("tensor `a` holds 2 NaN or infinite"),
+            "{err}"
+        );
+        tensors.remove("a");
+        tensors.remove("b");
+        assert_eq!(check_finite(&tensors), Ok(()));
+    }
 }

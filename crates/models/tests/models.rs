@@ -224,6 +224,55 @@ fn bad_checkpoints_are_refused_by_name() {
         .to_string();
     assert!(err.contains("unexpected tensor `fc3.weight`"), "{err}");
 
+    // NaN or infinite weights: refused by name and place, by the model loader and by the
+    // plain reader every loader goes through.
+    let mut nan = tensors.clone();
+    let mut bias: Vec<f32> = nan["fc2.bias"].to_vec1().unwrap();
+    bias[3] = f32::NAN;
+    bias[7] = f32::NAN;
+    nan.insert("fc2.bias".into(), Tensor::new(bias, &dev).unwrap());
+    let err = load_model::<Mlp>(&write("nan.safetensors", &nan), DType::F32, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nan.safetensors")
+            && err.contains("tensor `fc2.bias` holds 2 NaN or infinite value(s) among its 10 (the first, NaN, at flat index 3)"),
+        "{err}"
+    );
+    let mut inf = tensors.clone();
+    let mut w: Vec<f32> = inf["fc1.weight"].flatten_all().unwrap().to_vec1().unwrap();
+    w[1000] = f32::NEG_INFINITY;
+    inf.insert(
+        "fc1.weight".into(),
+        Tensor::from_vec(w, (128, 784), &dev).unwrap(),
+    );
+    let err = load_model::<Mlp>(&write("inf.safetensors", &inf), DType::F32, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("inf.safetensors")
+            && err.contains("`fc1.weight`")
+            && err.contains("-inf, at flat index 1000"),
+        "{err}"
+    );
+    let tiny = HashMap::from([
+        ("a".to_string(), Tensor::new(&[1f32, 2.0], &dev).unwrap()),
+        (
+            "b".to_string(),
+            Tensor::new(&[f32::INFINITY], &dev).unwrap(),
+        ),
+    ]);
+    let err = read_safetensors(&write("tiny.safetensors", &tiny), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tiny.safetensors")
+            && err.contains("tensor `b` holds 1 NaN or infinite value(s) among its 1"),
+        "{err}"
+    );
+    // The same values, finite, load.
+    assert!(load_model::<Mlp>(&write("finite.safetensors", &tensors), DType::F32, &dev).is_ok());
+
     // A GapCnn checkpoint is not an Mlp; garbage is not a checkpoint; absence is said.
     let err = load_model::<GapCnn>(&good, DType::F32, &dev)
         .unwrap_err()
