@@ -90,9 +90,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         cfg.adversarial = Some(adv);
     } else if args.pgd_check_images.is_some() {
-        return Err(
-            anyhow::anyhow!("--pgd-check-images applies to --model robust-oracle only").into(),
-        );
+        return Err(anyhow::anyhow!(
+            "--pgd-check-images applies to --model robust-oracle only"
+        ));
     }
     match args.model {
         ModelKind::Gapcnn => drop(train_classifier::<GapCnn>(

@@ -274,9 +274,9 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         }
         if let Some(w) = args.image_weight {
             if !(w.is_finite() && w >= 0.0) {
-                return Err(
-                    anyhow::anyhow!("--image-weight must be finite and >= 0, got {w}").into(),
-                );
+                return Err(anyhow::anyhow!(
+                    "--image-weight must be finite and >= 0, got {w}"
+                ));
             }
             constraint.image_weight = w;
         }
