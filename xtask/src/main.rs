@@ -3,6 +3,7 @@
 
 mod attack;
 mod cam;
+mod certify;
 mod data;
 mod progress;
 mod reproduce;
@@ -29,6 +30,8 @@ enum Command {
     Attack(attack::AttackArgs),
     /// Render one test image's CAM and Grad-CAM side by side as PNG.
     Cam(cam::CamArgs),
+    /// Certified bounds (IBP, CROWN) on one test image's margins, and its certified radius.
+    Certify(certify::CertifyArgs),
     /// Load a data source and print its counts per class and per split.
     Data(data::SourceArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attack(args) => attack::attack(&args),
         Command::Cam(args) => cam::render(&args),
+        Command::Certify(args) => certify::certify(&args),
         Command::Data(args) => data::print_counts(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
         Command::Reproduce(args) => reproduce::reproduce(&args),

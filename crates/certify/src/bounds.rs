@@ -192,34 +192,44 @@ fn ibp_margins(net: &Network, ivs: &[Interval], spec: &Tensor, class: usize) -> 
 }
 
 /// How the radius is searched: bisection on `[0, upper]` until the bracket is at most
-/// `tolerance` wide.
+/// `max(tolerance, relative * radius)` wide (halving from `upper` first, so a small
+/// radius costs `log2(upper / radius)` more evaluations, not a finer absolute step).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RadiusSearch {
     /// The largest radius tried.
     pub upper: f64,
-    /// Width of the final bracket.
+    /// Absolute width of the final bracket.
     pub tolerance: f64,
+    /// Width of the final bracket relative to the radius found.
+    pub relative: f64,
 }
 
 impl RadiusSearch {
-    /// Linf: `[0, 1]` to `1e-4`; L2: `[0, sqrt(n)]` to `1e-3` (beyond these radii the
-    /// ball already holds the whole box `[0, 1]^n`).
+    /// Linf: `[0, 1]`, to `1e-6` or 1 %; L2: `[0, sqrt(n)]`, to `1e-5` or 1 % (beyond
+    /// `upper` the ball already holds the whole box `[0, 1]^n`).
     pub fn default_for(norm: Norm, input_len: usize) -> Self {
         match norm {
             Norm::Linf => Self {
                 upper: 1.0,
-                tolerance: 1e-4,
+                tolerance: 1e-6,
+                relative: 0.01,
             },
             Norm::L2 => Self {
                 upper: (input_len as f64).sqrt(),
-                tolerance: 1e-3,
+                tolerance: 1e-5,
+                relative: 0.01,
             },
         }
     }
+
+    /// The bracket's final width around a certified radius `lo`.
+    pub fn width(&self, lo: f64) -> f64 {
+        self.tolerance.max(self.relative * lo)
+    }
 }
 
-/// The certified radius: the bounds certify `radius`, and do not certify
-/// `radius + tolerance` (unless `radius == upper`).
+/// The certified radius: the bounds certify `radius` and do not certify `not_certified`
+/// (`not_certified - radius <= search.width(radius)`; both `upper` when it certifies).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CertifiedRadius {
     /// Largest radius certified (0 when even the image itself is not of the class).
@@ -228,6 +238,8 @@ pub struct CertifiedRadius {
     pub certified_at_zero: bool,
     /// The search settings.
     pub search: RadiusSearch,
+    /// The smallest radius tried that the bounds do not certify.
+    pub not_certified: f64,
     /// Bound evaluations made.
     pub evaluations: usize,
     /// The margins' bounds at `radius`.
@@ -243,11 +255,12 @@ pub fn certified_radius(
     method: Method,
     search: RadiusSearch,
 ) -> Result<CertifiedRadius> {
-    if !(search.upper.is_finite() && search.upper > 0.0)
-        || !(search.tolerance.is_finite() && search.tolerance > 0.0)
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !(positive(search.upper) && positive(search.tolerance))
+        || !(search.relative.is_finite() && search.relative >= 0.0)
     {
         return Err(input(format!(
-            "the radius search needs upper > 0 and tolerance > 0, got {search:?}"
+            "the radius search needs upper > 0, tolerance > 0, relative >= 0, got {search:?}"
         )));
     }
     let bounds = |eps| margin_bounds(net, image, class, norm, eps, method);
@@ -257,6 +270,7 @@ pub fn certified_radius(
         return Ok(CertifiedRadius {
             radius: 0.0,
             certified_at_zero: false,
+            not_certified: 0.0,
             search,
             evaluations,
             at_radius: zero,
@@ -269,7 +283,7 @@ pub fn certified_radius(
     if top.certified() {
         (lo, at_lo) = (hi, top);
     }
-    while hi - lo > search.tolerance {
+    while hi - lo > search.width(lo) {
         let mid = 0.5 * (lo + hi);
         let b = bounds(mid)?;
         evaluations += 1;
@@ -282,6 +296,7 @@ pub fn certified_radius(
     Ok(CertifiedRadius {
         radius: lo,
         certified_at_zero: true,
+        not_certified: hi,
         search,
         evaluations,
         at_radius: at_lo,
