@@ -256,9 +256,11 @@ pub fn certified_radius(
     search: RadiusSearch,
 ) -> Result<CertifiedRadius> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    if !(positive(search.upper) && positive(search.tolerance))
-        || !(search.relative.is_finite() && search.relative >= 0.0)
-    {
+    let valid = positive(search.upper)
+        && positive(search.tolerance)
+        && search.relative.is_finite()
+        && search.relative >= 0.0;
+    if !valid {
         return Err(input(format!(
             "the radius search needs upper > 0, tolerance > 0, relative >= 0, got {search:?}"
         )));

@@ -135,7 +135,7 @@ fn samples(x0: &Tensor, norm: Norm, eps: f64, count: usize, seed: u64) -> Tensor
         out.extend(c.iter().zip(d).map(|(a, b)| (a + b).clamp(0.0, 1.0)));
     }
     let mut shape = vec![count];
-    shape.extend_from_slice(&x0.dims()[..]);
+    shape.extend_from_slice(x0.dims());
     Tensor::from_vec(out, shape.as_slice(), &Device::Cpu).unwrap()
 }
 
