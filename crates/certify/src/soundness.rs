@@ -534,3 +534,32 @@ fn ibp_matches_plain_interval_arithmetic_on_a_conv_net() {
         }
     }
 }
+
+#[test]
+fn verified_accuracy_counts_certified_images_and_shrinks_with_eps() {
+    let net = random_net(1, 42);
+    let xs: Vec<Tensor> = (0..4).map(|s| image(&net, 60 + s)).collect();
+    let batch = Tensor::stack(&xs, 0).unwrap();
+    let predicted: Vec<usize> = logits(&net, &batch).iter().map(|z| argmax(z)).collect();
+    // Two images labelled as predicted, two with another label: never certified.
+    let k = net.num_classes();
+    let labels = [
+        predicted[0],
+        predicted[1],
+        (predicted[2] + 1) % k,
+        (predicted[3] + 1) % k,
+    ];
+    let eps = [0.0, 0.001, 0.01, 0.1, 1.0];
+    let acc =
+        crate::verified_accuracy(&net, &batch, &labels, Norm::Linf, &eps, Method::Ibp).unwrap();
+    assert_eq!(acc[0], 0.5);
+    assert!(acc.windows(2).all(|w| w[1] <= w[0]), "{acc:?}");
+    assert_eq!(
+        acc[4], 0.0,
+        "over the whole box, IBP certifies nothing here"
+    );
+    assert!(
+        crate::verified_accuracy(&net, &batch, &labels[..3], Norm::Linf, &eps, Method::Ibp)
+            .is_err()
+    );
+}
