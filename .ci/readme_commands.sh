@@ -93,6 +93,10 @@ run clever_ru clever --index 0 --norm inf --nb 10 --ns 8 --radius 0.3 --target r
 run clever_class clever --index 0 --norm 1 --nb 10 --ns 8 --target 3 --json "$T/clever_class.json"
 fails clever_own "is the class f1 gives" clever --index 0 --norm 2 --target 7
 fails clever_range "out of range" clever --index 100000 --norm 2
+run certify certify --index 0 --norm 2 --model mlp --eps 0.2 --data-dir "$DATA" --json "$T/certify.json"
+run certify_ibp certify --index 0 --norm inf --method ibp --model mlp --json "$T/certify_ibp.json"
+run certify_crown certify --index 0 --norm inf --method crown --model mlp --json "$T/certify_crown.json"
+run certify_gap certify --index 0 --norm inf --method crown-ibp --model gapcnn --json "$T/certify_gap.json"
 
 python3 - "$T" "$DATA" <<'PY'
 import json, os, re, sys
@@ -222,6 +226,18 @@ for name, n_classes, radius in [("clever", 9, 5.0), ("clever_ru", 1, 0.3), ("cle
     v = cell(text, "CLEVER score") or ""
     check(close(v.split()[0] if v else None, j["score"], 5e-6), f"{name}: printed score {v}")
 check(load("clever_class")["classes"][0]["class"] == 3, "clever_class: not class 3")
+
+# certify: the radius is certified and the next bisection point is not; the verdict at
+# --eps is every margin bound > 0; CROWN is never looser than IBP.
+for name in ["certify", "certify_ibp", "certify_crown", "certify_gap"]:
+    j, text = load(name), out(name)
+    check(0 <= j["radius"] < j["not_certified"], f"{name}: radius {j['radius']} vs {j['not_certified']}")
+    check(all(m["lower"] > 0 for m in j["margins_at_radius"]), f"{name}: a margin bound <= 0 at the radius")
+    check(f"{j['radius']:.7f}" in text, f"{name}: printed radius")
+j = load("certify")
+check(j["certified_at_eps"] == all(m["lower"] > 0 for m in j["margins_at_eps"]), "certify: verdict at eps")
+check(j["certified_at_eps"] == (j["radius"] >= 0.2) or j["not_certified"] > 0.2 > j["radius"], "certify: radius vs eps")
+check(load("certify_crown")["radius"] >= load("certify_ibp")["radius"], "certify: CROWN looser than IBP")
 
 # Every subcommand and flag of README's command lines was run here (reproduce: .ci/run;
 # data --hub and --revision: the network).

@@ -3,6 +3,7 @@
 
 mod attack;
 mod cam;
+mod certify;
 mod clever;
 mod data;
 mod load;
@@ -35,6 +36,8 @@ enum Command {
     Cam(cam::CamArgs),
     /// The CLEVER score of one test image, with every class's margin and Lipschitz estimate.
     Clever(clever::CleverArgs),
+    /// Certified bounds (IBP, CROWN) on one test image's margins, and its certified radius.
+    Certify(certify::CertifyArgs),
     /// Load a data source and print its counts per class and per split.
     Data(data::DataArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Attack(args) => attack::attack(&args),
         Command::Cam(args) => cam::render(&args),
         Command::Clever(args) => clever::clever(&args),
+        Command::Certify(args) => certify::certify(&args),
         Command::Data(args) => data::print_counts(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
         Command::Reproduce(args) => reproduce::reproduce(&args),

@@ -131,3 +131,22 @@ impl CamModel for GapCnn {
         (self.fc.weight(), self.fc.bias())
     }
 }
+
+impl crate::LayerSequence for GapCnn {
+    /// conv1..conv5 each with ReLU (a 2x2 max-pool after conv2 and conv4), global
+    /// average pooling, fc: the order of [`GapCnn::features`] then the head.
+    fn layers(&self) -> Vec<crate::Layer> {
+        use crate::Layer;
+        let mut out = Vec::new();
+        for (i, conv) in self.convs.iter().enumerate() {
+            out.push(conv.as_layer());
+            out.push(Layer::Relu);
+            if i == 1 || i == 3 {
+                out.push(Layer::MaxPool { k: 2 });
+            }
+        }
+        out.push(Layer::GlobalAvgPool);
+        out.push(self.fc.as_layer());
+        out
+    }
+}

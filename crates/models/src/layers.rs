@@ -36,6 +36,16 @@ impl Conv {
         &self.weight
     }
 
+    /// This convolution as a [`crate::Layer`] sharing its tensors.
+    pub fn as_layer(&self) -> crate::Layer {
+        crate::Layer::Conv2d {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            stride: self.stride,
+            padding: self.padding,
+        }
+    }
+
     /// `relu(conv(x) + b)` in one pass (the fused fast path on the CPU).
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
         crate::fastconv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding, true)
@@ -188,6 +198,14 @@ impl Dense {
     /// Bias `out`.
     pub fn bias(&self) -> &Tensor {
         &self.bias
+    }
+
+    /// This layer as a [`crate::Layer`] sharing its tensors.
+    pub fn as_layer(&self) -> crate::Layer {
+        crate::Layer::Linear {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod mlp;
 mod oracle;
 mod params;
 pub mod random;
+mod sequence;
 pub mod svae;
 pub mod train;
 mod traits;
@@ -48,5 +49,6 @@ pub use params::{
     check_finite, check_tensors, init_model, init_varmap, load_model, read_safetensors, save_model,
     save_tensors, varmap_tensors, Architecture, Init, ParamSpec,
 };
+pub use sequence::{Layer, LayerSequence};
 pub use svae::Svae;
 pub use traits::{CamModel, Classifier, FeatureClassifier};

@@ -37,3 +37,15 @@ impl Classifier for Mlp {
         self.fc2.forward(&self.fc1.forward(&x)?.relu()?)
     }
 }
+
+impl crate::LayerSequence for Mlp {
+    fn layers(&self) -> Vec<crate::Layer> {
+        use crate::Layer;
+        vec![
+            Layer::Flatten,
+            self.fc1.as_layer(),
+            Layer::Relu,
+            self.fc2.as_layer(),
+        ]
+    }
+}

@@ -64,3 +64,21 @@ impl Classifier for Oracle {
         self.fc2.forward(&h)
     }
 }
+
+impl crate::LayerSequence for Oracle {
+    fn layers(&self) -> Vec<crate::Layer> {
+        use crate::Layer;
+        vec![
+            self.conv1.as_layer(),
+            Layer::Relu,
+            Layer::MaxPool { k: 2 },
+            self.conv2.as_layer(),
+            Layer::Relu,
+            Layer::MaxPool { k: 2 },
+            Layer::Flatten,
+            self.fc1.as_layer(),
+            Layer::Relu,
+            self.fc2.as_layer(),
+        ]
+    }
+}
