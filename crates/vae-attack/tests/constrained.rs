@@ -18,6 +18,42 @@ fn images(seed: u64, n: usize) -> Tensor {
     models::random::uniform(&mut rng, (n, 1, 28, 28), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
 }
 
+/// Asserts that autograd's gradient of the scalar `f` at `z0` matches central finite
+/// differences (step 1e-6, relative error < 1e-4) at the flat indices `at`.
+fn assert_gradient_matches_finite_differences(
+    f: impl Fn(&Tensor) -> Tensor,
+    z0: &Tensor,
+    at: &[usize],
+) {
+    let var = Var::from_tensor(z0).unwrap();
+    let g: Vec<f64> = f(var.as_tensor())
+        .backward()
+        .unwrap()
+        .get(var.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let base: Vec<f64> = z0.flatten_all().unwrap().to_vec1().unwrap();
+    for &i in at {
+        let eval = |d: f64| {
+            let mut v = base.clone();
+            v[i] += d;
+            f(&Tensor::from_vec(v, z0.dims(), z0.device()).unwrap())
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let numeric = (eval(1e-6) - eval(-1e-6)) / 2e-6;
+        let rel = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-9);
+        assert!(
+            rel < 1e-4,
+            "z[{i}]: autograd {} vs finite difference {numeric}",
+            g[i]
+        );
+    }
+}
+
 #[test]
 fn constrained_objective_gradient_matches_finite_differences() {
     let dev = Device::Cpu;
@@ -44,33 +80,7 @@ fn constrained_objective_gradient_matches_finite_differences() {
             .sum_all()
             .unwrap()
     };
-    let var = Var::from_tensor(&z0).unwrap();
-    let g: Vec<f64> = f(var.as_tensor())
-        .backward()
-        .unwrap()
-        .get(var.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let base: Vec<f64> = z0.flatten_all().unwrap().to_vec1().unwrap();
-    for i in [0, 7, 31, 33, 48, 64, 80, 95] {
-        let eval = |d: f64| {
-            let mut v = base.clone();
-            v[i] += d;
-            f(&Tensor::from_vec(v, (3, 32), &dev).unwrap())
-                .to_scalar::<f64>()
-                .unwrap()
-        };
-        let numeric = (eval(1e-6) - eval(-1e-6)) / 2e-6;
-        let rel = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-9);
-        assert!(
-            rel < 1e-4,
-            "z[{i}]: autograd {} vs finite difference {numeric}",
-            g[i]
-        );
-    }
+    assert_gradient_matches_finite_differences(f, &z0, &[0, 7, 31, 33, 48, 64, 80, 95]);
     // The term itself: total - (paper terms without f1) = lambda * relu(kappa - margin).
     let terms = latent_objective(&svae, Some(&f1), &z0, &t, &y, &lambda, &config).unwrap();
     let without = latent_objective(&svae, None, &z0, &t, &y, &lambda, &config).unwrap();
@@ -302,31 +312,5 @@ fn image_term_value_and_gradient() {
             .sum_all()
             .unwrap()
     };
-    let var = Var::from_tensor(&z0).unwrap();
-    let g: Vec<f64> = f(var.as_tensor())
-        .backward()
-        .unwrap()
-        .get(var.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let base: Vec<f64> = z0.flatten_all().unwrap().to_vec1().unwrap();
-    for i in [0, 5, 31, 32, 47, 63] {
-        let eval = |d: f64| {
-            let mut v = base.clone();
-            v[i] += d;
-            f(&Tensor::from_vec(v, (2, 32), &dev).unwrap())
-                .to_scalar::<f64>()
-                .unwrap()
-        };
-        let numeric = (eval(1e-6) - eval(-1e-6)) / 2e-6;
-        let rel = (numeric - g[i]).abs() / numeric.abs().max(g[i].abs()).max(1e-9);
-        assert!(
-            rel < 1e-4,
-            "z[{i}]: autograd {} vs finite difference {numeric}",
-            g[i]
-        );
-    }
+    assert_gradient_matches_finite_differences(f, &z0, &[0, 5, 31, 32, 47, 63]);
 }
