@@ -107,8 +107,8 @@ pub struct Type1Args {
     /// The judge-free stop: f2's probability of the target (default 0.99).
     #[arg(long, conflicts_with = "strip")]
     pub stop_prob: Option<f64>,
-    /// The constrained attack's image term weight, CE(f2(mu(G(z))), t) (default 0: off;
-    /// see `Constraint::image_weight`).
+    /// The constrained attack's image term weight, CE(f2(mu(G(z))), t) (default 1; 0
+    /// turns it off; see `Constraint::image_weight`).
     #[arg(long, conflicts_with = "strip")]
     pub image_weight: Option<f64>,
     /// With `--mode constrained`: do not run the paper's mode beside it.

@@ -273,8 +273,9 @@ fn sections(
          images. Success: f1 keeps its label and the judge says the target; consensus: both oracles say it. \
          The paper's mode stops at the first iterate the standard oracle calls the target (the study's \
          reproduction, which lets that judge select its iterate); the constrained attack holds f1's logit \
-         margin with an uncapped multiplier, starts half-way to the target's mean code and stops on its own \
-         rule (ALGORITHMS.md section 9). Its pairs take their targets from f1's clean label, the paper's \
+         margin with an uncapped multiplier, starts half-way to the target's mean code, weighs the SVAE's own \
+         reading of the decoded image (CE(f2(mu(G(z))), t)) and stops on its own rule (ALGORITHMS.md \
+         section 9, plus that image term). Its pairs take their targets from f1's clean label, the paper's \
          from the true label (the same on images f1 gets right).\n\n\
          | mode | pairs | standard oracle | robust oracle | kNN | consensus | f1 keeps | median iteration |\n|---|---|---|---|---|---|---|---|\n",
     );

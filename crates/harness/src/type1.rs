@@ -366,8 +366,10 @@ pub fn run_type1(
         &mut |n| progress.advance(n as u64),
     )?;
     progress.finish();
-    let constrained =
-        ModeSummary::new("constrained, half-way to the target mean, judge-free", &run);
+    let constrained = ModeSummary::new(
+        "constrained, half-way to the target mean, image term, judge-free",
+        &run,
+    );
     write_atomic(
         &out.join("type1_constrained.csv"),
         crate::type1_panel::rows_csv(&run.rows).as_bytes(),
