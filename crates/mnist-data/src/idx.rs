@@ -106,7 +106,13 @@ fn decode_stream(
             });
         }
     }
+    // Reserve the announced size when the allocator grants it (virtual memory: pages
+    // become resident only as data arrives, and no doubling copies the buffer); grow
+    // as the data comes otherwise.
     let mut data = Vec::new();
+    if let Ok(len) = usize::try_from(data_len) {
+        let _ = data.try_reserve_exact(len);
+    }
     (&mut reader)
         .take(data_len)
         .read_to_end(&mut data)
