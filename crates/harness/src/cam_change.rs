@@ -178,11 +178,6 @@ pub fn pair_figures(a: &ScaledMaps, b: &ScaledMaps) -> Result<Vec<PairFigures>> 
         .collect())
 }
 
-/// Mean change between `a[i]` and `b[i]` over every pair.
-pub fn compare(a: &ScaledMaps, b: &ScaledMaps) -> Result<CamChange> {
-    Ok(CamChange::over(&pair_figures(a, b)?, |_| true))
-}
-
 /// The seed of one example's noise: a hash of the run's seed, the population's name
 /// and the example's identity, so the draw does not depend on batch order or threads.
 pub fn noise_seed(seed: u64, stream: &str, example: usize) -> u64 {
