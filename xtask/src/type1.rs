@@ -316,8 +316,35 @@ pub fn type1(args: &Type1Args) -> Result<()> {
             paper_judge_free,
         ));
     }
+    // With --json, each mode's finished batches are kept beside it until the command
+    // ends, so a killed run resumes where it stopped (keyed by everything they depend on).
+    let fingerprint = harness::InputFingerprint::of_weights_dir(dir, &splits.test)?;
+    let partial_path = |k: usize| {
+        args.json
+            .as_ref()
+            .map(|json| PathBuf::from(format!("{}.mode{k}.partial.jsonl", json.display())))
+    };
+    let partial_for = |k: usize, name: &str, config: &LatentAttackConfig| {
+        partial_path(k).map(|path| harness::type1_panel::Checkpoint {
+            path,
+            key: format!(
+                "{name} | data {} | inputs {} | pairs {} | batch {} | {config:?}",
+                splits.origin,
+                fingerprint.sha256(),
+                pairs.digest(),
+                args.batch_size
+            ),
+        })
+    };
     let mut summaries = Vec::new();
     for (k, (name, config)) in modes.iter().enumerate() {
+        let checkpoint = partial_for(k, name, config);
+        if let Some(c) = &checkpoint {
+            println!(
+                "finished batches kept in {} (a killed run resumes from them)",
+                c.path.display()
+            );
+        }
         let mut bar = Progress::new("type1", pairs.len() as u64, "pairs");
         let run = run_mode(
             &inputs,
@@ -326,6 +353,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
             config,
             args.batch_size,
             &device,
+            checkpoint.as_ref(),
             &mut |done| bar.inc(done as u64),
         )?;
         bar.finish();
@@ -348,6 +376,11 @@ pub fn type1(args: &Type1Args) -> Result<()> {
                 modes: summaries.clone(),
             };
             write_json(Some(path), &json)?;
+        }
+    }
+    for k in 0..modes.len() {
+        if let Some(path) = partial_path(k) {
+            let _ = std::fs::remove_file(path);
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ pub mod plot;
 pub mod report;
 pub mod roc;
 pub mod runner;
+pub mod sandwich;
 pub mod type1;
 pub mod type1_panel;
 pub mod type2_examples;

@@ -176,6 +176,92 @@ pub fn clever_scatter(path: &Path, title: &str, points: &[(f64, f64)]) -> Result
     write_png(path, w, h, buf)
 }
 
+/// `sandwich.png`: per image (sorted by the found distance), the certified radius, the
+/// CLEVER estimate and the smallest perturbation found, in two panels (L2, Linf) on a
+/// log scale; a sound certificate lies below the found mark, CLEVER ideally between.
+pub fn sandwich_figure(path: &Path, s: &crate::sandwich::SandwichFigures) -> Result<()> {
+    register_font();
+    let (w, h) = (1100u32, 520u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let err = plot_err(path);
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let panels = root.split_evenly((1, 2));
+        type Pick = fn(&crate::sandwich::SandwichRow) -> &crate::sandwich::Bounds;
+        let geometries: [(&str, Pick); 2] = [("L2", |r| &r.l2), ("Linf", |r| &r.linf)];
+        for (panel, (name, pick)) in panels.iter().zip(geometries) {
+            let mut rows: Vec<&crate::sandwich::Bounds> = s.rows.iter().map(pick).collect();
+            rows.sort_by(|a, b| {
+                let key = |x: &crate::sandwich::Bounds| x.found.unwrap_or(f64::INFINITY);
+                key(a).total_cmp(&key(b))
+            });
+            let values = rows
+                .iter()
+                .flat_map(|b| [Some(b.certified), Some(b.clever), b.found])
+                .flatten()
+                .filter(|v| v.is_finite() && *v > 0.0);
+            let (lo, hi) = values.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            // Room above the marks for the legend.
+            let (lo, hi) = if lo <= hi {
+                (lo / 2.0, hi * 40.0)
+            } else {
+                (1e-6, 1.0)
+            };
+            let n = rows.len().max(1);
+            let mut chart = ChartBuilder::on(panel)
+                .caption(
+                    format!("{name}: certified ({}) <= CLEVER <= found", s.method),
+                    ("sans-serif", 17),
+                )
+                .margin(14)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (lo..hi).log_scale())
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .x_desc("image (sorted by the distance found)")
+                .y_desc(format!("{name} distance"))
+                .x_labels(n.min(20))
+                .x_label_formatter(&|v| format!("{}", v.round() as i64))
+                .y_label_formatter(&|v| format!("{v:.0e}"))
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+            type Mark = fn(&crate::sandwich::Bounds) -> Option<f64>;
+            let marks: [(&str, RGBColor, Mark); 3] = [
+                ("certified", RGBColor(44, 160, 44), |b| Some(b.certified)),
+                ("CLEVER", RGBColor(31, 119, 180), |b| Some(b.clever)),
+                ("found", RGBColor(214, 39, 40), |b| b.found),
+            ];
+            for (label, color, value) in marks {
+                let pts: Vec<(f64, f64)> = rows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, b)| value(b).map(|v| (k as f64, v)))
+                    .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                    .collect();
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(|e| err(e.to_string()))?
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+        }
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    write_png(path, w, h, buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,15 +172,22 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
+/// The constrained attack's finished batches while the stage runs (removed once the
+/// stage's result is cached).
+pub const PARTIAL_FILE: &str = "stages/type1_constrained.partial.jsonl";
+
 /// Runs the stage; writes `type1_pairs.csv`, `type1_constrained.csv`, the success grid
 /// and the strips of `config.strip_index`. `train` gives the kNN judge its neighbours and
-/// the constrained attack its class means.
+/// the constrained attack its class means; finished batches of the constrained attack
+/// are kept in [`PARTIAL_FILE`] under `out`, keyed by `inputs_fingerprint`, the pairs and
+/// the attack's settings, so a killed run resumes inside the stage.
 #[allow(clippy::too_many_arguments)]
 pub fn run_type1(
     models: &Models,
     train: &Dataset,
     test: &Dataset,
     config: &ExperimentConfig,
+    inputs_fingerprint: &crate::inputs::InputFingerprint,
     out: &Path,
     device: &Device,
     progress: &mut dyn Progress,
@@ -356,6 +363,15 @@ pub fn run_type1(
         ..LatentAttackConfig::constrained()
     };
     progress.start("type I constrained", pairs.len() as u64);
+    // Finished batches are kept, so a killed run resumes inside this long stage.
+    let checkpoint = crate::type1_panel::Checkpoint {
+        path: out.join(PARTIAL_FILE),
+        key: format!(
+            "inputs {} | pairs {} | batch {batch} | {constrained_config:?}",
+            inputs_fingerprint.sha256(),
+            pairs.digest()
+        ),
+    };
     let run = run_mode(
         &inputs,
         test,
@@ -363,6 +379,7 @@ pub fn run_type1(
         &constrained_config,
         batch,
         device,
+        Some(&checkpoint),
         &mut |n| progress.advance(n as u64),
     )?;
     progress.finish();

@@ -47,6 +47,18 @@ pub struct Type1Pairs {
 }
 
 impl Type1Pairs {
+    /// A digest of the pairs (test index, kept label, target), for checkpoint keys.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for ((&i, &k), &t) in self.index.iter().zip(&self.keep).zip(&self.target) {
+            h.update((i as u64).to_le_bytes());
+            h.update(k.to_le_bytes());
+            h.update(t.to_le_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Pairs from the test images `indices`.
     pub fn from_f1(
         f1: &dyn Classifier,
@@ -139,8 +151,106 @@ pub struct ModeRun {
     pub seconds: f64,
 }
 
+/// Where [`run_mode`] keeps its finished batches, so a run that is killed resumes from
+/// the last finished batch: a JSON-lines file whose first line is `key` (everything the
+/// results depend on: the mode's settings, the pairs, the batch size, the inputs) and
+/// then one line per finished batch, appended and synced as each batch ends. A file
+/// with another key is started afresh; a torn last line is recomputed.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What the results depend on.
+    pub key: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointHeader {
+    key: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FinishedBatch {
+    start: usize,
+    rows: Vec<PairRow>,
+    images: Vec<Vec<f32>>,
+    seconds: f64,
+}
+
+impl Checkpoint {
+    /// The batches already finished under this key, in order (none when the file is
+    /// missing or holds another key).
+    fn load(&self, pairs: usize, batch: usize) -> Vec<FinishedBatch> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        let mut lines = text.lines();
+        let same_key = lines
+            .next()
+            .and_then(|l| serde_json::from_str::<CheckpointHeader>(l).ok())
+            .is_some_and(|h| h.key == self.key);
+        if !same_key {
+            return Vec::new();
+        }
+        let mut done: Vec<FinishedBatch> = Vec::new();
+        for line in lines {
+            let Ok(b) = serde_json::from_str::<FinishedBatch>(line) else {
+                break;
+            };
+            let start = done.len() * batch;
+            let len = batch.min(pairs.saturating_sub(start));
+            if b.start != start || len == 0 || b.rows.len() != len || b.images.len() != len {
+                break;
+            }
+            done.push(b);
+        }
+        done
+    }
+
+    /// Rewrites the file with the header and `done`, then opens it for appending.
+    fn open(&self, done: &[FinishedBatch]) -> Result<std::fs::File> {
+        let io = |e: std::io::Error| crate::error::HarnessError::Io {
+            path: self.path.clone(),
+            source: e,
+        };
+        let mut text = json_line(&CheckpointHeader {
+            key: self.key.clone(),
+        });
+        for b in done {
+            text.push_str(&json_line(b));
+        }
+        crate::artifact::write_atomic(&self.path, text.as_bytes())?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io)
+    }
+
+    fn append(&self, file: &mut std::fs::File, b: &FinishedBatch) -> Result<()> {
+        use std::io::Write;
+        let io = |e: std::io::Error| crate::error::HarnessError::Io {
+            path: self.path.clone(),
+            source: e,
+        };
+        file.write_all(json_line(b).as_bytes()).map_err(io)?;
+        file.sync_data().map_err(io)
+    }
+}
+
+/// One JSON line (these plain structs always serialise; a non-finite float becomes
+/// `null`, which fails to load, so that batch is recomputed).
+fn json_line<T: Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 /// Runs `config` over `pairs` in batches of `batch`, calling `advance` after each batch
-/// with the pairs it finished.
+/// with the pairs it finished (at the start, with those a checkpoint already held).
+/// With a [`Checkpoint`], finished batches are kept and an interrupted run resumes;
+/// the result is the same as an uninterrupted run's (every batch is attacked on its
+/// own, deterministically), `seconds` summing the time of every part.
+#[allow(clippy::too_many_arguments)]
 pub fn run_mode(
     inputs: &PanelInputs<'_>,
     test: &Dataset,
@@ -148,13 +258,28 @@ pub fn run_mode(
     config: &LatentAttackConfig,
     batch: usize,
     device: &Device,
+    checkpoint: Option<&Checkpoint>,
     advance: &mut dyn FnMut(usize),
 ) -> Result<ModeRun> {
+    let batch = batch.max(1);
     let t0 = std::time::Instant::now();
+    let done = checkpoint.map_or_else(Vec::new, |c| c.load(pairs.len(), batch));
+    let mut file = match checkpoint {
+        Some(c) => Some(c.open(&done)?),
+        None => None,
+    };
     let mut rows = Vec::with_capacity(pairs.len());
     let mut images = Vec::with_capacity(pairs.len());
-    for start in (0..pairs.len()).step_by(batch.max(1)) {
-        let end = (start + batch.max(1)).min(pairs.len());
+    let mut earlier = 0.0;
+    for b in done {
+        advance(b.rows.len());
+        rows.extend(b.rows);
+        images.extend(b.images);
+        earlier += b.seconds;
+    }
+    for start in (rows.len()..pairs.len()).step_by(batch) {
+        let t = std::time::Instant::now();
+        let end = (start + batch).min(pairs.len());
         let idx = &pairs.index[start..end];
         let keep = &pairs.keep[start..end];
         let targets = &pairs.target[start..end];
@@ -171,15 +296,23 @@ pub fn run_mode(
             Some(inputs.means),
             config,
         )?;
-        rows.extend(judged_rows(inputs.f1, &o, &v, idx, keep, targets)?);
-        let pixels = pixel_rows(&o.images)?;
-        images.extend(pixels);
+        let finished = FinishedBatch {
+            start,
+            rows: judged_rows(inputs.f1, &o, &v, idx, keep, targets)?,
+            images: pixel_rows(&o.images)?,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        if let (Some(c), Some(f)) = (checkpoint, file.as_mut()) {
+            c.append(f, &finished)?;
+        }
+        rows.extend(finished.rows);
+        images.extend(finished.images);
         advance(idx.len());
     }
     Ok(ModeRun {
         rows,
         images,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds: earlier + t0.elapsed().as_secs_f64(),
     })
 }
 

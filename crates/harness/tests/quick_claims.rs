@@ -145,4 +145,35 @@ fn the_quick_profile_shows_every_claim() {
     for (i, p) in indices.iter().zip(pred) {
         assert_eq!(test.label(*i), Some(p as u8), "CLEVER image {i}");
     }
+
+    // The sandwich on the same images: every certificate below what the attacks found
+    // (soundness), with the counts summary.json reports.
+    let w = &e.sandwich;
+    let rows: Vec<usize> = w.rows.iter().map(|r| r.index).collect();
+    assert_eq!(rows, indices);
+    for r in &w.rows {
+        for (name, b) in [("L2", &r.l2), ("Linf", &r.linf)] {
+            let found = b.found.expect("an attack found a perturbation");
+            assert!(
+                b.certified > 0.0 && b.certified <= found,
+                "image {} {name}: certified {} vs found {found}",
+                r.index,
+                b.certified
+            );
+        }
+    }
+    for (key, c) in [("l2", &w.l2), ("linf", &w.linf)] {
+        assert_eq!(
+            (c.images, c.with_found, c.certified_above_found),
+            (indices.len(), indices.len(), 0)
+        );
+        assert_eq!(summary["sandwich"][key]["certified_above_found"], 0);
+        assert_eq!(
+            summary["sandwich"][key]["clever_above_found"]
+                .as_u64()
+                .unwrap() as usize,
+            c.clever_above_found
+        );
+    }
+    assert!(out.path().join("sandwich.png").is_file());
 }
