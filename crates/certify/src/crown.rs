@@ -89,6 +89,21 @@ fn backward_step(
             ..
         } => {
             let add = a.sum((2, 3))?.matmul(&b.unsqueeze(1)?)?.squeeze(1)?;
+            let k = w.dim(2)?;
+            if *stride == 1 && w.dim(3)? == k && *padding < k {
+                // Stride 1: the adjoint is a correlation of `A`, padded by `k - 1 - p`,
+                // with the kernel flipped in both axes and its channels swapped (the same
+                // map as the transposed convolution, on the fast im2col + GEMM path).
+                let reversed: Vec<u32> = (0..k as u32).rev().collect();
+                let flip = Tensor::from_vec(reversed, k, &Device::Cpu)?;
+                let w_adj = w
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .index_select(&flip, 2)?
+                    .index_select(&flip, 3)?
+                    .contiguous()?;
+                return Ok((a.conv2d(&w_adj, k - 1 - padding, 1, 1, 1)?, Some(add)));
+            }
             // Unpadded transposed convolution: index `t` is input index `t - padding`.
             // Keep the input's indices; those no output read (stride > 1) get 0.
             let mut t = a.conv_transpose2d(w, 0, 0, *stride, 1)?;
