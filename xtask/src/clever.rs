@@ -160,6 +160,8 @@ pub struct ClassScore {
     pub fallback: Option<String>,
     /// min(g(x0) / L, R).
     pub score: f64,
+    /// The N_b batch maxima of ||grad g||_q the estimate was fitted to (JSON only).
+    pub batch_maxima: Vec<f64>,
 }
 
 /// What `cargo xtask clever` prints.
@@ -326,12 +328,14 @@ fn score(args: &CleverArgs) -> Result<CleverSummary> {
     let classes = report
         .per_class
         .iter()
-        .map(|(j, e)| ClassScore {
+        .zip(&report.batch_maxima)
+        .map(|((j, e), maxima)| ClassScore {
             class: *j,
             margin: logits[report.class as usize] - logits[*j as usize],
             lipschitz: e.lipschitz,
             fallback: e.fallback.map(|f| f.describe().to_string()),
             score: e.score,
+            batch_maxima: maxima.clone(),
         })
         .collect();
     Ok(CleverSummary {
@@ -415,6 +419,11 @@ mod tests {
         assert_eq!(s.radius, 0.5);
         assert_eq!(s.gradient_evaluations, 9 * 8 * 8);
         for c in &s.classes {
+            assert_eq!(c.batch_maxima.len(), 8);
+            if c.fallback.is_some() {
+                let max = c.batch_maxima.iter().copied().fold(0.0, f64::max);
+                assert_eq!(c.lipschitz, max);
+            }
             assert!(c.margin > 0.0, "f1's class has the largest logit");
             assert!((c.score - (c.margin / c.lipschitz).min(s.radius)).abs() < 1e-12);
         }

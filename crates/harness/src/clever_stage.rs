@@ -52,6 +52,10 @@ pub struct CleverFigures {
     pub mean_linf: f64,
     /// Images where an attack found an L2 perturbation smaller than CLEVER's estimate.
     pub l2_bound_violations: usize,
+    /// The Weibull fit's shape penalty ([`metrics::CLEVER_SHAPE_PENALTY`]). Stage files
+    /// from before it (fitted without the penalty, issue #22) do not parse, so their
+    /// CLEVER stage is recomputed.
+    pub shape_penalty: f64,
 }
 
 impl CleverFigures {
@@ -217,6 +221,7 @@ pub fn run_clever(
         mean_l2: m(|r| r.clever_l2),
         mean_linf: m(|r| r.clever_linf),
         l2_bound_violations: points.iter().filter(|(c, f)| f < c).count(),
+        shape_penalty: metrics::CLEVER_SHAPE_PENALTY,
         rows,
     })
 }

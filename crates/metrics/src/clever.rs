@@ -4,19 +4,20 @@
 //! The caller samples `ns` points in the `p`-ball of radius `R` around `x0`, computes
 //! the dual norm `||grad g||_q` of the margin `g = Z_c - Z_j` at each ([`Norm::dual_norm`]),
 //! and keeps each of `nb` batches' maximum. A reverse Weibull fitted to those maxima
-//! ([`crate::fit_reverse_weibull`]) has its location as the Lipschitz estimate `L`; if the
-//! fit's KS p-value is below [`CLEVER_MIN_PVALUE`] (or no fit is possible: fewer than 3
-//! maxima, or all equal, as for a locally linear model) `L` falls back to the largest
-//! maximum. The score is `min(g(x0) / L, R)`.
+//! ([`crate::fit_reverse_weibull`], maximum likelihood with the CLEVER authors' shape
+//! penalty [`crate::CLEVER_SHAPE_PENALTY`]) has its location as the Lipschitz estimate
+//! `L`; if the fit's KS p-value is below [`CLEVER_MIN_PVALUE`] (or no fit is possible:
+//! fewer than 3 maxima, or all equal, as for a locally linear model) `L` falls back to
+//! the largest maximum. The score is `min(g(x0) / L, R)`.
 //!
-//! One more fallback than the paper's: when the likelihood has no maximum inside the
-//! fit's search box ([`crate::WeibullFit::interior`] is false), the maxima show no upper
-//! end (their best description is the Gumbel limit, shape and location going to
-//! infinity) and the location is wherever the search stopped, often thousands of times
-//! the sample maximum; the KS test cannot tell, as the Gumbel-like fit matches the sample
-//! well. With few maxima (`N_b = 50`) this happened to about one estimate in ten on the
-//! study's classifier and gave scores near zero; such estimates also fall back to the
-//! sample maximum, and [`CleverEstimate::fallback`] says so.
+//! The penalty matters: with few maxima (`N_b = 50`) whose upper tail looks Gumbel-like,
+//! the plain likelihood grows as shape and location go to infinity together, and the
+//! plain fit put `L` at 7 and 13 times the sample maximum on two of GapCnn's first ten
+//! test images (issue #22; docs/results/clever_reference.md). One more fallback than
+//! the paper's guards what is left of that: when the fit has no maximum inside its
+//! search box ([`crate::WeibullFit::interior`] is false) the location is wherever the
+//! search stopped, so `L` is the sample maximum and [`CleverEstimate::fallback`] says
+//! so. With the penalty, heavy tails end in a KS rejection instead.
 
 use serde::{Deserialize, Serialize};
 
@@ -274,19 +275,15 @@ mod tests {
     }
 
     #[test]
-    fn a_fit_without_an_upper_end_falls_back_to_the_maximum() {
-        // Pareto quantiles: no upper end, so the fit's location is meaningless.
+    fn a_sample_without_an_upper_end_falls_back_to_the_maximum() {
+        // Pareto quantiles: no upper end. The penalised fit keeps a moderate shape,
+        // which the KS test rejects, so L is the sample maximum.
         let maxima: Vec<f64> = (0..100)
             .map(|i| ((i as f64 + 0.5) / 100.0).powf(-0.5))
             .collect();
         let est = clever_score_from_maxima(&maxima, 1.0, 5.0).unwrap();
-        assert_eq!(est.fallback, Some(Fallback::NoUpperEnd), "{est:?}");
+        assert_eq!(est.fallback, Some(Fallback::PoorFit), "{est:?}");
         assert!(est.fell_back_to_max());
-        let fit = est.fit.unwrap();
-        assert!(
-            !fit.interior && fit.ks_pvalue >= CLEVER_MIN_PVALUE,
-            "{fit:?}"
-        );
         assert_eq!(est.lipschitz, maxima[0]);
         assert_eq!(est.score, 1.0 / maxima[0]);
     }

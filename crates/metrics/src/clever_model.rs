@@ -32,6 +32,9 @@ pub struct CleverReport {
     pub closest_class: u32,
     /// Per class `j`: its estimate.
     pub per_class: Vec<(u32, CleverEstimate)>,
+    /// Per class, in the order of `per_class`: the `N_b` batch maxima of the gradient
+    /// norms that were fitted (to compare with another implementation's).
+    pub batch_maxima: Vec<Vec<f64>>,
     /// Gradient evaluations spent.
     pub gradient_evaluations: usize,
 }
@@ -131,6 +134,7 @@ pub fn clever_score<M: Classifier + ?Sized>(
         .and_then(|t| t.to_dtype(DType::F32)?.to_vec1())
         .map_err(cerr)?;
     let mut per_class = Vec::with_capacity(classes.len());
+    let mut batch_maxima = Vec::with_capacity(classes.len());
     let mut evaluations = 0;
     for (ci, &j) in classes.iter().enumerate() {
         // One stream per class, so a class's estimate does not depend on the others.
@@ -158,6 +162,7 @@ pub fn clever_score<M: Classifier + ?Sized>(
             j as u32,
             clever_score_from_maxima(&maxima, margin, config.radius)?,
         ));
+        batch_maxima.push(maxima);
     }
     let (closest_class, best) = per_class
         .iter()
@@ -169,6 +174,7 @@ pub fn clever_score<M: Classifier + ?Sized>(
         score: best,
         closest_class,
         per_class,
+        batch_maxima,
         gradient_evaluations: evaluations,
     })
 }
@@ -288,6 +294,8 @@ mod tests {
         let b = clever_score(&model, &x0, CleverTarget::RunnerUp, &config, 3).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.per_class.len(), 1);
+        assert_eq!(a.batch_maxima.len(), 1);
+        assert_eq!(a.batch_maxima[0].len(), config.nb);
         assert_eq!(a.score, 0.01, "capped at the radius");
         assert!(clever_score(&model, &x0, CleverTarget::Class(a.class), &config, 3).is_err());
     }

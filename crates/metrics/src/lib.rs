@@ -71,5 +71,5 @@ pub use map_change::{
 pub use ssim::{ssim, ssim_with_window, SsimWindow, SSIM_K1, SSIM_K2};
 pub use weibull::{
     fit_reverse_weibull, fit_reverse_weibull_with_shapes, ReverseWeibull, WeibullFit,
-    CLEVER_SHAPE_INITS,
+    CLEVER_SHAPE_INITS, CLEVER_SHAPE_PENALTY,
 };
