@@ -93,11 +93,13 @@ fn decode_stream(
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let data_len = dims
+    // The announced size must be a number, header included: dimensions whose product
+    // is near 2^64 would otherwise wrap to a few bytes and slip under any cap (#24).
+    let (data_len, expected) = dims
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+        .and_then(|data| Some((data, data.checked_add(header_len as u64)?)))
         .ok_or_else(|| Defect::BadDimensions { dims: dims.clone() })?;
-    let expected = header_len as u64 + data_len;
     if let Some(cap) = max_bytes {
         if expected > cap {
             return Err(Defect::TooLarge {
@@ -377,6 +379,44 @@ mod tests {
             img.extend_from_slice(&u32::MAX.to_be_bytes());
         }
         assert!(parse_images(&img).is_err());
+    }
+
+    /// Regression (#24, found by the `fuzz_idx` harness): dimensions whose product is
+    /// `u64::MAX` (4294967295 x 641 x 6700417) made the announced size, header added,
+    /// wrap to 15 bytes; a capped read then passed the cap and read every byte the file
+    /// held (a panic on overflow in a debug build).
+    #[test]
+    fn announced_size_overflowing_with_the_header_is_refused() {
+        let dims = [u32::MAX, 641, 6_700_417];
+        assert_eq!(
+            dims.iter().map(|&d| u64::from(d)).product::<u64>(),
+            u64::MAX
+        );
+        let mut liar = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for d in dims {
+            liar.extend_from_slice(&d.to_be_bytes());
+        }
+        liar.resize(16 + (1 << 20), 0);
+        assert_eq!(
+            parse_images(&liar),
+            Err(Defect::BadDimensions {
+                dims: dims.to_vec()
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrap-idx3-ubyte.gz");
+        std::fs::write(&path, gzip(&liar)).unwrap();
+        let err = read_images_capped(&path, Some(1 << 10)).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DataError::Format {
+                    defect: Defect::BadDimensions { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     proptest! {

@@ -26,6 +26,7 @@
 
 mod dataset;
 mod error;
+mod footer;
 pub mod hub;
 pub mod idx;
 mod parquet;

@@ -153,7 +153,9 @@ pub fn check_finite(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
     names.sort();
     for name in names {
         let t = &tensors[name];
-        if !t.dtype().is_float() {
+        // An empty tensor holds no value to check, and candle would walk every one of
+        // its (empty) blocks: a shape like [2^40, 0] took hours (#24, fuzz_safetensors).
+        if !t.dtype().is_float() || t.elem_count() == 0 {
             continue;
         }
         let values = t
@@ -294,5 +296,22 @@ mod tests {
         tensors.remove("a");
         tensors.remove("b");
         assert_eq!(check_finite(&tensors), Ok(()));
+    }
+
+    /// Regression (#24, found by `fuzz_safetensors_generated_files`): a tensor with no
+    /// elements but a huge other dimension (a 100-byte file) made `check_finite`, and so
+    /// every checkpoint load, run for hours in candle's block-by-block conversion.
+    #[test]
+    fn empty_tensors_with_huge_dimensions_are_checked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.safetensors");
+        let header = br#"{"e":{"dtype":"F32","shape":[1099511627776,0],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        std::fs::write(&path, bytes).unwrap();
+        let start = std::time::Instant::now();
+        let tensors = read_safetensors(&path, &Device::Cpu).unwrap();
+        assert_eq!(tensors["e"].dims(), [1 << 40, 0]);
+        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
     }
 }
