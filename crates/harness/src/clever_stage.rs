@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::{csv, write_atomic};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
-use crate::runner::{Models, Progress, Type2Figures};
+use crate::runner::{smallest_found, Models, Progress, Type2Figures};
 
 /// One image's CLEVER scores and found perturbations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,11 +145,7 @@ pub fn run_clever(
         let l2 = score(Norm::L2, config.clever_radius_l2)?;
         let linf = score(Norm::Linf, config.clever_radius_linf)?;
         let pick = |names: &[&str], f: fn(&Type2Figures) -> &Vec<Option<f64>>| {
-            type2
-                .iter()
-                .filter(|t| names.contains(&t.attack.as_str()))
-                .filter_map(|t| f(t).get(i).copied().flatten())
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+            smallest_found(type2, names, i, f).map(|(v, _)| v)
         };
         rows.push(CleverRow {
             index: i,

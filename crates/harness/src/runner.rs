@@ -198,6 +198,30 @@ pub struct Type2Figures {
     pub examples: Vec<Type2Example>,
 }
 
+/// The smallest successful perturbation among `names`' attacks on test image `i`, and
+/// which attack found it (`names` empty: every attack).
+pub fn smallest_found(
+    type2: &[Type2Figures],
+    names: &[&str],
+    i: usize,
+    norm: fn(&Type2Figures) -> &Vec<Option<f64>>,
+) -> Option<(f64, String)> {
+    type2
+        .iter()
+        .filter(|t| names.is_empty() || names.contains(&t.attack.as_str()))
+        .filter_map(|t| {
+            norm(t)
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|v| (v, t.attack.clone()))
+        })
+        .fold(None, |m: Option<(f64, String)>, v| match m {
+            Some(m) if m.0 <= v.0 => Some(m),
+            _ => Some(v),
+        })
+}
+
 /// The attacks of the configuration, by name.
 pub fn type2_attacks(c: &ExperimentConfig) -> Vec<Box<dyn Attack>> {
     let pgd = |eps, step_size| PgdConfig {

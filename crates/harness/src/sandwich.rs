@@ -25,7 +25,7 @@ use crate::artifact::{csv, write_atomic};
 use crate::clever_stage::CleverFigures;
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
-use crate::runner::{Models, Progress, Type2Figures};
+use crate::runner::{smallest_found, Models, Progress, Type2Figures};
 
 /// The Linf bisection stops when the bracket is at most this wide relative to its top...
 pub const PGD_BISECTION_RELATIVE: f64 = 0.01;
@@ -176,30 +176,6 @@ pub fn smallest_pgd_linf(
         }
     }
     Ok(Some((hi, linf)))
-}
-
-/// The smallest successful perturbation among `names`' attacks on test image `i`, and
-/// which attack found it.
-fn smallest_found(
-    type2: &[Type2Figures],
-    names: &[&str],
-    i: usize,
-    norm: fn(&Type2Figures) -> &Vec<Option<f64>>,
-) -> Option<(f64, String)> {
-    type2
-        .iter()
-        .filter(|t| names.is_empty() || names.contains(&t.attack.as_str()))
-        .filter_map(|t| {
-            norm(t)
-                .get(i)
-                .copied()
-                .flatten()
-                .map(|v| (v, t.attack.clone()))
-        })
-        .fold(None, |m: Option<(f64, String)>, v| match m {
-            Some(m) if m.0 <= v.0 => Some(m),
-            _ => Some(v),
-        })
 }
 
 /// Runs the sandwich on the CLEVER stage's images; writes `sandwich.csv` (the figure,
