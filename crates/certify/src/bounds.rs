@@ -116,36 +116,95 @@ pub fn margin_bounds(
     eps: f64,
     method: Method,
 ) -> Result<MarginBounds> {
+    let n = net.input_len();
+    if image.elem_count() != n {
+        return Err(input(format!(
+            "the image has shape {:?}, the network takes {:?}",
+            image.dims(),
+            net.input_shape()
+        )));
+    }
+    let mut one =
+        margin_bounds_batch(net, &image.reshape((1, n))?, &[class], norm, &[eps], method)?;
+    Ok(one.remove(0))
+}
+
+/// [`margin_bounds`] for a batch of images in one pass (`images`: `N x ...`), image `i`
+/// for `classes[i]` at radius `eps[i]`. Each image's bounds are its own (the same
+/// relaxations as alone); the batch only shares the tensor operations. Memory grows
+/// with `N`: [`images_per_batch`] says how many fit a budget.
+pub fn margin_bounds_batch(
+    net: &Network,
+    images: &Tensor,
+    classes: &[usize],
+    norm: Norm,
+    eps: &[f64],
+    method: Method,
+) -> Result<Vec<MarginBounds>> {
     let k = net.num_classes();
-    if class >= k {
+    if let Some(&class) = classes.iter().find(|&&c| c >= k) {
         return Err(input(format!(
             "class {class} is out of range: the network has {k} classes"
         )));
     }
-    let region = Region::new(net, image, norm, eps)?;
+    if classes.len() != eps.len() {
+        return Err(input(format!(
+            "{} classes and {} radii: need one of each per image",
+            classes.len(),
+            eps.len()
+        )));
+    }
+    let region = Region::batch(net, images, norm, eps)?;
     let ivs = layer_intervals(net, &region, method)?;
-    let spec = spec_matrix(k, class)?;
-    let mut lower = ibp_margins(net, &ivs, &spec, class)?;
+    let spec = spec_matrix(k, classes)?;
+    let mut lower = ibp_margins(net, &ivs, &spec, classes)?;
     if let Method::Crown(_) = method {
         let crown = backward_lower(net, net.len(), spec, &ivs, &region)?;
         for (l, c) in lower.iter_mut().zip(crown) {
             *l = l.max(c);
         }
     }
-    let others = (0..k).filter(|&j| j != class);
-    Ok(MarginBounds {
-        class,
-        norm,
-        eps,
-        margins: others
-            .zip(lower)
-            .map(|(other, lower)| Margin { other, lower })
-            .collect(),
-    })
+    Ok(classes
+        .iter()
+        .zip(eps)
+        .zip(lower.chunks(k - 1))
+        .map(|((&class, &eps), lower)| MarginBounds {
+            class,
+            norm,
+            eps,
+            margins: (0..k)
+                .filter(|&j| j != class)
+                .zip(lower)
+                .map(|(other, &lower)| Margin { other, lower })
+                .collect(),
+        })
+        .collect())
 }
 
+/// Memory one image takes in a bound evaluation, in bytes: the backward pass holds a few
+/// `A` matrices of `(classes - 1) x` the widest layer in `f64`, plus the intervals.
+fn bytes_per_image(net: &Network) -> usize {
+    let widest = (0..=net.len())
+        .map(|i| net.shape(i).iter().product::<usize>())
+        .max()
+        .unwrap_or(1);
+    let layers: usize = (0..=net.len())
+        .map(|i| net.shape(i).iter().product::<usize>())
+        .sum();
+    8 * (4 * (net.num_classes() - 1) * widest + 2 * layers)
+}
+
+/// How many images one batched bound evaluation takes so that its memory stays about
+/// within `budget_bytes` (at least 1; CROWN's intermediate bounds chunk their own rows).
+pub fn images_per_batch(net: &Network, budget_bytes: usize) -> usize {
+    (budget_bytes / bytes_per_image(net)).max(1)
+}
+
+/// Default memory budget of a batched bound evaluation: 256 MB.
+pub const DEFAULT_BATCH_BYTES: usize = 256 << 20;
+
 /// The bounds of every layer's input the method uses (`[0]` the input box, the last
-/// the logits).
+/// the logits), `N x shape` for the region's `N` images.
 pub fn layer_intervals(net: &Network, region: &Region, method: Method) -> Result<Vec<Interval>> {
     match method {
         Method::Ibp | Method::Crown(Intermediate::Ibp) => intervals(net, region, |_, _| Ok(None)),
@@ -155,40 +214,55 @@ pub fn layer_intervals(net: &Network, region: &Region, method: Method) -> Result
     }
 }
 
-/// Rows `e_class - e_j` for `j != class`: `(k - 1) x k`.
-fn spec_matrix(k: usize, class: usize) -> Result<Tensor> {
-    let mut m = Vec::with_capacity((k - 1) * k);
-    for j in (0..k).filter(|&j| j != class) {
-        m.extend((0..k).map(|t| match t {
-            t if t == class => 1.0,
-            t if t == j => -1.0,
-            _ => 0.0,
-        }));
+/// Rows `e_class - e_j` for `j != class`, per image: `(N (k - 1)) x k`.
+fn spec_matrix(k: usize, classes: &[usize]) -> Result<Tensor> {
+    let mut m = Vec::with_capacity(classes.len() * (k - 1) * k);
+    for &class in classes {
+        for j in (0..k).filter(|&j| j != class) {
+            m.extend((0..k).map(|t| match t {
+                t if t == class => 1.0,
+                t if t == j => -1.0,
+                _ => 0.0,
+            }));
+        }
     }
-    Ok(Tensor::from_vec(m, (k - 1, k), &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        m,
+        (classes.len() * (k - 1), k),
+        &Device::Cpu,
+    )?)
 }
 
-/// IBP's margin bounds. With a linear last layer, the margin's row `C W` is folded into
-/// it (Gowal et al.), tighter than `l_class - u_j`.
-fn ibp_margins(net: &Network, ivs: &[Interval], spec: &Tensor, class: usize) -> Result<Vec<f64>> {
+/// IBP's margin bounds, per image then other class. With a linear last layer, the
+/// margin's row `C W` is folded into it (Gowal et al.), tighter than `l_class - u_j`.
+fn ibp_margins(
+    net: &Network,
+    ivs: &[Interval],
+    spec: &Tensor,
+    classes: &[usize],
+) -> Result<Vec<f64>> {
     let n = net.len();
+    let images = classes.len();
     if let Some(Op::Linear { w, b, .. }) = net.ops().last() {
+        let k = net.num_classes();
         let (cw, cb) = (spec.matmul(w)?, spec.matmul(&b.unsqueeze(1)?)?.squeeze(1)?);
+        let m = cw.dim(1)?;
+        let cw = cw.reshape((images, k - 1, m))?;
         let iv = &ivs[n - 1];
-        let mid = ((&iv.lower + &iv.upper)? * 0.5)?
-            .flatten_all()?
-            .unsqueeze(1)?;
-        let rad = ((&iv.upper - &iv.lower)? * 0.5)?
-            .flatten_all()?
-            .unsqueeze(1)?;
-        let lower = ((cw.matmul(&mid)? - cw.abs()?.matmul(&rad)?)?.squeeze(1)? + cb)?;
-        return Ok(lower.to_vec1()?);
+        let col = |t: Tensor| t.reshape((images, m, 1));
+        let mid = col(((&iv.lower + &iv.upper)? * 0.5)?)?;
+        let rad = col(((&iv.upper - &iv.lower)? * 0.5)?)?;
+        let lower = (cw.matmul(&mid)? - cw.abs()?.matmul(&rad)?)?.flatten_all()?;
+        return Ok((lower + cb)?.to_vec1()?);
     }
     let (l, u) = ivs[n].to_vecs()?;
-    Ok((0..l.len())
-        .filter(|&j| j != class)
-        .map(|j| l[class] - u[j])
-        .collect())
+    let k = l.len() / images;
+    let mut out = Vec::with_capacity(images * (k - 1));
+    for (g, &class) in classes.iter().enumerate() {
+        let (l, u) = (&l[g * k..(g + 1) * k], &u[g * k..(g + 1) * k]);
+        out.extend((0..k).filter(|&j| j != class).map(|j| l[class] - u[j]));
+    }
+    Ok(out)
 }
 
 /// How the radius is searched: bisection on `[0, upper]` until the bracket is at most
@@ -255,6 +329,46 @@ pub fn certified_radius(
     method: Method,
     search: RadiusSearch,
 ) -> Result<CertifiedRadius> {
+    let n = net.input_len();
+    if image.elem_count() != n {
+        return Err(input(format!(
+            "the image has shape {:?}, the network takes {:?}",
+            image.dims(),
+            net.input_shape()
+        )));
+    }
+    let mut one = certified_radii(net, &image.reshape((1, n))?, &[class], norm, method, search)?;
+    Ok(one.remove(0))
+}
+
+/// Where one image's bisection stands.
+enum Search {
+    /// Next: the image itself (radius 0).
+    Zero,
+    /// Next: `search.upper`.
+    Top(MarginBounds),
+    /// Bisecting `[lo, hi]`; `at_lo` are the bounds at `lo`.
+    Bisect {
+        lo: f64,
+        hi: f64,
+        at_lo: MarginBounds,
+    },
+    /// Finished.
+    Done(CertifiedRadius),
+}
+
+/// [`certified_radius`] of every image of `images` (`N x ...`) for `classes[i]`, the
+/// bisections run in lockstep so each bound evaluation covers every unfinished image
+/// (in batches of [`images_per_batch`] under [`DEFAULT_BATCH_BYTES`]). Each image
+/// takes the same steps as alone: the same radius and evaluation count.
+pub fn certified_radii(
+    net: &Network,
+    images: &Tensor,
+    classes: &[usize],
+    norm: Norm,
+    method: Method,
+    search: RadiusSearch,
+) -> Result<Vec<CertifiedRadius>> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     let valid = positive(search.upper)
         && positive(search.tolerance)
@@ -265,48 +379,97 @@ pub fn certified_radius(
             "the radius search needs upper > 0, tolerance > 0, relative >= 0, got {search:?}"
         )));
     }
-    let bounds = |eps| margin_bounds(net, image, class, norm, eps, method);
-    let mut evaluations = 1;
-    let zero = bounds(0.0)?;
-    if !zero.certified() {
-        return Ok(CertifiedRadius {
+    let count = images.dims().first().copied().unwrap_or(0);
+    if count != classes.len() {
+        return Err(input(format!(
+            "{count} images and {} classes: need one class per image",
+            classes.len()
+        )));
+    }
+    let batch = images_per_batch(net, DEFAULT_BATCH_BYTES);
+    let mut state: Vec<Search> = (0..count).map(|_| Search::Zero).collect();
+    let mut evaluations = vec![0usize; count];
+    loop {
+        // The radius each unfinished image asks for next.
+        let asks: Vec<(usize, f64)> = state
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Search::Zero => Some((i, 0.0)),
+                Search::Top(_) => Some((i, search.upper)),
+                Search::Bisect { lo, hi, .. } => Some((i, 0.5 * (lo + hi))),
+                Search::Done(_) => None,
+            })
+            .collect();
+        if asks.is_empty() {
+            break;
+        }
+        for part in asks.chunks(batch) {
+            let idx: Vec<u32> = part.iter().map(|&(i, _)| i as u32).collect();
+            let idx = Tensor::from_vec(idx, part.len(), images.device())?;
+            let sub = images.index_select(&idx, 0)?;
+            let cls: Vec<usize> = part.iter().map(|&(i, _)| classes[i]).collect();
+            let eps: Vec<f64> = part.iter().map(|&(_, e)| e).collect();
+            let bounds = margin_bounds_batch(net, &sub, &cls, norm, &eps, method)?;
+            for (&(i, eps), b) in part.iter().zip(bounds) {
+                evaluations[i] += 1;
+                let s = std::mem::replace(&mut state[i], Search::Zero);
+                state[i] = advance(s, eps, b, search, evaluations[i]);
+            }
+        }
+    }
+    Ok(state
+        .into_iter()
+        .map(|s| match s {
+            Search::Done(r) => r,
+            _ => unreachable!("the loop ends when every search is done"),
+        })
+        .collect())
+}
+
+/// One bisection step of one image, given the bounds `b` at the radius `eps` it asked for.
+fn advance(
+    s: Search,
+    eps: f64,
+    b: MarginBounds,
+    search: RadiusSearch,
+    evaluations: usize,
+) -> Search {
+    let finish = |lo: f64, hi: f64, at_lo: MarginBounds| {
+        if hi - lo > search.width(lo) {
+            Search::Bisect { lo, hi, at_lo }
+        } else {
+            Search::Done(CertifiedRadius {
+                radius: lo,
+                certified_at_zero: true,
+                not_certified: hi,
+                search,
+                evaluations,
+                at_radius: at_lo,
+            })
+        }
+    };
+    match s {
+        Search::Zero if !b.certified() => Search::Done(CertifiedRadius {
             radius: 0.0,
             certified_at_zero: false,
             not_certified: 0.0,
             search,
             evaluations,
-            at_radius: zero,
-        });
+            at_radius: b,
+        }),
+        Search::Zero => Search::Top(b),
+        Search::Top(_) if b.certified() => finish(search.upper, search.upper, b),
+        Search::Top(zero) => finish(0.0, search.upper, zero),
+        Search::Bisect { hi, .. } if b.certified() => finish(eps, hi, b),
+        Search::Bisect { lo, at_lo, .. } => finish(lo, eps, at_lo),
+        done @ Search::Done(_) => done,
     }
-    let (mut lo, mut hi) = (0.0, search.upper);
-    let mut at_lo = zero;
-    let top = bounds(hi)?;
-    evaluations += 1;
-    if top.certified() {
-        (lo, at_lo) = (hi, top);
-    }
-    while hi - lo > search.width(lo) {
-        let mid = 0.5 * (lo + hi);
-        let b = bounds(mid)?;
-        evaluations += 1;
-        if b.certified() {
-            (lo, at_lo) = (mid, b);
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(CertifiedRadius {
-        radius: lo,
-        certified_at_zero: true,
-        not_certified: hi,
-        search,
-        evaluations,
-        at_radius: at_lo,
-    })
 }
 
 /// The fraction of `images` (`N x input shape`) certified for their `labels` at each
-/// radius of `eps` (an image not classified as its label is never certified).
+/// radius of `eps` (an image not classified as its label is never certified); the
+/// images of each radius bounded in batches.
 pub fn verified_accuracy(
     net: &Network,
     images: &Tensor,
@@ -322,13 +485,21 @@ pub fn verified_accuracy(
             labels.len()
         )));
     }
+    let batch = images_per_batch(net, DEFAULT_BATCH_BYTES);
     let mut certified = vec![0usize; eps.len()];
-    for (i, &label) in labels.iter().enumerate() {
-        let image = images.get(i)?;
-        for (count, &e) in certified.iter_mut().zip(eps) {
-            if margin_bounds(net, &image, label, norm, e, method)?.certified() {
-                *count += 1;
-            }
+    for (count, &e) in certified.iter_mut().zip(eps) {
+        for start in (0..n).step_by(batch) {
+            let m = batch.min(n - start);
+            let sub = images.narrow(0, start, m)?;
+            let bounds = margin_bounds_batch(
+                net,
+                &sub,
+                &labels[start..start + m],
+                norm,
+                &vec![e; m],
+                method,
+            )?;
+            *count += bounds.iter().filter(|b| b.certified()).count();
         }
     }
     Ok(certified.iter().map(|&c| c as f64 / n as f64).collect())

@@ -25,8 +25,9 @@ use crate::network::{Network, Op};
 use crate::region::{Norm, Region};
 
 /// Lower bounds of the rows of `a · v`, where `v` is the input of layer `upto` (the
-/// output of layer `upto - 1`) and `a` is `rows x shape(upto)`, over the region;
-/// `ivs[i]` bounds the input of each nonlinear layer `i < upto`.
+/// output of layer `upto - 1`) and `a` is `(N R) x shape(upto)`: `R` rows per image of
+/// the region, image by image. `ivs[i]` bounds the input of each nonlinear layer
+/// `i < upto` (`N x shape`). Returns the `N R` bounds in the order of `a`'s rows.
 pub(crate) fn backward_lower(
     net: &Network,
     upto: usize,
@@ -49,19 +50,36 @@ pub(crate) fn backward_lower(
     Ok(c.to_vec1()?)
 }
 
-/// `min` of `a x` over the region, per row of `a` (`rows x n`).
+/// `a` (`(N R) x ...`) times a per-image tensor `t` (`N x ...`, the same trailing
+/// size): the rows of image `g` are scaled by `t[g]`.
+fn per_image_mul(a: &Tensor, t: &Tensor) -> Result<Tensor> {
+    let images = t.dim(0)?;
+    let dims = a.dims().to_vec();
+    let m: usize = dims[1..].iter().product();
+    let rows = dims[0] / images;
+    Ok(a.reshape((images, rows, m))?
+        .broadcast_mul(&t.reshape((images, 1, m))?)?
+        .reshape(dims)?)
+}
+
+/// `min` of `a x` over the region, per row of `a` (`(N R) x n`, rows of image `g`
+/// over image `g`'s ball).
 fn concretise(a: &Tensor, region: &Region) -> Result<Tensor> {
-    let col = |t: &Tensor| t.flatten_all().and_then(|t| t.unsqueeze(1));
+    let images = region.len();
+    let (rows, n) = a.dims2()?;
+    let a = a.reshape((images, rows / images, n))?;
+    let col = |t: &Tensor| t.reshape((images, n, 1));
     Ok(match region.norm {
         Norm::Linf => {
             let pos = a.relu()?;
-            let neg = (a - &pos)?;
-            (pos.matmul(&col(&region.lower)?)? + neg.matmul(&col(&region.upper)?)?)?.squeeze(1)?
+            let neg = (&a - &pos)?;
+            (pos.matmul(&col(&region.lower)?)? + neg.matmul(&col(&region.upper)?)?)?
+                .flatten_all()?
         }
         Norm::L2 => {
-            let dot = a.matmul(&col(&region.center)?)?.squeeze(1)?;
-            let norm = a.sqr()?.sum(1)?.sqrt()?;
-            (dot - (norm * region.eps)?)?
+            let dot = a.matmul(&col(&region.center)?)?.squeeze(2)?;
+            let norm = a.sqr()?.sum(2)?.sqrt()?;
+            (dot - norm.broadcast_mul(&region.eps_tensor(2)?)?)?.flatten_all()?
         }
     })
 }
@@ -120,8 +138,8 @@ fn backward_step(
             let (ls, us, ui) = relu_lines(iv)?;
             let pos = a.relu()?;
             let neg = (&a - &pos)?;
-            let add = neg.broadcast_mul(&ui)?.flatten_from(1)?.sum(1)?;
-            let next = (pos.broadcast_mul(&ls)? + neg.broadcast_mul(&us)?)?;
+            let add = per_image_mul(&neg, &ui)?.flatten_from(1)?.sum(1)?;
+            let next = (per_image_mul(&pos, &ls)? + per_image_mul(&neg, &us)?)?;
             (next, Some(add))
         }
         Op::MaxPool { k } => max_pool_backward(*k, in_shape, &a, iv)?,
@@ -136,7 +154,7 @@ fn backward_step(
     })
 }
 
-/// The ReLU's lower slope, upper slope and upper intercept per neuron (`1 x shape`).
+/// The ReLU's lower slope, upper slope and upper intercept per neuron (`N x shape`).
 fn relu_lines(iv: &Interval) -> Result<(Tensor, Tensor, Tensor)> {
     let (l, u) = iv.to_vecs()?;
     let n = l.len();
@@ -157,7 +175,8 @@ fn relu_lines(iv: &Interval) -> Result<(Tensor, Tensor, Tensor)> {
     Ok((t(ls)?, t(us)?, t(ui)?))
 }
 
-/// Max-pool backwards with DeepPoly's lines (see the module doc).
+/// Max-pool backwards with DeepPoly's lines (see the module doc), each image's rows
+/// with its own bounds.
 fn max_pool_backward(
     k: usize,
     in_shape: &[usize],
@@ -166,31 +185,39 @@ fn max_pool_backward(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
     let (ho, wo) = (h / k, w / k);
+    let (n_out, n_in) = (c * ho * wo, c * h * w);
+    let images = iv.lower.dim(0)?;
     let (l, u) = iv.to_vecs()?;
-    // Per output: the input its lower line picks, whether that is exact, and max u.
-    let mut pick = Vec::with_capacity(c * ho * wo);
-    for ch in 0..c {
-        for oi in 0..ho {
-            for oj in 0..wo {
-                let cells = (0..k * k).map(|t| ch * h * w + (oi * k + t / k) * w + oj * k + t % k);
-                let best = cells
-                    .clone()
-                    .max_by(|&x, &y| l[x].total_cmp(&l[y]))
-                    .unwrap_or(0);
-                let others = cells.clone().filter(|&x| x != best).map(|x| u[x]);
-                let exact = others.fold(f64::NEG_INFINITY, f64::max) <= l[best];
-                let max_u = cells.map(|x| u[x]).fold(f64::NEG_INFINITY, f64::max);
-                pick.push((best, exact, max_u));
+    // Per image and output: the input its lower line picks, whether that is exact, and
+    // max u.
+    let mut pick = Vec::with_capacity(images * n_out);
+    for g in 0..images {
+        let (l, u) = (&l[g * n_in..(g + 1) * n_in], &u[g * n_in..(g + 1) * n_in]);
+        for ch in 0..c {
+            for oi in 0..ho {
+                for oj in 0..wo {
+                    let cells =
+                        (0..k * k).map(|t| ch * h * w + (oi * k + t / k) * w + oj * k + t % k);
+                    let best = cells
+                        .clone()
+                        .max_by(|&x, &y| l[x].total_cmp(&l[y]))
+                        .unwrap_or(0);
+                    let others = cells.clone().filter(|&x| x != best).map(|x| u[x]);
+                    let exact = others.fold(f64::NEG_INFINITY, f64::max) <= l[best];
+                    let max_u = cells.map(|x| u[x]).fold(f64::NEG_INFINITY, f64::max);
+                    pick.push((best, exact, max_u));
+                }
             }
         }
     }
     let rows = a.dim(0)?;
+    let per_image = rows / images;
     let av: Vec<f64> = a.flatten_all()?.to_vec1()?;
-    let (n_out, n_in) = (c * ho * wo, c * h * w);
     let mut next = vec![0.0; rows * n_in];
     let mut add = vec![0.0; rows];
     for r in 0..rows {
-        for (o, &(best, exact, max_u)) in pick.iter().enumerate() {
+        let g = r / per_image;
+        for (o, &(best, exact, max_u)) in pick[g * n_out..(g + 1) * n_out].iter().enumerate() {
             let lambda = av[r * n_out + o];
             if lambda >= 0.0 || exact {
                 next[r * n_in + best] += lambda;
@@ -233,10 +260,11 @@ fn ibp_is_exact(net: &Network, i: usize) -> bool {
         && ops.iter().filter(|op| op.is_affine()).count() <= 1
 }
 
-/// CROWN's bounds on the input of layer `i` (rows of the identity and its negation,
-/// pushed back in chunks that keep `A` under about 256 MB), when layer `i` is nonlinear,
-/// layer `i - 1` is not (after a ReLU, IBP's monotone step is exact), IBP is not
-/// already exact there, and the cost is within `budget` multiply-adds.
+/// CROWN's bounds on the input of layer `i` for every image of the region (rows of the
+/// identity and its negation per image, pushed back in chunks that keep `A` under about
+/// 256 MB), when layer `i` is nonlinear, layer `i - 1` is not (after a ReLU, IBP's
+/// monotone step is exact), IBP is not already exact there, and the cost is within
+/// `budget` multiply-adds per image.
 pub(crate) fn intermediate(
     net: &Network,
     i: usize,
@@ -247,27 +275,36 @@ pub(crate) fn intermediate(
     if !uses_crown(net, i, budget) {
         return Ok(None);
     }
+    let images = region.len();
     let shape = net.shape(i);
     let n: usize = shape.iter().product();
     let widest = (0..=i)
         .map(|j| net.shape(j).iter().product::<usize>())
         .max()
         .unwrap_or(n);
-    let chunk = ((256usize << 20) / (16 * widest)).clamp(1, n);
-    let (mut lower, mut upper) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let chunk = ((256usize << 20) / (16 * widest * images)).clamp(1, n);
+    let (mut lower, mut upper) = (vec![0.0; images * n], vec![0.0; images * n]);
     for start in (0..n).step_by(chunk) {
         let m = chunk.min(n - start);
-        let mut eye = vec![0.0; 2 * m * n];
-        for r in 0..m {
-            eye[r * n + start + r] = 1.0;
-            eye[(m + r) * n + start + r] = -1.0;
+        let mut eye = vec![0.0; images * 2 * m * n];
+        for g in 0..images {
+            let block = g * 2 * m;
+            for r in 0..m {
+                eye[(block + r) * n + start + r] = 1.0;
+                eye[(block + m + r) * n + start + r] = -1.0;
+            }
         }
-        let mut full = vec![2 * m];
+        let mut full = vec![images * 2 * m];
         full.extend_from_slice(shape);
         let a = Tensor::from_vec(eye, full.as_slice(), &Device::Cpu)?;
         let b = backward_lower(net, i, a, ivs, region)?;
-        lower.extend_from_slice(&b[..m]);
-        upper.extend(b[m..].iter().map(|v| -v));
+        for g in 0..images {
+            let block = &b[g * 2 * m..(g + 1) * 2 * m];
+            for r in 0..m {
+                lower[g * n + start + r] = block[r];
+                upper[g * n + start + r] = -block[m + r];
+            }
+        }
     }
     let dims = ivs[i].lower.dims();
     Ok(Some(Interval {

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::network::{apply, apply_with, Network, Op};
 use crate::region::{Norm, Region};
 
-/// Elementwise bounds on one layer's values, tensors `1 x shape`.
+/// Elementwise bounds on one layer's values, tensors `N x shape` (one row per image).
 #[derive(Debug, Clone)]
 pub struct Interval {
     /// Lower bounds.
@@ -55,8 +55,9 @@ pub(crate) fn step(op: &Op, iv: &Interval) -> Result<Interval> {
 }
 
 /// The first affine layer over the L2 ball, exactly: `W x0 + b ± eps ||W_row||_2`,
-/// where the row norms come from `W²` applied to ones (so zero padding is counted).
-fn l2_first_affine(op: &Op, center: &Tensor, eps: f64) -> Result<Interval> {
+/// where the row norms come from `W²` applied to ones (so zero padding is counted), and
+/// `eps` is each image's radius.
+fn l2_first_affine(op: &Op, center: &Tensor, region: &Region) -> Result<Interval> {
     let c = apply(op, center, true)?;
     let sq = match op {
         Op::Linear { w_sq, b, .. } => Op::Linear {
@@ -81,7 +82,8 @@ fn l2_first_affine(op: &Op, center: &Tensor, eps: f64) -> Result<Interval> {
         },
         _ => unreachable!("called on affine layers only"),
     };
-    let r = (apply(&sq, &center.ones_like()?, false)?.sqrt()? * eps)?;
+    let norms = apply(&sq, &center.ones_like()?, false)?.sqrt()?;
+    let r = norms.broadcast_mul(&region.eps_tensor(norms.rank())?)?;
     Ok(Interval {
         lower: (&c - &r)?,
         upper: (&c + &r)?,
@@ -108,7 +110,7 @@ pub(crate) fn intervals(
             match op {
                 Op::Flatten => center = Some(apply(op, &c, false)?),
                 Op::Linear { .. } | Op::Conv { .. } if region.norm == Norm::L2 => {
-                    next = next.intersect(&l2_first_affine(op, &c, region.eps)?)?;
+                    next = next.intersect(&l2_first_affine(op, &c, region)?)?;
                 }
                 _ => {}
             }

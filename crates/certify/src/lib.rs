@@ -13,8 +13,12 @@
 //!   CROWN bound is intersected with IBP's, so CROWN is never looser.
 //! - [`margin_bounds`] at one radius, [`certified_radius`] by bisection to a stated
 //!   tolerance, [`verified_accuracy`] over a list of radii.
+//! - Batched over images: [`margin_bounds_batch`] (each image its own class and radius)
+//!   and [`certified_radii`] (the bisections in lockstep), in batches of
+//!   [`images_per_batch`] within a memory budget ([`DEFAULT_BATCH_BYTES`]). A batch gives
+//!   every image the same bounds as alone; it only shares the tensor operations.
 //!
-//! Data flow: layers -> [`Network`]; image + norm + eps -> [`Region`] -> IBP intervals
+//! Data flow: layers -> [`Network`]; images + norm + eps -> [`Region`] -> IBP intervals
 //! of every layer's input (tightened by CROWN where chosen) -> margins' lower bounds
 //! (IBP folded into the last linear layer; CROWN from the margin rows backwards) ->
 //! [`MarginBounds`]; bisection over eps -> [`CertifiedRadius`].
@@ -59,8 +63,9 @@ mod region;
 mod soundness;
 
 pub use bounds::{
-    certified_radius, layer_intervals, margin_bounds, verified_accuracy, CertifiedRadius,
-    Intermediate, Margin, MarginBounds, Method, RadiusSearch, DEFAULT_CROWN_BUDGET,
+    certified_radii, certified_radius, images_per_batch, layer_intervals, margin_bounds,
+    margin_bounds_batch, verified_accuracy, CertifiedRadius, Intermediate, Margin, MarginBounds,
+    Method, RadiusSearch, DEFAULT_BATCH_BYTES, DEFAULT_CROWN_BUDGET,
 };
 pub use error::{CertifyError, Result};
 pub use ibp::Interval;

@@ -563,3 +563,86 @@ fn verified_accuracy_counts_certified_images_and_shrinks_with_eps() {
             .is_err()
     );
 }
+
+/// A batch gives each image the bounds it gets alone: on every architecture kind, both
+/// norms and every method, five images with their own class and radius (one of them 0,
+/// one over the whole box); the lockstep bisection gives each image its own radius with
+/// the same number of evaluations. Relaxations are per image, so a batch that mixed
+/// images up (a slope or max-pool choice or ball from another image) would differ.
+#[test]
+fn a_batch_bounds_each_image_as_alone() {
+    for kind in 0..3 {
+        let net = random_net(kind, 90 + kind as u64);
+        let xs: Vec<Tensor> = (0..5).map(|s| image(&net, 200 + s)).collect();
+        let batch = Tensor::stack(&xs, 0).unwrap();
+        let predicted: Vec<usize> = logits(&net, &batch).iter().map(|z| argmax(z)).collect();
+        let k = net.num_classes();
+        // Image 3 asks for a class it is not: its bisection ends at once.
+        let classes: Vec<usize> = (0..5)
+            .map(|g| {
+                if g == 3 {
+                    (predicted[g] + 1) % k
+                } else {
+                    predicted[g]
+                }
+            })
+            .collect();
+        for norm in [Norm::Linf, Norm::L2] {
+            let eps = [0.0, 0.02, 0.05, 0.1, 3.0];
+            for method in [Method::Ibp, Method::crown_ibp(), Method::crown()] {
+                let together =
+                    crate::margin_bounds_batch(&net, &batch, &classes, norm, &eps, method).unwrap();
+                for (g, b) in together.iter().enumerate() {
+                    let alone =
+                        margin_bounds(&net, &xs[g], classes[g], norm, eps[g], method).unwrap();
+                    assert_eq!((b.class, b.eps), (alone.class, alone.eps));
+                    for (m, a) in b.margins.iter().zip(&alone.margins) {
+                        assert_eq!(m.other, a.other);
+                        assert!(
+                            (m.lower - a.lower).abs() <= 1e-10 * (1.0 + a.lower.abs()),
+                            "kind {kind} {norm:?} {} image {g}: {} vs {} alone",
+                            method.name(),
+                            m.lower,
+                            a.lower
+                        );
+                    }
+                }
+                let search = RadiusSearch::default_for(norm, net.input_len());
+                let radii =
+                    crate::certified_radii(&net, &batch, &classes, norm, method, search).unwrap();
+                for (g, r) in radii.iter().enumerate() {
+                    let alone =
+                        certified_radius(&net, &xs[g], classes[g], norm, method, search).unwrap();
+                    assert_eq!(
+                        (
+                            r.radius,
+                            r.not_certified,
+                            r.evaluations,
+                            r.certified_at_zero
+                        ),
+                        (
+                            alone.radius,
+                            alone.not_certified,
+                            alone.evaluations,
+                            alone.certified_at_zero
+                        ),
+                        "kind {kind} {norm:?} {} image {g}",
+                        method.name()
+                    );
+                }
+                assert!(!radii[3].certified_at_zero && radii[3].radius == 0.0);
+                assert!(radii.iter().filter(|r| r.radius > 0.0).count() >= 3);
+            }
+        }
+    }
+    // Mismatched lengths are refused, naming what is wrong.
+    let net = random_net(0, 1);
+    let batch = Tensor::stack(&[image(&net, 1), image(&net, 2)], 0).unwrap();
+    let e = crate::margin_bounds_batch(&net, &batch, &[0], Norm::Linf, &[0.1], Method::Ibp)
+        .unwrap_err();
+    assert!(e.to_string().contains("radii"), "{e}");
+    let search = RadiusSearch::default_for(Norm::Linf, net.input_len());
+    let e =
+        crate::certified_radii(&net, &batch, &[0], Norm::Linf, Method::Ibp, search).unwrap_err();
+    assert!(e.to_string().contains("2 images and 1 classes"), "{e}");
+}
