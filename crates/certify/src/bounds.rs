@@ -7,7 +7,7 @@ use crate::crown::{backward_lower, intermediate, uses_crown};
 use crate::error::{input, Result};
 use crate::ibp::{intervals, Interval};
 use crate::network::{Network, Op};
-use crate::region::{Norm, Region};
+use crate::region::{as_batch_of_one, Norm, Region};
 
 /// Default cost limit of CROWN's intermediate bounds, in multiply-adds per bound
 /// evaluation (about a second on two cores): layers over it get IBP's bounds.
@@ -116,16 +116,8 @@ pub fn margin_bounds(
     eps: f64,
     method: Method,
 ) -> Result<MarginBounds> {
-    let n = net.input_len();
-    if image.elem_count() != n {
-        return Err(input(format!(
-            "the image has shape {:?}, the network takes {:?}",
-            image.dims(),
-            net.input_shape()
-        )));
-    }
-    let mut one =
-        margin_bounds_batch(net, &image.reshape((1, n))?, &[class], norm, &[eps], method)?;
+    let image = as_batch_of_one(net, image)?;
+    let mut one = margin_bounds_batch(net, &image, &[class], norm, &[eps], method)?;
     Ok(one.remove(0))
 }
 
@@ -329,15 +321,8 @@ pub fn certified_radius(
     method: Method,
     search: RadiusSearch,
 ) -> Result<CertifiedRadius> {
-    let n = net.input_len();
-    if image.elem_count() != n {
-        return Err(input(format!(
-            "the image has shape {:?}, the network takes {:?}",
-            image.dims(),
-            net.input_shape()
-        )));
-    }
-    let mut one = certified_radii(net, &image.reshape((1, n))?, &[class], norm, method, search)?;
+    let image = as_batch_of_one(net, image)?;
+    let mut one = certified_radii(net, &image, &[class], norm, method, search)?;
     Ok(one.remove(0))
 }
 

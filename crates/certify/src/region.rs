@@ -41,19 +41,25 @@ pub struct Region {
     pub(crate) eps: Vec<f64>,
 }
 
+/// `image` (any shape with the network's number of inputs) as a batch `1 x n`, or an
+/// error naming both shapes.
+pub(crate) fn as_batch_of_one(net: &Network, image: &Tensor) -> Result<Tensor> {
+    let n = net.input_len();
+    if image.elem_count() != n {
+        return Err(input(format!(
+            "the image has shape {:?}, the network takes {:?}",
+            image.dims(),
+            net.input_shape()
+        )));
+    }
+    Ok(image.reshape((1, n))?)
+}
+
 impl Region {
     /// The ball of radius `eps` around `image` (any shape with the network's number of
     /// inputs, values in [0, 1]).
     pub fn new(net: &Network, image: &Tensor, norm: Norm, eps: f64) -> Result<Self> {
-        let n = net.input_len();
-        if image.elem_count() != n {
-            return Err(input(format!(
-                "the image has shape {:?}, the network takes {:?}",
-                image.dims(),
-                net.input_shape()
-            )));
-        }
-        Self::batch(net, &image.reshape((1, n))?, norm, &[eps])
+        Self::batch(net, &as_batch_of_one(net, image)?, norm, &[eps])
     }
 
     /// One ball per image of `images` (`N x ...`, each image with the network's number
