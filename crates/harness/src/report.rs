@@ -404,7 +404,8 @@ fn sections(
          On the same {} images, f1 = GapCnn, three numbers per image and geometry: the radius \
          {} proves (no adversarial example inside; bisection to 1 %), the CLEVER estimate above, and the \
          smallest adversarial perturbation found. {verdict}\n\n{}\n{}\n\n\
-         Certifying took {} s per image and norm (per image in `sandwich.csv`). The figure sorts the images \
+         Certifying took {} s per image and norm (all images' bisections in lockstep, batched; the \
+         radii per image in `sandwich.csv`). The figure sorts the images \
          by the distance found (log scale).",
         w.rows.len(), w.method,
         geometry("L2", &w.l2, |r| &r.l2, "CW-L2 or DeepFool"),
