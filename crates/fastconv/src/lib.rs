@@ -86,19 +86,19 @@
 //! over random shapes, strides and paddings (proptest; Winograd stays within 1e-5 of
 //! the output's scale, about 5e-6 measured, and within 1e-12 in f64).
 //!
-//! The only `unsafe` in the workspace is in this crate, each block under an item-level
-//! `#[allow(unsafe_code)]` (the workspace denies it): the bounds-checked `gemm` call
-//! (`gemm_paths::matmul`), the MXCSR read and write and `mallopt` ([`runtime`]), two
-//! AVX paths taken only after `is_x86_feature_detected!` (the AVX2+FMA builds of the
-//! Winograd rounds, and an 8x8 f32 transpose in registers whose slices are
-//! bounds-checked first), and unchecked reads and writes in the Winograd hot loops
-//! (`small_gemm`'s blocks, the tile transforms, the output transform), each behind one
-//! assert of the largest index it can reach. The Winograd passes and the im2col forward
-//! (whose `gemm` call does not read its destination) write their outputs (and pooling
-//! codes) into memory that is not zeroed first (`kernels::unwritten`, `MaybeUninit`
-//! until `assume_written`), because they write every value; this crate's unit tests
-//! fill that memory with NaN bytes, so a value left unwritten fails the comparisons
-//! against candle.
+//! The only `unsafe` in the workspace's library code is in this crate, each block under
+//! an item-level `#[allow(unsafe_code)]` (the workspace denies it): the bounds-checked
+//! `gemm` call (`gemm_paths::matmul`), the MXCSR read and write and `mallopt`
+//! ([`runtime`]), two AVX paths taken only after `is_x86_feature_detected!` (the
+//! AVX2+FMA builds of the Winograd rounds, and an 8x8 f32 transpose in registers whose
+//! slices are bounds-checked first), and unchecked reads and writes in the Winograd hot
+//! loops (`small_gemm`'s blocks, the tile transforms, the output transform), each
+//! behind one assert of the largest index it can reach. The Winograd passes and the
+//! im2col forward (whose `gemm` call does not read its destination) write their outputs
+//! (and pooling codes) into memory that is not zeroed first (`kernels::unwritten`,
+//! `MaybeUninit` until `assume_written`), because they write every value; this crate's
+//! unit tests fill that memory with NaN bytes, so a value left unwritten fails the
+//! comparisons against candle.
 //!
 //! # Layout
 //!
