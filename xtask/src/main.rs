@@ -56,8 +56,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Flush denormals on every worker and let malloc reuse freed tensors: together
-    // they are worth tens of percent on the CPU hot paths (see models::fastconv).
-    models::fastconv::tune_cpu_runtime();
+    // they are worth tens of percent on the CPU hot paths (see the fastconv crate).
+    fastconv::runtime::tune_cpu_runtime();
     let result = match cli.command {
         Command::Attack(args) => attack::attack(&args),
         Command::Cam(args) => cam::render(&args),

@@ -11,7 +11,7 @@ use models::{load_model, Classifier, GapCnn};
 const BATCH: usize = 250;
 
 fn attacks(c: &mut Criterion) {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let dev = Device::Cpu;
     let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/weights/gapcnn.safetensors");

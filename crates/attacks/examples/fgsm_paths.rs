@@ -1,4 +1,4 @@
-//! FGSM on GapCnn through each convolution path of `models::fastconv`: the evidence for
+//! FGSM on GapCnn through each convolution path of `fastconv`: the evidence for
 //! the README's note on FGSM against torchattacks.
 //!
 //! ```text
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use attacks::{Attack, Fgsm, Targeting};
 use candle_core::{DType, Device};
-use models::{fastconv, load_model, GapCnn};
+use models::{load_model, GapCnn};
 
 struct Args {
     data_dir: PathBuf,
@@ -96,7 +96,7 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let args = parse()?;
     let device = Device::Cpu;
     let splits = mnist_data::Source::Dir(args.data_dir.clone()).load()?;

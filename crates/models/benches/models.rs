@@ -1,7 +1,7 @@
 //! Throughput of the models' hot paths: inference, a training step, and one
 //! forward+backward with respect to the input (the attack step), each through candle's
-//! own convolutions and pooling (`candle`), through `models::fastconv` with Winograd
-//! off (`fast_gemm`), and through `models::fastconv` as it runs by default (`fast`).
+//! own convolutions and pooling (`candle`), through `fastconv` with Winograd
+//! off (`fast_gemm`), and through `fastconv` as it runs by default (`fast`).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
@@ -18,8 +18,8 @@ const PATHS: [(&str, bool, bool); 3] = [
 
 /// Switches to one path.
 fn select(fast: bool, winograd: bool) {
-    models::fastconv::set_enabled(fast);
-    models::fastconv::set_winograd(winograd);
+    fastconv::set_enabled(fast);
+    fastconv::set_winograd(winograd);
 }
 
 fn inputs(n: usize) -> Tensor {
@@ -29,7 +29,7 @@ fn inputs(n: usize) -> Tensor {
 }
 
 fn gapcnn(c: &mut Criterion) {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let dev = Device::Cpu;
     let (model, varmap) = init_model::<GapCnn>(0, DType::F32, &dev).expect("init");
     let mut g = c.benchmark_group("gapcnn");
@@ -93,7 +93,7 @@ fn gapcnn(c: &mut Criterion) {
 }
 
 fn svae(c: &mut Criterion) {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let dev = Device::Cpu;
     let (svae, _) = init_model::<Svae>(0, DType::F32, &dev).expect("init");
     let mut g = c.benchmark_group("svae");

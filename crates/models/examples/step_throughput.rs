@@ -55,7 +55,7 @@ fn report(
 }
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let reps = match std::env::args().nth(1) {
         Some(n) => n
             .parse()

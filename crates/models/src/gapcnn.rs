@@ -5,7 +5,6 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::fastconv;
 use crate::layers::{global_average_pool, Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
 use crate::traits::{CamModel, Classifier, FeatureClassifier};

@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use fastconv::{Activation, ConvLayer, ConvOptions};
 
 use crate::params::{Init, ParamSpec};
 
@@ -46,52 +47,57 @@ impl Conv {
         }
     }
 
-    /// `relu(conv(x) + b)` in one pass (the fused fast path on the CPU).
-    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        crate::fastconv::conv2d(x, &self.weight, &self.bias, self.stride, self.padding, true)
+    /// Stride and padding.
+    fn options(&self) -> ConvOptions {
+        ConvOptions::new(self.stride, self.padding)
     }
 
-    /// `max_pool(relu(conv(x) + b), k)` in one op (see
-    /// [`crate::fastconv::conv2d_relu_pool`]).
+    /// This convolution's parameters, for the ops that take several layers.
+    fn parameters(&self) -> ConvLayer<'_> {
+        ConvLayer::new(&self.weight, &self.bias, self.options())
+    }
+
+    /// `relu(conv(x) + b)` in one pass (the fused fast path on the CPU).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        fastconv::conv2d(
+            x,
+            &self.weight,
+            &self.bias,
+            self.options(),
+            Activation::Relu,
+        )
+    }
+
+    /// `max_pool(relu(conv(x) + b), k)` in one op (see [`fastconv::conv2d_relu_pool`]).
     pub fn forward_relu_pool(&self, x: &Tensor, k: usize) -> Result<Tensor> {
-        let geometry = (self.stride, self.padding);
-        crate::fastconv::conv2d_relu_pool(x, &self.weight, &self.bias, geometry, k)
+        fastconv::conv2d_relu_pool(x, &self.weight, &self.bias, self.options(), k)
     }
 
     /// [`Conv::forward_relu`] on a channels-last batch (`N x H x W x C`, see
-    /// [`crate::fastconv::conv2d_nhwc`]).
+    /// [`fastconv::conv2d_nhwc`]).
     pub fn forward_relu_nhwc(&self, x: &Tensor) -> Result<Tensor> {
-        let (s, p) = (self.stride, self.padding);
-        crate::fastconv::conv2d_nhwc(x, &self.weight, &self.bias, s, p, true)
+        let relu = Activation::Relu;
+        fastconv::conv2d_nhwc(x, &self.weight, &self.bias, self.options(), relu)
     }
 
     /// [`Conv::forward_relu_pool`] on a channels-last batch (see
-    /// [`crate::fastconv::conv2d_relu_pool_nhwc`]).
+    /// [`fastconv::conv2d_relu_pool_nhwc`]).
     pub fn forward_relu_pool_nhwc(&self, x: &Tensor, k: usize) -> Result<Tensor> {
-        let geometry = (self.stride, self.padding);
-        crate::fastconv::conv2d_relu_pool_nhwc(x, &self.weight, &self.bias, geometry, k)
+        fastconv::conv2d_relu_pool_nhwc(x, &self.weight, &self.bias, self.options(), k)
     }
 
     /// `max_pool(relu(next(relu(self(x)))), k)` on a channels-last batch, the two
     /// layers as one op whose intermediate output is not a node of candle's graph (see
-    /// [`crate::fastconv::conv2d_pair_relu_pool_nhwc`]).
+    /// [`fastconv::conv2d_pair_relu_pool_nhwc`]).
     pub fn forward_pair_relu_pool_nhwc(&self, next: &Conv, x: &Tensor, k: usize) -> Result<Tensor> {
-        let first = (&self.weight, &self.bias, (self.stride, self.padding));
-        let second = (&next.weight, &next.bias, (next.stride, next.padding));
-        crate::fastconv::conv2d_pair_relu_pool_nhwc(x, first, second, k)
+        fastconv::conv2d_pair_relu_pool_nhwc(x, self.parameters(), next.parameters(), k)
     }
 }
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        crate::fastconv::conv2d(
-            x,
-            &self.weight,
-            &self.bias,
-            self.stride,
-            self.padding,
-            false,
-        )
+        let identity = Activation::Identity;
+        fastconv::conv2d(x, &self.weight, &self.bias, self.options(), identity)
     }
 }
 
@@ -275,13 +281,13 @@ impl Module for BilinearResize {
 }
 
 /// Max-pooling with a square `k x k` window and stride `k` (`H` and `W` divisible by
-/// `k`); see [`crate::fastconv::max_pool2d`].
+/// `k`); see [`fastconv::max_pool2d`].
 ///
 /// Not candle's `max_pool2d`: in 0.11 its backward scales the gradient by (number of
 /// maxima) / k^2 instead of routing it to the maximum, so input gradients through two
 /// 2x2 pools come out 16 times too small (caught by the finite-difference tests).
 pub fn max_pool(x: &Tensor, k: usize) -> Result<Tensor> {
-    crate::fastconv::max_pool2d(x, k)
+    fastconv::max_pool2d(x, k)
 }
 
 /// `log(1 + exp(x))`, computed stably and differentiably.

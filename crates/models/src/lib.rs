@@ -25,7 +25,6 @@ mod adam;
 pub mod adversarial;
 mod atomic;
 mod error;
-pub mod fastconv;
 mod gapcnn;
 mod knn;
 pub mod layers;

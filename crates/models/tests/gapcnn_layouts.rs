@@ -5,7 +5,7 @@
 //! test binary, because `set_enabled` and `set_winograd` are process-wide.
 
 use candle_core::{DType, Device, Tensor, Var};
-use models::fastconv::{set_enabled, set_winograd};
+use fastconv::{set_enabled, set_winograd};
 use models::{init_model, Classifier, FeatureClassifier, GapCnn};
 
 /// Logits, features, the input gradient and the weight gradients (conv1..conv5 and

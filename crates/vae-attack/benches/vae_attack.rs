@@ -8,7 +8,7 @@ use models::{load_model, GapCnn, Oracle, Svae};
 use vae_attack::{type_one_attack, LatentAttackConfig};
 
 fn type_one(c: &mut Criterion) {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let dev = Device::Cpu;
     // The bundled trained weights, loaded as plain tensors as the attack runs them
     // (models from `init_model` hold `Var`s, whose gradients would be computed too).
@@ -37,9 +37,9 @@ fn type_one(c: &mut Criterion) {
     let mut g = c.benchmark_group("type_one");
     g.sample_size(10);
     g.throughput(Throughput::Elements((pairs * iters) as u64));
-    // candle's own convolutions and pooling, then models::fastconv.
+    // candle's own convolutions and pooling, then fastconv.
     for (label, fast) in [("candle", false), ("fast", true)] {
-        models::fastconv::set_enabled(fast);
+        fastconv::set_enabled(fast);
         g.bench_function(
             criterion::BenchmarkId::new("gapcnn_90_pairs_x_10_iterations", label),
             |b| {

@@ -4,7 +4,18 @@
 //! run in parallel (so one test flips them in turn).
 
 use candle_core::{DType, Device, Tensor, Var};
-use models::fastconv::{conv2d, enabled, max_pool2d, set_enabled, set_winograd, winograd_enabled};
+use fastconv::{
+    conv2d, enabled, max_pool2d, set_enabled, set_winograd, winograd_enabled, Activation,
+    ConvOptions,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// Uniform samples in `[lo, hi)` drawn from `rng` in f64, as an f64 tensor of `shape`.
+fn uniform(rng: &mut StdRng, shape: (usize, usize, usize, usize), lo: f64, hi: f64) -> Tensor {
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
 
 /// Input-gradient mass through a 2x2 pool of an all-zero 4x4 map: every window is a
 /// four-way tie. The fast op routes each window's gradient to its first maximum (4 in
@@ -31,18 +42,19 @@ fn tie_gradient_mass() -> f32 {
 /// largest difference to the same in f64, relative to the output's scale.
 fn winograd_shape_conv() -> (Vec<f32>, f64) {
     let dev = Device::Cpu;
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-    let x = models::random::uniform(&mut rng, (2, 16, 9, 9), -1.0, 1.0, DType::F64, &dev).unwrap();
-    let w = models::random::uniform(&mut rng, (8, 16, 3, 3), -0.5, 0.5, DType::F64, &dev).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let x = uniform(&mut rng, (2, 16, 9, 9), -1.0, 1.0);
+    let w = uniform(&mut rng, (8, 16, 3, 3), -0.5, 0.5);
     let b = Tensor::zeros(8, DType::F64, &dev).unwrap();
-    let exact: Vec<f64> = conv2d(&x, &w, &b, 1, 1, false)
+    let same = ConvOptions::new(1, 1);
+    let exact: Vec<f64> = conv2d(&x, &w, &b, same, Activation::Identity)
         .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
         .unwrap();
     let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
-    let y: Vec<f32> = conv2d(&f(&x), &f(&w), &f(&b), 1, 1, false)
+    let y: Vec<f32> = conv2d(&f(&x), &f(&w), &f(&b), same, Activation::Identity)
         .unwrap()
         .flatten_all()
         .unwrap()

@@ -8,7 +8,8 @@
 //! (its last `wp - wo` columns are discarded), so there is no 9x unfolded copy, only
 //! the padded copy of the input.
 
-use super::kernels::{matmul, Elem, Geometry, Mat};
+use super::{matmul, Mat};
+use crate::kernels::{Elem, Geometry};
 use gemm::Parallelism;
 
 /// Per-thread buffers for one geometry.

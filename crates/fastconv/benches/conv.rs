@@ -8,10 +8,10 @@
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Shape, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use models::fastconv::{conv2d, conv2d_flops, reference_conv2d, set_winograd};
-use rand::{rngs::StdRng, SeedableRng};
+use fastconv::{conv2d, conv2d_flops, reference_conv2d, set_winograd, Activation, ConvOptions};
+use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// One convolution of a model, at batch 128.
 struct Layer {
@@ -43,6 +43,22 @@ const fn layer(
 
 const BATCH: usize = 128;
 
+/// Uniform samples in `[lo, hi)` drawn from `rng` in f64, as a tensor of `shape`.
+fn uniform(
+    rng: &mut StdRng,
+    shape: impl Into<Shape>,
+    lo: f64,
+    hi: f64,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let shape = shape.into();
+    let v: Vec<f64> = (0..shape.elem_count())
+        .map(|_| rng.random_range(lo..hi))
+        .collect();
+    Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
+}
+
 const LAYERS: [Layer; 8] = [
     layer("gapcnn_conv1_1x32_28", (1, 32), 28, (3, 1, 1)),
     layer("gapcnn_conv2_32x32_28", (32, 32), 28, (3, 1, 1)),
@@ -55,20 +71,18 @@ const LAYERS: [Layer; 8] = [
 ];
 
 fn conv_layers(c: &mut Criterion) {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(0);
     for l in &LAYERS {
         let (name, c_in, c_out, size, k, stride, pad, n) =
             (l.name, l.c_in, l.c_out, l.size, l.k, l.stride, l.pad, BATCH);
-        let x =
-            models::random::uniform(&mut rng, (n, c_in, size, size), 0.0, 1.0, DType::F32, &dev)
-                .expect("x");
-        let w = models::random::uniform(&mut rng, (c_out, c_in, k, k), -0.1, 0.1, DType::F32, &dev)
-            .expect("w");
+        let x = uniform(&mut rng, (n, c_in, size, size), 0.0, 1.0, DType::F32, &dev).expect("x");
+        let w = uniform(&mut rng, (c_out, c_in, k, k), -0.1, 0.1, DType::F32, &dev).expect("w");
         let b = Tensor::zeros(c_out, DType::F32, &dev).expect("b");
+        let options = ConvOptions::new(stride, pad);
         let flops =
-            conv2d_flops((n, c_in, size, size), (c_out, c_in, k, k), stride, pad).expect("shape");
+            conv2d_flops((n, c_in, size, size), (c_out, c_in, k, k), options).expect("shape");
         let mut g = c.benchmark_group(format!("conv/{name}"));
         g.sample_size(10);
         g.throughput(Throughput::Elements(n as u64));
@@ -88,7 +102,7 @@ fn conv_layers(c: &mut Criterion) {
             set_winograd(winograd);
             let f = if fast { conv2d } else { reference_conv2d };
             g.bench_function(BenchmarkId::new("forward", label), |bench| {
-                bench.iter(|| f(&x, &w, &b, stride, pad, true).expect("fwd"))
+                bench.iter(|| f(&x, &w, &b, options, Activation::Relu).expect("fwd"))
             });
             let (xv, wv, bv) = (
                 Var::from_tensor(&x).expect("var"),
@@ -101,9 +115,8 @@ fn conv_layers(c: &mut Criterion) {
                         xv.as_tensor(),
                         wv.as_tensor(),
                         bv.as_tensor(),
-                        stride,
-                        pad,
-                        true,
+                        options,
+                        Activation::Relu,
                     )
                     .expect("fwd")
                     .sum_all()
@@ -119,12 +132,12 @@ fn conv_layers(c: &mut Criterion) {
 
 /// The scale: a 2048 x 2048 f32 matrix product, its throughput counted in FLOPs.
 fn matmul_reference(c: &mut Criterion) {
-    models::fastconv::tune_cpu_runtime();
+    fastconv::runtime::tune_cpu_runtime();
     let n = 2048;
     let mut rng = StdRng::seed_from_u64(1);
     let dev = Device::Cpu;
-    let a = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev).expect("a");
-    let b = models::random::uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev).expect("b");
+    let a = uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev).expect("a");
+    let b = uniform(&mut rng, (n, n), -1.0, 1.0, DType::F32, &dev).expect("b");
     let mut g = c.benchmark_group("matmul");
     g.sample_size(10);
     g.throughput(Throughput::Elements(2 * (n * n * n) as u64));

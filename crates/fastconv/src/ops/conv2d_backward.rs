@@ -1,0 +1,177 @@
+//! The backward ops of the GEMM paths: the input gradient, the weight and bias
+//! gradients (with ReLU's mask applied as they read the output gradient, when the input
+//! gradient is not wanted), and ReLU's mask on its own.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
+use rayon::prelude::*;
+
+use super::{
+    batch_shape, check_output_gradient, dims4, geometry_of, nchw, slice, with_dtype, Same,
+};
+use crate::kernels::{relu_grad, Geometry};
+use crate::passes::input_grad::backward_data;
+use crate::passes::weight_grad::backward_weight;
+
+/// `grad * (y > 0)`: ReLU's backward from its output.
+pub(crate) struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("fast conv2d: gradient and output shapes differ");
+        }
+        fn run<T: Same>(g: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
+            let y = T::same(s2, l2, "output")?;
+            let mut out = Vec::with_capacity(g.len());
+            g.par_iter()
+                .zip(y)
+                .map(|(&g, &y)| relu_grad(g, y))
+                .collect_into_vec(&mut out);
+            Ok(out)
+        }
+        let out = with_dtype!("relu mask", s1, |g| run(
+            slice(g, l1, "gradient")?,
+            (s2, l2)
+        )?);
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// The input gradient: (output gradient, kernel) -> `N x C_in x H x W` (or
+/// `N x H x W x C_in`, from a channels-last gradient).
+pub(crate) struct BackwardData {
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    /// `N, C, H, W`.
+    pub(crate) input: (usize, usize, usize, usize),
+    pub(crate) channels_last: bool,
+}
+
+impl CustomOp2 for BackwardData {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-backward-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let cl = self.channels_last;
+        let g = geometry_of(self.input, dims4(l2, "kernel")?, self.stride, self.padding)?;
+        check_output_gradient(l1, &g, cl)?;
+        fn run<T: Same>(
+            (g, cl): (&Geometry, bool),
+            gy: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            Ok(backward_data(g, gy, T::same(s2, l2, "kernel")?, cl))
+        }
+        let out = with_dtype!("input gradient", s1, |gy| run(
+            (&g, cl),
+            slice(gy, l1, "gradient")?,
+            (s2, l2)
+        )?);
+        Ok((out, batch_shape(self.input, cl)))
+    }
+}
+
+/// The weight and bias gradients: (input, output gradient) -> flat `dW | db`.
+pub(crate) struct BackwardWeight {
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    pub(crate) kernel: (usize, usize, usize, usize),
+    pub(crate) channels_last: bool,
+}
+
+impl CustomOp2 for BackwardWeight {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl BackwardWeight {
+    /// The flat `dW | db` from (input, output gradient), the gradient through ReLU's
+    /// mask when `mask` holds the layer's output.
+    fn run(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        mask: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let cl = self.channels_last;
+        let x = nchw(dims4(l1, "input")?, cl);
+        let g = geometry_of(x, self.kernel, self.stride, self.padding)?;
+        check_output_gradient(l2, &g, cl)?;
+        if let Some((_, l3)) = mask {
+            if l3.shape() != l2.shape() {
+                candle_core::bail!("fast conv2d: gradient and output shapes differ");
+            }
+        }
+        fn run<T: Same>(
+            (g, cl): (&Geometry, bool),
+            x: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            mask: Option<(&CpuStorage, &Layout)>,
+        ) -> Result<Vec<T>> {
+            let gy = T::same(s2, l2, "gradient")?;
+            let y = match mask {
+                Some((s3, l3)) => Some(T::same(s3, l3, "output")?),
+                None => None,
+            };
+            Ok(backward_weight(g, x, (gy, y), cl))
+        }
+        let out = with_dtype!("weight gradient", s1, |x| run(
+            (&g, cl),
+            slice(x, l1, "input")?,
+            (s2, l2),
+            mask
+        )?);
+        Ok((out, Shape::from(g.c_out * g.ckk() + g.c_out)))
+    }
+}
+
+/// The weight and bias gradients of `relu(conv(x, w) + b)`: (input, output gradient,
+/// output) -> flat `dW | db`.
+pub(crate) struct BackwardWeightMasked(pub(crate) BackwardWeight);
+
+impl CustomOp3 for BackwardWeightMasked {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-backward-weight-masked"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.0.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}

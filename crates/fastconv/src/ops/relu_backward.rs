@@ -1,0 +1,206 @@
+//! The backward ops of Winograd layers with ReLU (and max-pooling): the input and weight
+//! gradients read the output gradient through ReLU's mask and the pooling record as
+//! they fill their tiles, so the unpooled, masked gradient is never materialised.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::{batch_shape, dims4, geometry_of, nchw, slice, with_dtype, Gradients, Same, Wanted};
+use crate::kernels::{assume_written, unwritten, Geometry};
+use crate::passes::forward::winograd_forward;
+use crate::passes::input_grad::flipped;
+use crate::passes::weight_grad::winograd_weight_grad;
+use crate::passes::{chunk, inner_parallelism};
+use crate::winograd;
+
+/// The input gradient of `max_pool(relu(conv(x, w) + b), k)` (of `relu(conv(x, w) +
+/// b)` when `k == 1`) through Winograd, from (output gradient, output, kernel): ReLU's
+/// mask and the unpooling are applied as the gradient is read.
+pub(crate) struct BackwardDataRelu {
+    /// `N, C, H, W`.
+    input: (usize, usize, usize, usize),
+    padding: usize,
+    k: usize,
+    codes: std::sync::Arc<Vec<u8>>,
+    channels_last: bool,
+}
+
+/// The weight and bias gradients of `max_pool(relu(conv(x, w) + b), k)` (of
+/// `relu(conv(x, w) + b)` when `k == 1`) through Winograd, from (input, output
+/// gradient, output): flat `dW | db`.
+pub(crate) struct BackwardWeightRelu {
+    kernel: (usize, usize, usize, usize),
+    padding: usize,
+    k: usize,
+    codes: std::sync::Arc<Vec<u8>>,
+    channels_last: bool,
+}
+
+/// Checks a pooled gradient and pooled output against the convolution's output and
+/// the pooling record.
+pub(crate) fn check_pooled(
+    (g, channels_last): (&Geometry, bool),
+    k: usize,
+    codes: &[u8],
+    grad: &Layout,
+    y: &Layout,
+) -> Result<()> {
+    if k == 0 || g.ho % k != 0 || g.wo % k != 0 || !winograd::pools::<winograd::F4>(k) {
+        candle_core::bail!("fast conv2d+pool backward: window {k} does not fit the output");
+    }
+    let pooled = (g.n, g.c_out, g.ho / k, g.wo / k);
+    let dims =
+        |l: &Layout, what: &str| Ok::<_, candle_core::Error>(nchw(dims4(l, what)?, channels_last));
+    if dims(grad, "gradient")? != pooled || dims(y, "pooled output")? != pooled {
+        candle_core::bail!("fast conv2d+pool backward: the gradient has the wrong shape");
+    }
+    if k > 1 && codes.len() != grad.shape().elem_count() {
+        candle_core::bail!("fast conv2d+pool backward: the pooling record has the wrong size");
+    }
+    Ok(())
+}
+
+impl CustomOp3 for BackwardDataRelu {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-backward-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = geometry_of(self.input, dims4(l3, "kernel")?, 1, self.padding)?;
+        check_pooled((&g, self.channels_last), self.k, &self.codes, l1, l2)?;
+        #[allow(unsafe_code)]
+        fn run<T: Same>(
+            op: &BackwardDataRelu,
+            g: &Geometry,
+            grad: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            let y = T::same(s2, l2, "pooled output")?;
+            let w = T::same(s3, l3, "kernel")?;
+            let (back, flipped) = flipped(g, w);
+            let mut dx = unwritten(g.n * g.in_len());
+            let source = winograd::Source::ThroughRelu {
+                grad,
+                y,
+                codes: &op.codes,
+                k: op.k,
+                channels_last: op.channels_last,
+            };
+            let (per, par) = (chunk(g.n), inner_parallelism(g.n));
+            if !dx.is_empty() {
+                let out = winograd::Destination {
+                    out: &mut dx[..],
+                    pool: 1,
+                    codes: &mut [][..],
+                    channels_last: op.channels_last,
+                };
+                winograd_forward(&back, source, (&flipped, None, false), out, per, par);
+            }
+            // SAFETY: the Winograd forward pass writes every value of its output.
+            Ok(unsafe { assume_written(dx) })
+        }
+        let out = with_dtype!("input gradient", s1, |gy| run(
+            self,
+            &g,
+            slice(gy, l1, "gradient")?,
+            (s2, l2),
+            (s3, l3)
+        )?);
+        Ok((out, batch_shape(self.input, self.channels_last)))
+    }
+}
+
+impl CustomOp3 for BackwardWeightRelu {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let cl = self.channels_last;
+        let g = geometry_of(nchw(dims4(l1, "input")?, cl), self.kernel, 1, self.padding)?;
+        check_pooled((&g, cl), self.k, &self.codes, l2, l3)?;
+        fn run<T: Same>(
+            op: &BackwardWeightRelu,
+            g: &Geometry,
+            x: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            let source = winograd::Source::ThroughRelu {
+                grad: T::same(s2, l2, "gradient")?,
+                y: T::same(s3, l3, "pooled output")?,
+                codes: &op.codes,
+                k: op.k,
+                channels_last: op.channels_last,
+            };
+            if g.n == 0 {
+                return Ok(vec![T::ZERO; g.c_out * g.ckk() + g.c_out]);
+            }
+            let cl = op.channels_last;
+            Ok(winograd_weight_grad(g, x, source, cl))
+        }
+        let out = with_dtype!("weight gradient", s1, |x| run(
+            self,
+            &g,
+            slice(x, l1, "input")?,
+            (s2, l2),
+            (s3, l3)
+        )?);
+        Ok((out, Shape::from(g.c_out * g.ckk() + g.c_out)))
+    }
+}
+
+/// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with `k == 1`
+/// and no `codes`, of `relu(conv(x, w) + b)`) that `want` asks for, through Winograd,
+/// from the output `y` and its gradient (all channels-last when `channels_last`).
+pub(crate) fn backward_through_relu(
+    (x, w): (&Tensor, &Tensor),
+    y: &Tensor,
+    grad: &Tensor,
+    (padding, channels_last): (usize, bool),
+    (k, codes): (usize, std::sync::Arc<Vec<u8>>),
+    want: Wanted,
+) -> Result<Gradients> {
+    let dx = if want.input {
+        let op = BackwardDataRelu {
+            input: nchw(x.dims4()?, channels_last),
+            padding,
+            k,
+            codes: codes.clone(),
+            channels_last,
+        };
+        Some(grad.apply_op3_no_bwd(y, w, &op)?)
+    } else {
+        None
+    };
+    let flat = if want.weights {
+        let op = BackwardWeightRelu {
+            kernel: w.dims4()?,
+            padding,
+            k,
+            codes,
+            channels_last,
+        };
+        Some(x.apply_op3_no_bwd(grad, y, &op)?)
+    } else {
+        None
+    };
+    Ok((dx, flat))
+}

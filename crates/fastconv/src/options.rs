@@ -1,0 +1,67 @@
+//! The options of the public ops, as named types instead of bools and tuples.
+
+use candle_core::Tensor;
+
+/// Stride and symmetric zero padding of a square 2-D convolution (PyTorch's `stride`
+/// and `padding`, the same along both axes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvOptions {
+    /// Step between two output pixels, in input pixels.
+    pub stride: usize,
+    /// Zeros added on each side of the input, in pixels.
+    pub padding: usize,
+}
+
+impl ConvOptions {
+    /// A convolution with this stride and padding.
+    pub const fn new(stride: usize, padding: usize) -> Self {
+        Self { stride, padding }
+    }
+}
+
+impl Default for ConvOptions {
+    /// Stride 1, no padding (PyTorch's defaults).
+    fn default() -> Self {
+        Self::new(1, 0)
+    }
+}
+
+/// The activation applied after a convolution's bias, fused into its output pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    /// No activation: `conv(x) + b`.
+    #[default]
+    Identity,
+    /// `max(conv(x) + b, 0)`; NaN passes through, as in candle's `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// Whether this is ReLU.
+    pub(crate) fn is_relu(self) -> bool {
+        self == Activation::Relu
+    }
+}
+
+/// One convolution layer's parameters: kernel (`C_out x C_in x k x k`, PyTorch's
+/// layout), bias (`C_out`) and options.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvLayer<'a> {
+    /// The kernel, `C_out x C_in x k x k`.
+    pub weight: &'a Tensor,
+    /// The bias, `C_out`.
+    pub bias: &'a Tensor,
+    /// Stride and padding.
+    pub options: ConvOptions,
+}
+
+impl<'a> ConvLayer<'a> {
+    /// A layer of these parameters.
+    pub fn new(weight: &'a Tensor, bias: &'a Tensor, options: ConvOptions) -> Self {
+        Self {
+            weight,
+            bias,
+            options,
+        }
+    }
+}

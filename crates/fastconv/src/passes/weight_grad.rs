@@ -1,0 +1,156 @@
+//! The weight and bias gradients, flat `dW | db`, in one pass: Winograd (through the
+//! transposed transforms, `dW = Gᵀ [Σ (A dY Aᵀ) ⊙ (Bᵀ x B)] G`), the shifted taps, or
+//! im2col, each thread summing its images and the threads' sums added at the end.
+
+use super::{channels_first, dense, gradient_rows, inner_parallelism, summed_over_threads};
+use crate::gemm_paths::{im2col, matmul, shifted, Mat};
+use crate::kernels::{relu_grad, sum, Elem, Geometry};
+use crate::switch::use_winograd;
+use crate::winograd;
+
+/// Adds one image's bias gradient (the output gradient summed per channel).
+pub(crate) fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T], channels_last: bool) {
+    if channels_last {
+        for pixel in gy.chunks_exact(g.c_out) {
+            for (d, &v) in db.iter_mut().zip(pixel) {
+                *d += v;
+            }
+        }
+        return;
+    }
+    for (c, plane) in gy.chunks_exact(g.out_hw()).enumerate() {
+        db[c] += sum(plane);
+    }
+}
+
+/// One image's output gradient, through ReLU's mask (zero where the output `y` is not
+/// positive) into `buf` when there is one.
+pub(crate) fn through_relu<'a, T: Elem>(
+    gy: &'a [T],
+    y: Option<&[T]>,
+    buf: &'a mut Vec<T>,
+) -> &'a [T] {
+    let Some(y) = y else {
+        return gy;
+    };
+    buf.clear();
+    buf.extend(gy.iter().zip(y).map(|(&g, &y)| relu_grad(g, y)));
+    buf
+}
+
+/// Weight and bias gradients, flattened: `C_out * C_in * k * k` then `C_out`, of a
+/// channels-first batch (or a channels-last one and its output gradient). With
+/// `mask`, the layer's ReLU output, the gradient goes through ReLU's backward first.
+pub(crate) fn backward_weight<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    (grad, mask): (&[T], Option<&[T]>),
+    channels_last: bool,
+) -> Vec<T> {
+    let wlen = g.c_out * g.ckk();
+    let par = inner_parallelism(g.n);
+    let partial = |images: std::ops::Range<usize>| -> Vec<T> {
+        let x = &x[images.start * g.in_len()..images.end * g.in_len()];
+        let range = images.start * g.out_len()..images.end * g.out_len();
+        let (grad, mask) = (&grad[range.clone()], mask.map(|y| &y[range]));
+        let image_mask = |i: usize| mask.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
+        let mut masked = Vec::new();
+        let mut acc = vec![T::ZERO; wlen + g.c_out];
+        if shifted::applies(g) && !channels_last {
+            let mut s = shifted::Scratch::new(g);
+            let mut taps = vec![T::ZERO; wlen];
+            for (i, (x, gy)) in x
+                .chunks_exact(g.in_len())
+                .zip(grad.chunks_exact(g.out_len()))
+                .enumerate()
+            {
+                let gy = through_relu(gy, image_mask(i), &mut masked);
+                shifted::weight_grad_image(g, &mut s, x, gy, &mut taps, par);
+                bias_grad(g, gy, &mut acc[wlen..], false);
+            }
+            shifted::untap(g, &taps, &mut acc[..wlen]);
+            return acc;
+        }
+        let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
+        let mut image = Vec::new();
+        for (i, (x, gy)) in x
+            .chunks_exact(g.in_len())
+            .zip(grad.chunks_exact(g.out_len()))
+            .enumerate()
+        {
+            let gy = through_relu(gy, image_mask(i), &mut masked);
+            im2col(
+                g,
+                channels_first(g, x, channels_last, &mut image),
+                &mut cols,
+            );
+            matmul(
+                g.c_out,
+                g.ckk(),
+                g.out_hw(),
+                &mut acc[..wlen],
+                true,
+                gradient_rows(g, gy, channels_last),
+                Mat::rows_t(&cols, g.out_hw()),
+                par,
+            );
+            bias_grad(g, gy, &mut acc[wlen..], channels_last);
+        }
+        acc
+    };
+    if g.n == 0 {
+        return vec![T::ZERO; wlen + g.c_out];
+    }
+    if use_winograd(g) {
+        let grad = match mask {
+            Some(y) => winograd::Source::ThroughRelu {
+                grad,
+                y,
+                codes: &[],
+                k: 1,
+                channels_last,
+            },
+            None => dense(grad, channels_last),
+        };
+        return winograd_weight_grad(g, x, grad, channels_last);
+    }
+    summed_over_threads(g.n, partial)
+}
+
+/// Weight and bias gradients (flat `dW | db`) through Winograd, of a channels-first
+/// (or channels-last) batch `x`, with the variant with fewer multiplies for the output
+/// size.
+pub(crate) fn winograd_weight_grad<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: winograd::Source<'_, T>,
+    channels_last: bool,
+) -> Vec<T> {
+    if winograd::prefers_f5(g.ho, g.wo) {
+        winograd_weight_grad_with::<winograd::F5, T>(g, x, grad, channels_last)
+    } else {
+        winograd_weight_grad_with::<winograd::F4, T>(g, x, grad, channels_last)
+    }
+}
+
+/// [`winograd_weight_grad`] through `V`.
+pub(crate) fn winograd_weight_grad_with<V: winograd::Variant, T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: winograd::Source<'_, T>,
+    channels_last: bool,
+) -> Vec<T> {
+    let par = inner_parallelism(g.n);
+    // Per thread: the transformed weight gradient, then the bias gradient.
+    let sum = summed_over_threads(g.n, |images| {
+        let x = dense(x, channels_last).images(g.in_len(), images.start, images.len());
+        let gy = grad.images(g.out_len(), images.start, images.len());
+        winograd::weight_grad_transformed::<V, T>(g, x, gy, par)
+    });
+    let (du, db) = sum.split_at(sum.len() - g.c_out);
+    let wlen = g.c_out * g.ckk();
+    let mut total = vec![T::ZERO; wlen + g.c_out];
+    winograd::untransform_weight_grad::<V, T>(g, du, &mut total[..wlen]);
+    total[wlen..].copy_from_slice(db);
+    total
+}

@@ -1,0 +1,105 @@
+//! Winograd convolutions for 3x3 kernels at stride 1 (Lavin and Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", CVPR 2016).
+//!
+//! The output is cut into `m x m` tiles, each computed from an `a x a` input patch
+//! (`a = m + 2`) as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the
+//! element-wise product becomes `a²` independent matrix products, one per position of
+//! the transformed tile: `M[k] = U[k] · V[k]` with `U[k]` the transformed kernels
+//! (`C_out x C_in`) and `V[k]` the transformed patches (`C_in x tiles`). F(4x4, 3x3)
+//! needs 36 multiplies per 16 outputs where the direct convolution needs 144: a 4x
+//! smaller GEMM, for transforms that cost a few additions per value.
+//!
+//! The map is bilinear in kernel and patch, so its adjoints give the backward passes:
+//! - input gradient: a stride-1 convolution of the output gradient with the flipped,
+//!   transposed kernel (the caller's `forward` of the backward geometry), so it runs
+//!   here too;
+//! - weight gradient: `dU[k] = Σ_tiles (A dY Aᵀ)[k] ⊙ V[k]`, again `a²` GEMMs
+//!   (`C_out x tiles` by `tiles x C_in`), then `dW = Gᵀ dU G`.
+//!
+//! Tiles that stick out of the output are computed and cropped (forward), or fed zero
+//! gradient (backward); patches that stick out of the input read zeros, which is the
+//! convolution's zero padding.
+//!
+//! Storage is channels-last, `V[k]` and `M[k]` as `tiles x channels`, so that every
+//! transform works on eight channels at once (one AVX register of f32) with contiguous
+//! loads and stores; images are transposed in and out in 8 x 8 blocks. Work is cut
+//! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
+//! for AVX2+FMA when the CPU has them.
+//!
+//! Files: [`variant`] (F(4x4) and F(5x5): the one-dimensional transforms), `lanes`
+//! (eight channels as one value), `transform` (kernel and tile transforms), `small_gemm`
+//! (the `a²` products), `scratch` (per-thread buffers kept between calls), `source`
+//! (where a pass reads images or gradients from, unpooling on the fly), `forward` and
+//! `weight_grad` (the passes' rounds), `simd` (their AVX2+FMA builds).
+
+mod forward;
+mod lanes;
+mod scratch;
+mod simd;
+mod small_gemm;
+mod source;
+mod transform;
+pub(crate) mod variant;
+mod weight_grad;
+
+pub(crate) use forward::{forward, Destination};
+pub(crate) use source::Source;
+pub(crate) use variant::{prefers_f5, Variant, F4, F5};
+pub(crate) use weight_grad::{untransform_weight_grad, weight_grad_transformed};
+
+use crate::kernels::Geometry;
+use lanes::LANES;
+
+/// Whether a geometry runs through Winograd: stride 1, 3x3, padding up to 2, and
+/// channel counts on both sides that are multiples of the eight lanes the transforms
+/// run on (which also keeps the `a²` GEMMs from being degenerate).
+pub(crate) fn applies(g: &Geometry) -> bool {
+    g.stride == 1
+        && g.k == 3
+        && g.pad <= 2
+        && g.c_in % LANES == 0
+        && g.c_out % LANES == 0
+        && g.c_in > 0
+        && g.c_out > 0
+}
+
+/// Whether ReLU then `k x k` max-pooling fuses into the output transform: the windows
+/// must not straddle tiles.
+pub(crate) fn pools<V: Variant>(k: usize) -> bool {
+    k >= 1 && V::M % k == 0
+}
+
+/// Tiles per image and the padded plane that their patches are read from.
+#[derive(Clone, Copy)]
+struct Tiling {
+    /// Tiles down and across.
+    th: usize,
+    tw: usize,
+    /// The zero-padded input plane: `hp x wp`, the image at `(pad, pad)`.
+    hp: usize,
+    wp: usize,
+}
+
+impl Tiling {
+    fn new<V: Variant>(g: &Geometry) -> Self {
+        let th = g.ho.div_ceil(V::M);
+        let tw = g.wo.div_ceil(V::M);
+        Self {
+            th,
+            tw,
+            hp: th * V::M + 2,
+            wp: tw * V::M + 2,
+        }
+    }
+
+    fn per_image(&self) -> usize {
+        self.th * self.tw
+    }
+}
+
+/// Images per GEMM round: enough tiles to keep the products efficient, few enough that
+/// the transformed operands stay in cache.
+fn images_per_round(tiles: usize) -> usize {
+    const TARGET_TILES: usize = 128;
+    TARGET_TILES.div_ceil(tiles.max(1)).max(1)
+}

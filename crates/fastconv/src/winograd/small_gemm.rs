@@ -1,0 +1,179 @@
+//! The rounds' `a²` small products, in register blocks straight from the operands.
+
+use gemm::Parallelism;
+
+use super::lanes::{load, store, Lanes, LANES};
+use crate::kernels::Elem;
+
+/// `C (+)= A · B` for the rounds' `a²` small products (`m x k` by `k x n`), with
+/// `A(r, p) = a[r * ars + p * aks]`, `B(p, j) = b[p * ldb + j]`,
+/// `C(r, j) = c[r * ldc + j]` and `n` a multiple of [`LANES`]: register blocks of 6
+/// rows by 16 columns straight from the operands, which a round keeps in cache, so
+/// nothing is packed. `FMA` fuses the multiply-adds (set only in the AVX2+FMA build,
+/// where they are single instructions).
+#[inline(always)]
+pub(super) fn small_gemm<T: Elem, const FMA: bool>(
+    (m, n, k): (usize, usize, usize),
+    (a, ars, aks): (&[T], usize, usize),
+    (b, ldb): (&[T], usize),
+    (c, ldc): (&mut [T], usize),
+    accumulate: bool,
+) {
+    debug_assert_eq!(n % LANES, 0, "small_gemm: n is not a multiple of the lanes");
+    for j0 in (0..n).step_by(2 * LANES) {
+        let wide = n - j0 >= 2 * LANES;
+        for i0 in (0..m).step_by(6) {
+            let a = (&a[i0 * ars..], ars, aks);
+            let b = (&b[j0..], ldb);
+            let c = (&mut c[i0 * ldc + j0..], ldc);
+            macro_rules! block {
+                ($r:literal) => {
+                    if wide {
+                        block::<T, $r, 2, FMA>(k, a, b, c, accumulate)
+                    } else {
+                        block::<T, $r, 1, FMA>(k, a, b, c, accumulate)
+                    }
+                };
+            }
+            match m - i0 {
+                1 => block!(1),
+                2 => block!(2),
+                3 => block!(3),
+                4 => block!(4),
+                5 => block!(5),
+                _ => block!(6),
+            }
+        }
+    }
+}
+
+/// `f(k, plane k)` for every `len`-long plane of `planes`, spread over rayon's threads
+/// when `par` asks for it (a batch too small to give every thread its own images).
+#[inline(always)]
+pub(super) fn each_plane<T: Elem>(
+    planes: &mut [T],
+    len: usize,
+    par: Parallelism,
+    f: impl Fn((usize, &mut [T])) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    match par {
+        Parallelism::None => planes.chunks_mut(len).enumerate().for_each(f),
+        _ => planes.par_chunks_mut(len).enumerate().for_each(f),
+    }
+}
+
+/// One `R x NV*LANES` block of [`small_gemm`], its accumulators in registers.
+#[inline(always)]
+pub(super) fn block<T: Elem, const R: usize, const NV: usize, const FMA: bool>(
+    k: usize,
+    (a, ars, aks): (&[T], usize, usize),
+    (b, ldb): (&[T], usize),
+    (c, ldc): (&mut [T], usize),
+    accumulate: bool,
+) {
+    let mut acc = [[Lanes::<T>::ZERO; NV]; R];
+    if k == 0 {
+        return;
+    }
+    assert!(
+        (R - 1) * ars + (k - 1) * aks < a.len() && (k - 1) * ldb + NV * LANES <= b.len(),
+        "small_gemm: operand too short"
+    );
+    for p in 0..k {
+        let mut bv = [Lanes::<T>::ZERO; NV];
+        for (v, e) in bv.iter_mut().enumerate() {
+            // SAFETY: p < k and v < NV, so the read ends at most at
+            // (k - 1) * ldb + NV * LANES <= b.len() (asserted above).
+            #[allow(unsafe_code)]
+            unsafe {
+                e.0.copy_from_slice(
+                    b.get_unchecked(p * ldb + v * LANES..p * ldb + (v + 1) * LANES),
+                );
+            }
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: r < R and p < k, so the index is at most
+            // (R - 1) * ars + (k - 1) * aks < a.len() (asserted above).
+            #[allow(unsafe_code)]
+            let x = Lanes([unsafe { *a.get_unchecked(r * ars + p * aks) }; LANES]);
+            for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                *acc = if FMA {
+                    x.fused_mul_add(bv, *acc)
+                } else {
+                    x * bv + *acc
+                };
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (v, &e) in acc.iter().enumerate() {
+            let at = r * ldc + v * LANES;
+            let e = if accumulate { e + load(c, at) } else { e };
+            store(e, c, at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `small_gemm` against the triple loop: every row remainder of its 6-row blocks,
+    /// 8- and 16-column blocks, both operand layouts the rounds use, overwrite and
+    /// accumulate, with and without fused multiply-adds.
+    #[test]
+    fn small_gemm_matches_the_triple_loop() {
+        let val = |i: usize| ((i * 37 % 101) as f64 - 50.0) / 25.0;
+        for m in [1, 5, 6, 7, 12, 17] {
+            for n in [8, 16, 24, 40] {
+                for k in [1, 3, 16] {
+                    // Row-major A (the forward pass) and column-major A (the weight
+                    // gradient), each inside a longer buffer.
+                    for (ars, aks) in [(k + 2, 1), (1, m + 3)] {
+                        let a: Vec<f64> = (0..(m - 1) * ars + (k - 1) * aks + 1).map(val).collect();
+                        let ldb = n + 8;
+                        let b: Vec<f64> = (0..k * ldb).map(|i| val(i + 7)).collect();
+                        for accumulate in [false, true] {
+                            let ldc = n + 8;
+                            let c0: Vec<f64> = (0..m * ldc).map(|i| val(i + 3)).collect();
+                            let mut want = c0.clone();
+                            for r in 0..m {
+                                for j in 0..n {
+                                    let dot: f64 =
+                                        (0..k).map(|p| a[r * ars + p * aks] * b[p * ldb + j]).sum();
+                                    let base = if accumulate { c0[r * ldc + j] } else { 0.0 };
+                                    want[r * ldc + j] = base + dot;
+                                }
+                            }
+                            let mut c = c0.clone();
+                            let args = ((m, n, k), (&a[..], ars, aks), (&b[..], ldb));
+                            small_gemm::<f64, false>(
+                                args.0,
+                                args.1,
+                                args.2,
+                                (&mut c, ldc),
+                                accumulate,
+                            );
+                            let mut cf = c0.clone();
+                            small_gemm::<f64, true>(
+                                args.0,
+                                args.1,
+                                args.2,
+                                (&mut cf, ldc),
+                                accumulate,
+                            );
+                            for (i, ((&x, &y), &w)) in c.iter().zip(&cf).zip(&want).enumerate() {
+                                let what = format!(
+                                    "m {m} n {n} k {k} a ({ars}, {aks}) acc {accumulate} at {i}"
+                                );
+                                assert!((x - w).abs() < 1e-12, "{what}: {x} vs {w}");
+                                assert!((y - w).abs() < 1e-12, "{what} (fma): {y} vs {w}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Where a pass reads its images or output gradients from: dense batches either way
+//! round, or a gradient through ReLU and max-pooling, unpooled as it is read.
+
+use super::lanes::{load, store, Lanes, LANES};
+use crate::kernels::{relu_grad, transpose, Elem};
+
+/// Copies one `C x h x w` image (channels-first) into the channels-last buffer
+/// `rows x cols x C` at `(top, left)`, through `tmp` (`h*w x C`); the rest of the
+/// buffer is left as it is.
+#[inline(always)]
+pub(super) fn to_channels_last<T: Elem>(
+    src: &[T],
+    (c, h, w): (usize, usize, usize),
+    cols: usize,
+    (top, left): (usize, usize),
+    tmp: &mut [T],
+    dst: &mut [T],
+) {
+    transpose(src, (c, h * w, h * w), tmp, c);
+    for y in 0..h {
+        dst[((y + top) * cols + left) * c..][..w * c].copy_from_slice(&tmp[y * w * c..][..w * c]);
+    }
+}
+
+/// Where a pass reads its `C x H x W` images (or output gradients) from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a, T> {
+    /// The images themselves, channels-first (`C x H x W` each).
+    Dense(&'a [T]),
+    /// The images themselves, channels-last (`H x W x C` each).
+    ChannelsLast(&'a [T]),
+    /// The gradient with respect to the input of `max_pool(relu(.), k)` (of `relu`
+    /// alone when `k == 1`), built on the fly from the gradient of its output (`grad`),
+    /// its output (`y`, ReLU's mask) and each window's first maximum (`codes`, as
+    /// [`forward`](super::forward()) records them; empty when `k == 1`), all
+    /// `C x H/k x W/k` per image (`H/k x W/k x C` when `channels_last`): never
+    /// materialised at full size.
+    ThroughRelu {
+        grad: &'a [T],
+        y: &'a [T],
+        codes: &'a [u8],
+        k: usize,
+        channels_last: bool,
+    },
+}
+
+impl<'a, T: Elem> Source<'a, T> {
+    /// Images `from..from + count` (or as many as there are), each `len` values at
+    /// full size.
+    pub(crate) fn images(self, len: usize, from: usize, count: usize) -> Self {
+        let cut = |l: usize, n: usize| {
+            from.saturating_mul(l).min(n)..(from + count).saturating_mul(l).min(n)
+        };
+        match self {
+            Source::Dense(x) => Source::Dense(&x[cut(len, x.len())]),
+            Source::ChannelsLast(x) => Source::ChannelsLast(&x[cut(len, x.len())]),
+            Source::ThroughRelu {
+                grad,
+                y,
+                codes,
+                k,
+                channels_last,
+            } => {
+                let l = len / (k * k);
+                Source::ThroughRelu {
+                    grad: &grad[cut(l, grad.len())],
+                    y: &y[cut(l, y.len())],
+                    codes: if k > 1 {
+                        &codes[cut(l, codes.len())]
+                    } else {
+                        codes
+                    },
+                    k,
+                    channels_last,
+                }
+            }
+        }
+    }
+
+    /// How many images of `len` values (at full size) there are.
+    pub(super) fn count(self, len: usize) -> usize {
+        match self {
+            Source::Dense(x) | Source::ChannelsLast(x) => x.len() / len,
+            Source::ThroughRelu { grad, k, .. } => grad.len() / (len / (k * k)),
+        }
+    }
+
+    /// Writes image `i`, `c x h x w`, channels-last into `dst` (`cols` pixels per row)
+    /// with its corner at `(top, left)`, through the scratch `tmp` and `masked`
+    /// (`h*w x c` values each) and `codes_cl` (as many bytes); the rest of `dst` is left
+    /// as it is.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn fill(
+        self,
+        i: usize,
+        (c, h, w): (usize, usize, usize),
+        cols: usize,
+        (top, left): (usize, usize),
+        (tmp, masked, codes_cl): (&mut [T], &mut [T], &mut [u8]),
+        dst: &mut [T],
+    ) {
+        let (grad, y, codes, k) = match self {
+            Source::Dense(x) => {
+                let len = c * h * w;
+                to_channels_last(
+                    &x[i * len..(i + 1) * len],
+                    (c, h, w),
+                    cols,
+                    (top, left),
+                    tmp,
+                    dst,
+                );
+                return;
+            }
+            Source::ChannelsLast(x) => {
+                let (row, len) = (w * c, c * h * w);
+                let x = &x[i * len..(i + 1) * len];
+                for (yy, src) in x.chunks_exact(row).enumerate() {
+                    dst[((yy + top) * cols + left) * c..][..row].copy_from_slice(src);
+                }
+                return;
+            }
+            Source::ThroughRelu {
+                grad,
+                y,
+                codes,
+                k,
+                channels_last,
+            } => {
+                if channels_last {
+                    let image = (grad, y, codes, i);
+                    unpool_channels_last(image, (c, h, w, k), cols, (top, left), dst);
+                    return;
+                }
+                (grad, y, codes, k)
+            }
+        };
+        let (ph, pw) = (h / k, w / k);
+        let (hw, len) = (ph * pw, c * ph * pw);
+        let (grad, y) = (&grad[i * len..(i + 1) * len], &y[i * len..(i + 1) * len]);
+        // Without pooling every value is its own window's maximum.
+        // ReLU's mask, channels-first, then channels-last.
+        for ((m, &g), &y) in masked.iter_mut().zip(grad).zip(y) {
+            *m = relu_grad(g, y);
+        }
+        if k == 1 {
+            to_channels_last(&masked[..len], (c, h, w), cols, (top, left), tmp, dst);
+            return;
+        }
+        transpose(&masked[..len], (c, hw, hw), tmp, c);
+        // Each value's window offset, channels-last.
+        let codes = &codes[i * len..(i + 1) * len];
+        for p in 0..hw {
+            for ch in 0..c {
+                codes_cl[p * c + ch] = codes[ch * hw + p];
+            }
+        }
+        for py in 0..ph {
+            for px in 0..pw {
+                let p = py * pw + px;
+                for c0 in (0..c).step_by(LANES) {
+                    let g = load(tmp, p * c + c0);
+                    // Zero where ReLU blocks it, so its window offset does not matter.
+                    let at = &codes_cl[p * c + c0..p * c + c0 + LANES];
+                    for d in 0..k * k {
+                        let mut v = Lanes::<T>::ZERO;
+                        for ((v, &g), &at) in v.0.iter_mut().zip(&g.0).zip(at) {
+                            if usize::from(at) == d {
+                                *v = g;
+                            }
+                        }
+                        let (yy, xx) = (top + py * k + d / k, left + px * k + d % k);
+                        store(v, dst, (yy * cols + xx) * c + c0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`Source::fill`] for a channels-last [`Source::ThroughRelu`]: image `i` of
+/// (`grad`, `y`, `codes`), `h/k x w/k x c` each, masked by ReLU and spread over each
+/// window's maximum, into `dst` (`cols` pixels per row) with its corner at
+/// `(top, left)`. Every pixel of the `h x w` block is written, so the rest of each
+/// window gets zeros.
+#[inline(always)]
+pub(super) fn unpool_channels_last<T: Elem>(
+    (grad, y, codes, i): (&[T], &[T], &[u8], usize),
+    (c, h, w, k): (usize, usize, usize, usize),
+    cols: usize,
+    (top, left): (usize, usize),
+    dst: &mut [T],
+) {
+    let (ph, pw) = (h / k, w / k);
+    let len = ph * pw * c;
+    let (grad, y) = (&grad[i * len..(i + 1) * len], &y[i * len..(i + 1) * len]);
+    let codes = if k > 1 {
+        &codes[i * len..(i + 1) * len]
+    } else {
+        &[][..]
+    };
+    // Each window offset's distance from the window's corner in `dst` (no division in
+    // the loop below; windows divide Winograd's 4x4 tiles, so `k <= 4`).
+    assert!(k <= 4, "Winograd pooling window above 4");
+    let mut offsets = [0usize; 16];
+    for (d, o) in offsets.iter_mut().enumerate().take(k * k) {
+        *o = ((d / k) * cols + d % k) * c;
+    }
+    for py in 0..ph {
+        for px in 0..pw {
+            let p = py * pw + px;
+            for c0 in (0..c).step_by(LANES) {
+                let at = p * c + c0;
+                let (g, yv) = (load(grad, at), load(y, at));
+                // ReLU's mask.
+                let mut m = Lanes::<T>::ZERO;
+                for ((m, &g), &y) in m.0.iter_mut().zip(&g.0).zip(&yv.0) {
+                    *m = relu_grad(g, y);
+                }
+                if k == 1 {
+                    store(m, dst, ((top + py) * cols + left + px) * c + c0);
+                    continue;
+                }
+                // Zeros over the window, then each lane's value at its maximum.
+                let corner = ((top + py * k) * cols + left + px * k) * c + c0;
+                for &o in &offsets[..k * k] {
+                    store(Lanes::ZERO, dst, corner + o);
+                }
+                for (l, (&m, &d)) in m.0.iter().zip(&codes[at..at + LANES]).enumerate() {
+                    dst[corner + offsets[usize::from(d)] + l] = m;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The transforms into the Winograd domain: the kernels' (`G g Gᵀ`, once per call) and
+//! the tiles' (`Bᵀ d B` of input patches, `A dY Aᵀ` of gradient tiles, per round).
+
+use super::lanes::{load_unchecked, store, store_unchecked, Lanes, LANES};
+use super::scratch::{plane, Scratch};
+use super::source::Source;
+use super::variant::{both, Variant, MAX_A};
+use super::Tiling;
+use crate::kernels::{transpose, Elem, Geometry};
+
+/// `U[k][ci][co]`: the transformed kernels, `a² x C_in x C_out`, computed eight
+/// channel pairs at a time (the pair count is a multiple of 64 wherever Winograd
+/// applies), on all of rayon's threads.
+pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
+    use rayon::prelude::*;
+    let a2 = V::A * V::A;
+    let block = g.c_out * g.c_in;
+    debug_assert_eq!(
+        block % LANES,
+        0,
+        "Winograd needs channel counts divisible by 8"
+    );
+    // Every eight pairs' a² transformed taps, `[pairs / 8][k][8]`.
+    let mut by_pairs = vec![T::ZERO; a2 * block];
+    by_pairs
+        .par_chunks_mut(a2 * LANES)
+        .zip(w.par_chunks_exact(9 * LANES))
+        .for_each(|(out, taps)| {
+            let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
+            for r in 0..3 {
+                for c in 0..3 {
+                    for (l, e) in src[r * MAX_A + c].0.iter_mut().enumerate() {
+                        *e = taps[l * 9 + r * 3 + c];
+                    }
+                }
+            }
+            let t = both(&src, 3, V::A, V::kernel);
+            for ky in 0..V::A {
+                for kx in 0..V::A {
+                    store(t[ky * MAX_A + kx], out, (ky * V::A + kx) * LANES);
+                }
+            }
+        });
+    // Plane by plane: gathered `[co][ci]`, then transposed.
+    let mut u = vec![T::ZERO; a2 * block];
+    u.par_chunks_mut(block).enumerate().for_each(|(k, plane)| {
+        let mut pairs = vec![T::ZERO; block];
+        for (p, dst) in pairs.chunks_exact_mut(LANES).enumerate() {
+            dst.copy_from_slice(&by_pairs[(p * a2 + k) * LANES..][..LANES]);
+        }
+        transpose(&pairs, (g.c_out, g.c_in, g.c_in), plane, g.c_out);
+    });
+    u
+}
+
+/// Transforms the tiles of image `$i` of a round, channels-last in `$src` (rows `$w`
+/// pixels wide, each tile an `$n x $n` block with its corner at `(ty*M, tx*M)`): `$f`
+/// down the block's columns, then across the resulting `a` rows, into
+/// `$dst[k][tile][c]` (planes `$stride` apart). A macro rather than a function: with
+/// `$n` a constant at each use the loops unroll, which a function argument (even
+/// inlined) did not achieve, at a cost of 15-30 % on a layer.
+macro_rules! transform_tiles {
+    ($v:ty, $t:ty, $tiling:expr, $i:expr, $c:expr, ($src:expr, $w:expr, $n:expr), $f:path,
+     ($dst:expr, $stride:expr)) => {{
+        let t: &Tiling = $tiling;
+        let (c, width) = ($c, $w);
+        let mut half = [[Lanes::<$t>::ZERO; MAX_A]; MAX_A];
+        for ty in 0..t.th {
+            for tx in 0..t.tw {
+                let tile = $i * t.per_image() + ty * t.tw + tx;
+                let corner = (ty * <$v>::M * width + tx * <$v>::M) * c;
+                // The largest indices below, with c0 + LANES <= c (c is a multiple of
+                // LANES): checked once per tile instead of at every access.
+                assert!(
+                    c % LANES == 0
+                        && corner + (($n - 1) * width + $n - 1) * c + c <= $src.len()
+                        && (<$v>::A * <$v>::A - 1) * $stride + (tile + 1) * c <= $dst.len(),
+                    "Winograd transform: tile out of bounds"
+                );
+                for c0 in (0..c).step_by(LANES) {
+                    for col in 0..$n {
+                        let mut d = [Lanes::<$t>::ZERO; MAX_A];
+                        for (r, e) in d.iter_mut().enumerate().take($n) {
+                            // SAFETY: r, col < $n and c0 + LANES <= c: within the bound
+                            // asserted above.
+                            *e = unsafe {
+                                load_unchecked(&$src, corner + (r * width + col) * c + c0)
+                            };
+                        }
+                        let o = $f(d);
+                        for r in 0..<$v>::A {
+                            half[r][col] = o[r];
+                        }
+                    }
+                    for (r, row) in half.iter().enumerate().take(<$v>::A) {
+                        let o = $f(*row);
+                        for (col, &e) in o.iter().enumerate().take(<$v>::A) {
+                            let at = (r * <$v>::A + col) * $stride + tile * c + c0;
+                            // SAFETY: r, col < A and c0 + LANES <= c: within the bound
+                            // asserted above.
+                            unsafe { store_unchecked(e, &mut $dst, at) };
+                        }
+                    }
+                }
+            }
+        }
+    }};
+}
+pub(super) use transform_tiles;
+
+/// Fills `V` for `x` (`images` consecutive images): `V[k][tile][ci]`, where a round's
+/// tiles are numbered image by image, row by row.
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+// transform_tiles! reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
+pub(super) fn transform_inputs<V: Variant, T: Elem>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    x: Source<'_, T>,
+    images: usize,
+) {
+    let tiles = images * t.per_image();
+    let c = g.c_in;
+    let stride_k = plane(tiles, c);
+    let wp = t.wp;
+    for i in 0..images {
+        // Only the interior is written, so the borders stay zero.
+        let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
+        x.fill(i, (c, g.h, g.w), wp, (g.pad, g.pad), scratch, &mut s.padded);
+        // Bᵀ down the patch's columns, then across its rows into V.
+        transform_tiles!(
+            V,
+            T,
+            t,
+            i,
+            c,
+            (s.padded, wp, V::A),
+            V::input,
+            (s.v, stride_k)
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! The weight gradient: rounds of `dU[k] += dM[k]ᵀ V[k]` (with the bias gradient), then
+//! `dW = Gᵀ dU G` once per call.
+
+use gemm::Parallelism;
+
+use super::lanes::{load, load_unchecked, store_unchecked, Lanes, LANES};
+use super::scratch::{plane, Scratch};
+use super::small_gemm::{each_plane, small_gemm};
+use super::source::Source;
+use super::transform::{transform_inputs, transform_tiles};
+use super::variant::{both, Variant, MAX_A};
+use super::{images_per_round, simd, Tiling};
+use crate::kernels::{Elem, Geometry};
+
+/// Adds the weight gradient of `x` (`images` images) and their output gradient `gy`
+/// into `du` (`a² x C_out x C_in`, transformed), and the bias gradient (the output
+/// gradient summed per channel) into the `C_out` values after it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+// transform_tiles! reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
+pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    x: Source<'_, T>,
+    gy: Source<'_, T>,
+    images: usize,
+    du: &mut [T],
+    par: Parallelism,
+) {
+    let a2 = V::A * V::A;
+    let tiles = images * t.per_image();
+    transform_inputs::<V, T>(g, t, s, x, images);
+    let c = g.c_out;
+    let m_k = plane(tiles, c);
+    // The output gradient, channels-last and zero past the output's last row and
+    // column, so every tile reads a full `m x m` block.
+    let wm = t.tw * V::M;
+    // Past the output it stays zero: only the output's own pixels are ever written
+    // here, and the forward pass, which writes whole tiles, uses its own scratch.
+    for i in 0..images {
+        let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
+        gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), scratch, &mut s.grad);
+        // The bias gradient from the filled gradient while it is in cache (the columns
+        // past the output add zeros).
+        let db = &mut du[a2 * g.c_out * g.c_in..][..c];
+        for pixel in s.grad[..g.ho * wm * c].chunks_exact(c) {
+            for (d, &v) in db.iter_mut().zip(pixel) {
+                *d += v;
+            }
+        }
+        // A down the columns of each gradient tile, then across its rows into M.
+        transform_tiles!(V, T, t, i, c, (s.grad, wm, V::M), V::output_t, (s.m, m_k));
+    }
+    let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
+    // dU[k] (C_out x C_in) += dM[k]ᵀ (C_out x tiles) · V[k] (tiles x C_in).
+    let product = |(k, du): (usize, &mut [T])| {
+        small_gemm::<T, FMA>(
+            (g.c_out, g.c_in, tiles),
+            (&s.m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
+            (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
+            (du, g.c_in),
+            true,
+        )
+    };
+    each_plane(&mut du[..a2 * u_k], u_k, par, product);
+}
+
+/// The transformed weight gradient of the images in `x` with output gradient `grad`
+/// (`a² x C_out x C_in`), then their bias gradient (`C_out`), summed over the rounds
+/// of one thread.
+pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
+    g: &Geometry,
+    x: Source<'_, T>,
+    grad: Source<'_, T>,
+    par: Parallelism,
+) -> Vec<T> {
+    let t = Tiling::new::<V>(g);
+    let a2 = V::A * V::A;
+    let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in + g.c_out];
+    let round = images_per_round(t.per_image());
+    let mut s = Scratch::take::<V>(g, &t, round);
+    for from in (0..x.count(g.in_len())).step_by(round) {
+        let x = x.images(g.in_len(), from, round);
+        let gy = grad.images(g.out_len(), from, round);
+        let images = x.count(g.in_len());
+        simd::weight_round::<V, T>((g, &t, &mut s, x, gy, images), &mut du, par);
+    }
+    s.keep();
+    du
+}
+
+/// `dW = Gᵀ dU G` for every channel pair, into PyTorch's `C_out x C_in x 3 x 3`,
+/// eight pairs at a time (consecutive in each plane of `dU`), on all of rayon's
+/// threads.
+pub(crate) fn untransform_weight_grad<V: Variant, T: Elem>(g: &Geometry, du: &[T], dw: &mut [T]) {
+    use rayon::prelude::*;
+    const PAIRS: usize = 64;
+    let block = g.c_out * g.c_in;
+    debug_assert_eq!(
+        block % LANES,
+        0,
+        "Winograd needs channel counts divisible by 8"
+    );
+    let dw = &mut dw[..9 * block];
+    dw.par_chunks_mut(9 * PAIRS)
+        .enumerate()
+        .for_each(|(chunk, dw)| {
+            for (i, taps) in dw.chunks_exact_mut(9 * LANES).enumerate() {
+                let first = chunk * PAIRS + i * LANES;
+                let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
+                for ky in 0..V::A {
+                    for kx in 0..V::A {
+                        src[ky * MAX_A + kx] = load(du, (ky * V::A + kx) * block + first);
+                    }
+                }
+                let t = both(&src, V::A, 3, V::kernel_t);
+                for r in 0..3 {
+                    for c in 0..3 {
+                        for (l, &v) in t[r * MAX_A + c].0.iter().enumerate() {
+                            taps[l * 9 + r * 3 + c] = v;
+                        }
+                    }
+                }
+            }
+        });
+}
