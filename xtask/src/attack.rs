@@ -222,7 +222,7 @@ fn run(args: &AttackArgs) -> Result<AttackSummary> {
         tally.add(&outcome);
         if let Some(path) = &args.per_image {
             append_rows(&mut csv, first, &outcome);
-            harness::artifact::write_atomic(path, csv.as_bytes())?;
+            harness::write_atomic(path, csv.as_bytes())?;
         }
         bar.set_message(format!(
             "success {:.1}%",

@@ -227,7 +227,7 @@ pub fn certify(args: &CertifyArgs) -> Result<()> {
             "margins_at_radius": margins_json(&r.at_radius),
         });
         let text = serde_json::to_string_pretty(&value)?;
-        harness::artifact::write_atomic(path, text.as_bytes())
+        harness::write_atomic(path, text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }

@@ -9,7 +9,7 @@ use mnist_data::{idx, standard_file_names, HubSource, Source, Split, NUM_CLASSES
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use harness::artifact::write_atomic;
+use harness::write_atomic;
 
 /// Which data to load; exactly one of the three, the fixtures when none is given.
 #[derive(Args, Debug, Clone)]

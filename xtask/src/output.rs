@@ -32,7 +32,7 @@ pub fn write_json<T: Serialize>(path: Option<&Path>, value: &T) -> Result<()> {
     };
     let text = serde_json::to_string_pretty(value)
         .with_context(|| format!("encoding {} as JSON", path.display()))?;
-    harness::artifact::write_atomic(path, text.as_bytes())
+    harness::write_atomic(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())

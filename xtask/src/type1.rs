@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
-use harness::type1_panel::{
+use harness::{
     judge_accuracy, run_mode, success_grid, JudgeAccuracy, ModeSummary, PanelInputs, Type1Pairs,
 };
 use mnist_data::PixelFormat;
@@ -325,7 +325,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
             .map(|json| PathBuf::from(format!("{}.mode{k}.partial.jsonl", json.display())))
     };
     let partial_for = |k: usize, name: &str, config: &LatentAttackConfig| {
-        partial_path(k).map(|path| harness::type1_panel::Checkpoint {
+        partial_path(k).map(|path| harness::Checkpoint {
             path,
             key: format!(
                 "{name} | data {} | inputs {} | pairs {} | batch {} | {config:?}",

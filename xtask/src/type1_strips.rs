@@ -1,15 +1,15 @@
 //! `cargo xtask type1 --index I`: the study's figure for one test image. The paper's
 //! Type I attack runs towards each target (f1 keeps its clean label; the run stops when
 //! the oracle sees the target, or never with `--no-early-stop`), and each pair's frames
-//! are drawn by `harness::type1::transition_strip`, the strips `reproduce` draws.
+//! are drawn by `harness::transition_strip`, the strips `reproduce` draws.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use harness::runner::strip_path;
-use harness::type1::{stack_vertically, titled, transition_strip, FrameReading};
+use harness::strip_path;
+use harness::{stack_vertically, titled, transition_strip, FrameReading};
 use models::{GapCnn, Oracle, Svae};
 use serde::Serialize;
 use vae_attack::{type_one_attack, Frame, LatentAttackConfig, Stop};

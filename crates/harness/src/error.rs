@@ -27,7 +27,7 @@ pub enum HarnessError {
         /// The file (or the profile) the configuration came from.
         origin: String,
         /// Each broken rule: the setting, its value and the rule.
-        violations: Vec<crate::config::Violation>,
+        violations: Vec<Violation>,
     },
     /// Drawing a figure failed.
     #[error("figure {}: {message}", path.display())]
@@ -63,10 +63,27 @@ pub enum HarnessError {
     Other(String),
 }
 
-fn list(violations: &[crate::config::Violation]) -> String {
+fn list(violations: &[Violation]) -> String {
     let items: Vec<String> = violations.iter().map(ToString::to_string).collect();
     items.join("; ")
 }
 
 /// Result alias of this crate.
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
+
+/// One rule a configuration breaks: the setting, its value and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The setting (the TOML key).
+    pub field: String,
+    /// Its value, as written.
+    pub value: String,
+    /// What it must be.
+    pub rule: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` = {}: {}", self.field, self.value, self.rule)
+    }
+}

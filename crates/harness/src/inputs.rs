@@ -91,6 +91,20 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Where the data and weights came from, for the report, and their fingerprint, which
+/// also keys the cached stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The data source.
+    pub data: String,
+    /// The weights' source.
+    pub weights: String,
+    /// The checkpoints the models were loaded from and the test set passed to
+    /// [`crate::run_evaluation`] (e.g. [`InputFingerprint::of_weights_dir`]): a stage cached
+    /// under other inputs is recomputed.
+    pub inputs: InputFingerprint,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,30 +1,83 @@
-//! The evaluation that reproduces "is CAM reliable?": configuration, the ROC comparison
-//! of Type I and Type II attacks, figures and report artifacts, written atomically.
+//! The evaluation that reproduces "is CAM reliable?" and goes beyond it: every stage of
+//! the study on one set of models, cached per stage, summarised in one typed schema,
+//! drawn and reported.
+//!
+//! Data flows one way through the modules:
+//!
+//! 1. **Configuration and inputs**: [`ExperimentConfig`] (profiles, TOML, validation
+//!    rules), the models bundle [`Models`] loaded by [`load_models`] or
+//!    [`fetch_weights`], and the [`InputFingerprint`] of weights and test set (part of
+//!    [`Provenance`]).
+//! 2. **Stages** (`stages/`, one file each): models, one Type II stage per attack,
+//!    Type I, CLEVER, the certified sandwich, the ROC population. Each writes its CSV
+//!    tables and returns a serde result that the stage cache keeps in
+//!    `stages/<name>.json`, keyed by configuration and inputs, so a killed run resumes.
+//! 3. **Results**: [`Evaluation`] holds every stage's result and the [`Summary`] made of
+//!    them, `summary.json`'s one schema (documented in `docs/SUMMARY.md`, which a test
+//!    checks against it).
+//! 4. **Figures and report**, drawn from the results alone.
+//! 5. **The entry point**: [`run_evaluation`], which `cargo xtask reproduce` calls.
+//!
+//! ```no_run
+//! # fn main() -> harness::Result<()> {
+//! use std::path::Path;
+//! use candle_core::Device;
+//! let device = Device::Cpu;
+//! let weights = Path::new("fixtures/weights");
+//! let splits = mnist_data::Source::Fixtures.load()?;
+//! let models = harness::load_models(weights, &device)?;
+//! let provenance = harness::Provenance {
+//!     data: "fixtures".into(),
+//!     weights: weights.display().to_string(),
+//!     inputs: harness::InputFingerprint::of_weights_dir(weights, &splits.test)?,
+//! };
+//! let config = harness::ExperimentConfig::quick();
+//! let e = harness::run_evaluation(
+//!     &models, &splits.train, &splits.test, &config, &provenance,
+//!     Path::new("results"), &device, &mut harness::Silent,
+//! )?;
+//! println!("Type I consensus: {}", e.summary.type1.modes.constrained.consensus);
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
 
-pub mod artifact;
-pub mod cam_change;
-pub mod clever_stage;
-pub mod config;
+mod artifact;
+mod bundle;
+mod cache;
+mod cam_change;
+mod config;
 mod error;
-pub mod evaluation;
-pub mod inputs;
+mod evaluation;
+mod figures;
+mod inputs;
 mod nan;
-pub mod plot;
-pub mod report;
-pub mod roc;
-pub mod runner;
-pub mod sandwich;
-pub mod type1;
-pub mod type1_panel;
-pub mod type2_examples;
-pub mod weights;
+mod progress;
+mod report;
+mod results;
+mod roc;
+mod stages;
+mod summary;
+mod weights;
 
-pub use error::{HarnessError, Result};
-
-pub use config::{ExperimentConfig, Violation};
-pub use evaluation::{run_evaluation, Evaluation, Provenance};
-pub use inputs::InputFingerprint;
-pub use runner::{Models, Progress, Silent};
+pub use artifact::{csv, write_atomic};
+pub use bundle::Models;
+pub use cam_change::{CamChange, MapChange};
+pub use config::ExperimentConfig;
+pub use error::{HarnessError, Result, Violation};
+pub use evaluation::run_evaluation;
+pub use inputs::{InputFingerprint, Provenance};
+pub use progress::{Progress, Silent};
+pub use results::Evaluation;
+pub use roc::{RocComparison, Scored};
+pub use stages::type1::{
+    judge_accuracy, pixel_rows, rows_csv, run_mode, stack_vertically, strip_path, success_grid,
+    titled, transition_strip, Checkpoint, FrameReading, JudgeAccuracy, ModeRun, ModeSummary,
+    PairRow, PanelInputs, Rate, TransitionStrip, Type1Pairs,
+};
+pub use stages::{
+    CleverResult, CleverRow, ModelAccuracies, RocPopulation, SandwichResult, Type1Result,
+    Type2Example, Type2Result,
+};
+pub use summary::{Claims, Summary};
 pub use weights::{fetch_weights, load_models, HubWeights, WEIGHT_FILES};

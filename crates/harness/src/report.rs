@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::artifact::write_atomic;
 use crate::config::ExperimentConfig;
 use crate::error::Result;
-use crate::evaluation::{Evaluation, Provenance};
+use crate::inputs::Provenance;
+use crate::results::Evaluation;
 
 fn pct(v: f64) -> String {
     if v.is_finite() {
@@ -113,7 +114,7 @@ fn map_change_section(e: &Evaluation) -> String {
         &c.reconstruction_vs_x,
         f64::NAN,
     );
-    let claims = crate::evaluation::Claims::of(&e.type2, &e.type1, &e.roc);
+    let claims = &e.summary.claims;
     let verdict = match claims.type1_change_smaller_than_every_type2 {
         Some(true) => format!(
             "The Type I change (Spearman {} against x) is smaller than every Type II attack's over its successes: \
@@ -261,7 +262,7 @@ fn sections(
              of the new class and moves to where f1 now finds its evidence, although the image still shows the \
              old digit: under a Type II attack CAM follows the decision, not the digit (the CAM columns of the \
              table above measure how far it moves).",
-            crate::type2_examples::EXAMPLE_ROWS
+            crate::stages::type2_examples::EXAMPLE_ROWS
         ), Some("type2_examples.png".into())));
     }
     let t1 = &e.type1;
@@ -318,9 +319,9 @@ fn sections(
     modes.push_str(&judges.join("; "));
     modes.push_str(". The grid shows examples of the constrained attack (consensus successes first): the original with f1's class and probability, then the Type I example with f1's class and probability and each judge's verdict.");
     let grid = out
-        .join(crate::type1::GRID_FILE)
+        .join(crate::stages::type1::GRID_FILE)
         .is_file()
-        .then(|| crate::type1::GRID_FILE.to_string());
+        .then(|| crate::stages::type1::GRID_FILE.to_string());
     s.push((modes, grid));
     s.push((map_change_section(e), None));
     let from = config.strip_index;
@@ -329,7 +330,9 @@ fn sections(
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| {
-                    n.starts_with("type1_") && n.ends_with(".png") && n != crate::type1::GRID_FILE
+                    n.starts_with("type1_")
+                        && n.ends_with(".png")
+                        && n != crate::stages::type1::GRID_FILE
                 })
                 .collect()
         })
@@ -371,10 +374,13 @@ fn sections(
         fallbacks.iter().map(|(_, n)| n).sum::<usize>(), 2 * c.rows.len()
     ), Some("clever_l2.png".into())));
     let w = &e.sandwich;
-    type Pick = fn(&crate::sandwich::SandwichRow) -> &crate::sandwich::Bounds;
-    let geometry = |name: &str, c: &crate::sandwich::SandwichCounts, pick: Pick, found: &str| {
+    type Pick = fn(&crate::stages::sandwich::SandwichRow) -> &crate::stages::sandwich::Bounds;
+    let geometry = |name: &str,
+                    c: &crate::stages::sandwich::SandwichCounts,
+                    pick: Pick,
+                    found: &str| {
         // Median ratios to the found distance, over the images with one.
-        let median = |f: fn(&crate::sandwich::Bounds) -> f64| {
+        let median = |f: fn(&crate::stages::sandwich::Bounds) -> f64| {
             let mut v: Vec<f64> = w
                 .rows
                 .iter()
@@ -411,7 +417,7 @@ fn sections(
         geometry("L2", &w.l2, |r| &r.l2, "CW-L2 or DeepFool"),
         geometry("Linf", &w.linf, |r| &r.linf, "PGD-Linf, eps by bisection, or any Type II attack"),
         num(w.seconds_per_radius),
-    ), Some(crate::sandwich::SANDWICH_FIGURE.into())));
+    ), Some(crate::figures::SANDWICH_FIGURE.into())));
     s.push((
         format!("## Configuration\n\n```toml\n{}```", config.to_toml()),
         None,

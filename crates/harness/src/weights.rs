@@ -8,8 +8,8 @@ use candle_core::{DType, Device};
 use mnist_data::HubFiles;
 use models::{load_model, GapCnn, Mlp, Oracle, Svae};
 
+use crate::bundle::Models;
 use crate::error::{HarnessError, Result};
-use crate::runner::Models;
 
 /// The checkpoints, by file name: GapCnn, Mlp, oracle, SVAE, robust oracle.
 pub const WEIGHT_FILES: [&str; 5] = [

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device};
-use harness::runner::Type2Figures;
+use harness::Type2Result;
 use harness::{
     load_models, run_evaluation, ExperimentConfig, InputFingerprint, Models, Provenance, Silent,
     WEIGHT_FILES,
@@ -208,8 +208,8 @@ fn every_artifact_and_resumable_stages() {
 }
 
 /// A Type II result without its timing, which differs on every run.
-fn untimed(t: &Type2Figures) -> Type2Figures {
-    Type2Figures {
+fn untimed(t: &Type2Result) -> Type2Result {
+    Type2Result {
         images_per_second: 0.0,
         ..t.clone()
     }

@@ -2,6 +2,8 @@
 //! `cargo xtask reproduce --quick` runs): every claim of the study in the direction the
 //! study states it, over the population and with the denominator the report states.
 
+mod summary_schema;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -176,4 +178,34 @@ fn the_quick_profile_shows_every_claim() {
         );
     }
     assert!(out.path().join("sandwich.png").is_file());
+
+    // summary.json is what the one schema writes: it reads back into `harness::Summary`
+    // and writes the same JSON again.
+    let text = std::fs::read_to_string(out.path().join("summary.json")).unwrap();
+    let typed: harness::Summary = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), summary);
+    // docs/SUMMARY.md lists exactly the keys written, and the checker notices a row
+    // missing or a key that is not written.
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SUMMARY.md"),
+    )
+    .unwrap();
+    let (undocumented, unwritten) = summary_schema::disagreements(&doc, &summary);
+    assert!(
+        undocumented.is_empty() && unwritten.is_empty(),
+        "docs/SUMMARY.md: written but not listed {undocumented:?}; listed but not written {unwritten:?}"
+    );
+    let without_clever: String = doc
+        .lines()
+        .filter(|l| !l.starts_with("| `clever."))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (undocumented, _) = summary_schema::disagreements(&without_clever, &summary);
+    assert!(
+        undocumented.contains(&"clever.nb".to_string()),
+        "{undocumented:?}"
+    );
+    let with_bogus = doc.replace("| `seed`,", "| `roc.bogus`, `seed`,");
+    let (_, unwritten) = summary_schema::disagreements(&with_bogus, &summary);
+    assert_eq!(unwritten, vec!["roc.bogus".to_string()]);
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use harness::type1_panel::{run_mode, Checkpoint, PanelInputs, Type1Pairs};
+use harness::{run_mode, Checkpoint, PanelInputs, Type1Pairs};
 use models::Knn;
 use vae_attack::{ClassMeans, Judges, LatentAttackConfig};
 

@@ -22,10 +22,12 @@ use models::Classifier;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{csv, write_atomic};
-use crate::clever_stage::CleverFigures;
+use crate::bundle::Models;
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
-use crate::runner::{smallest_found, Models, Progress, Type2Figures};
+use crate::progress::Progress;
+use crate::stages::clever::CleverResult;
+use crate::stages::type2::{smallest_found, Type2Result};
 
 /// The Linf bisection stops when the bracket is at most this wide relative to its top...
 pub const PGD_BISECTION_RELATIVE: f64 = 0.01;
@@ -112,7 +114,7 @@ impl SandwichCounts {
 
 /// The sandwich stage's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SandwichFigures {
+pub struct SandwichResult {
     /// The bound method as run (`crown`, or `crown-ibp` where every intermediate
     /// bound came from IBP).
     pub method: String,
@@ -183,13 +185,13 @@ pub fn smallest_pgd_linf(
 pub fn run_sandwich(
     models: &Models,
     test: &Dataset,
-    type2: &[Type2Figures],
-    clever: &CleverFigures,
+    type2: &[Type2Result],
+    clever: &CleverResult,
     config: &ExperimentConfig,
     out: &Path,
     device: &Device,
     progress: &mut dyn Progress,
-) -> Result<SandwichFigures> {
+) -> Result<SandwichResult> {
     let certify_err = |e: certify::CertifyError| HarnessError::Other(format!("certify: {e}"));
     let net = Network::from_model(&models.gapcnn).map_err(certify_err)?;
     let method = Method::crown();
@@ -306,7 +308,7 @@ pub fn run_sandwich(
         )
         .as_bytes(),
     )?;
-    let figures = SandwichFigures {
+    let figures = SandwichResult {
         method: method_name.to_string(),
         l2: SandwichCounts::of(&rows, |r| &r.l2),
         linf: SandwichCounts::of(&rows, |r| &r.linf),
@@ -319,9 +321,6 @@ pub fn run_sandwich(
     };
     Ok(figures)
 }
-
-/// The figure's file name.
-pub const SANDWICH_FIGURE: &str = "sandwich.png";
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! Figures rendered in memory with plotters (text in the bundled DejaVu Sans Mono, so
+//! The charts, rendered in memory with plotters (text in the bundled DejaVu Sans Mono, so
 //! a bare machine without system fonts draws them too), encoded as PNG and written
 //! atomically.
 
@@ -12,7 +12,7 @@ use crate::artifact::write_atomic;
 use crate::error::{HarnessError, Result};
 use crate::roc::RocComparison;
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
 fn register_font() {
@@ -179,7 +179,7 @@ pub fn clever_scatter(path: &Path, title: &str, points: &[(f64, f64)]) -> Result
 /// `sandwich.png`: per image (sorted by the found distance), the certified radius, the
 /// CLEVER estimate and the smallest perturbation found, in two panels (L2, Linf) on a
 /// log scale; a sound certificate lies below the found mark, CLEVER ideally between.
-pub fn sandwich_figure(path: &Path, s: &crate::sandwich::SandwichFigures) -> Result<()> {
+pub fn sandwich_figure(path: &Path, s: &crate::stages::sandwich::SandwichResult) -> Result<()> {
     register_font();
     let (w, h) = (1100u32, 520u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
@@ -188,12 +188,12 @@ pub fn sandwich_figure(path: &Path, s: &crate::sandwich::SandwichFigures) -> Res
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let panels = root.split_evenly((1, 2));
-        type Pick = fn(&crate::sandwich::SandwichRow) -> &crate::sandwich::Bounds;
+        type Pick = fn(&crate::stages::sandwich::SandwichRow) -> &crate::stages::sandwich::Bounds;
         let geometries: [(&str, Pick); 2] = [("L2", |r| &r.l2), ("Linf", |r| &r.linf)];
         for (panel, (name, pick)) in panels.iter().zip(geometries) {
-            let mut rows: Vec<&crate::sandwich::Bounds> = s.rows.iter().map(pick).collect();
+            let mut rows: Vec<&crate::stages::sandwich::Bounds> = s.rows.iter().map(pick).collect();
             rows.sort_by(|a, b| {
-                let key = |x: &crate::sandwich::Bounds| x.found.unwrap_or(f64::INFINITY);
+                let key = |x: &crate::stages::sandwich::Bounds| x.found.unwrap_or(f64::INFINITY);
                 key(a).total_cmp(&key(b))
             });
             let values = rows
@@ -229,7 +229,7 @@ pub fn sandwich_figure(path: &Path, s: &crate::sandwich::SandwichFigures) -> Res
                 .label_style(("sans-serif", 12))
                 .draw()
                 .map_err(|e| err(e.to_string()))?;
-            type Mark = fn(&crate::sandwich::Bounds) -> Option<f64>;
+            type Mark = fn(&crate::stages::sandwich::Bounds) -> Option<f64>;
             let marks: [(&str, RGBColor, Mark); 3] = [
                 ("certified", RGBColor(44, 160, 44), |b| Some(b.certified)),
                 ("CLEVER", RGBColor(31, 119, 180), |b| Some(b.clever)),

@@ -8,9 +8,11 @@ use mnist_data::{Dataset, PixelFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{csv, write_atomic};
+use crate::bundle::Models;
 use crate::config::ExperimentConfig;
 use crate::error::Result;
-use crate::runner::{smallest_found, Models, Progress, Type2Figures};
+use crate::progress::Progress;
+use crate::stages::type2::{smallest_found, Type2Result};
 
 /// One image's CLEVER scores and found perturbations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +39,7 @@ pub struct CleverRow {
 
 /// CLEVER figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CleverFigures {
+pub struct CleverResult {
     /// Nb, Ns and radii used.
     pub nb: usize,
     /// See `nb`.
@@ -58,7 +60,7 @@ pub struct CleverFigures {
     pub shape_penalty: f64,
 }
 
-impl CleverFigures {
+impl CleverResult {
     /// The estimates (L2 and Linf together) whose Lipschitz constant is the sample
     /// maximum rather than the fitted location, counted per reason in the order each
     /// reason first occurs.
@@ -94,12 +96,12 @@ fn decisive_fallback(report: &metrics::CleverReport) -> Option<Fallback> {
 pub fn run_clever(
     models: &Models,
     test: &Dataset,
-    type2: &[Type2Figures],
+    type2: &[Type2Result],
     config: &ExperimentConfig,
     out: &Path,
     device: &Device,
     progress: &mut dyn Progress,
-) -> Result<CleverFigures> {
+) -> Result<CleverResult> {
     // Like with like: only images f1 classifies correctly (an attack on the others has
     // nothing to flip), among the Type II images so each has its found perturbations.
     let pool = config.type2_images.min(test.len());
@@ -144,7 +146,7 @@ pub fn run_clever(
         };
         let l2 = score(Norm::L2, config.clever_radius_l2)?;
         let linf = score(Norm::Linf, config.clever_radius_linf)?;
-        let pick = |names: &[&str], f: fn(&Type2Figures) -> &Vec<Option<f64>>| {
+        let pick = |names: &[&str], f: fn(&Type2Result) -> &Vec<Option<f64>>| {
             smallest_found(type2, names, i, f).map(|(v, _)| v)
         };
         rows.push(CleverRow {
@@ -195,15 +197,6 @@ pub fn run_clever(
         )
         .as_bytes(),
     )?;
-    let points: Vec<(f64, f64)> = rows
-        .iter()
-        .filter_map(|r| r.found_l2.map(|f| (r.clever_l2, f)))
-        .collect();
-    crate::plot::clever_scatter(
-        &out.join("clever_l2.png"),
-        "CLEVER L2 vs smallest L2 found (CW-L2, DeepFool)",
-        &points,
-    )?;
     let m = |f: fn(&CleverRow) -> f64| {
         if rows.is_empty() {
             f64::NAN
@@ -211,12 +204,15 @@ pub fn run_clever(
             rows.iter().map(f).sum::<f64>() / rows.len() as f64
         }
     };
-    Ok(CleverFigures {
+    Ok(CleverResult {
         nb: config.clever_nb,
         ns: config.clever_ns,
         mean_l2: m(|r| r.clever_l2),
         mean_linf: m(|r| r.clever_linf),
-        l2_bound_violations: points.iter().filter(|(c, f)| f < c).count(),
+        l2_bound_violations: rows
+            .iter()
+            .filter(|r| r.found_l2.is_some_and(|f| f < r.clever_l2))
+            .count(),
         shape_penalty: metrics::CLEVER_SHAPE_PENALTY,
         rows,
     })

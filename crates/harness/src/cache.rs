@@ -1,0 +1,84 @@
+//! The stage cache: each stage's result is kept as `stages/<name>.json` under the output
+//! directory (atomically, tagged with the configuration and the [`InputFingerprint`] of
+//! the weights and test set); a rerun with the same configuration and inputs loads
+//! finished stages instead of recomputing them, so a killed run loses nothing it had
+//! finished, and a run with other weights or data reuses nothing.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::write_atomic;
+use crate::config::ExperimentConfig;
+use crate::error::{HarnessError, Result};
+use crate::inputs::InputFingerprint;
+
+/// A stage's result with what made it. A file without `inputs` (written before they were
+/// recorded) does not parse, so it is recomputed.
+#[derive(Serialize, Deserialize)]
+struct Cached<T> {
+    config: ExperimentConfig,
+    inputs: InputFingerprint,
+    result: T,
+}
+
+/// Runs `compute` unless `stages/<name>.json` holds a result of the same configuration
+/// and the same inputs; otherwise the new result replaces the file (atomically).
+pub(crate) fn stage<T: Serialize + DeserializeOwned>(
+    out: &Path,
+    name: &str,
+    config: &ExperimentConfig,
+    inputs: &InputFingerprint,
+    compute: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let path = out.join("stages").join(format!("{name}.json"));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(cached) = serde_json::from_str::<Cached<T>>(&text) {
+            if &cached.config == config && &cached.inputs == inputs {
+                return Ok(cached.result);
+            }
+        }
+    }
+    let result = compute()?;
+    let cached = Cached {
+        config: config.clone(),
+        inputs: inputs.clone(),
+        result,
+    };
+    let text = serde_json::to_string(&cached).map_err(|e| HarnessError::Other(e.to_string()))?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(cached.result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnist_data::Dataset;
+
+    fn fingerprint(byte: u8) -> InputFingerprint {
+        let test = Dataset::new(vec![byte; 4], vec![0], 2, 2).unwrap();
+        InputFingerprint::new([b"g", b"m", b"o", b"s", b"r"], &test)
+    }
+
+    #[test]
+    fn a_stage_is_reused_only_with_the_same_config_and_inputs() {
+        let out = tempfile::tempdir().unwrap();
+        let config = ExperimentConfig::quick();
+        let (a, b) = (fingerprint(0), fingerprint(1));
+        let run = |inputs: &InputFingerprint, value: u32| {
+            stage(out.path(), "s", &config, inputs, || Ok(value)).unwrap()
+        };
+        assert_eq!(run(&a, 1), 1);
+        assert_eq!(run(&a, 2), 1, "same config and inputs: the cached result");
+        assert_eq!(run(&b, 3), 3, "other inputs: recomputed");
+        assert_eq!(run(&b, 4), 3, "and cached under the new inputs");
+        assert_eq!(run(&a, 5), 5, "back to the first inputs: recomputed again");
+        let text = std::fs::read_to_string(out.path().join("stages/s.json")).unwrap();
+        assert!(text.contains(a.sha256()), "{text}");
+        // A cache file from before inputs were recorded is recomputed, not trusted.
+        let legacy = serde_json::json!({"config": config, "result": 6});
+        std::fs::write(out.path().join("stages/s.json"), legacy.to_string()).unwrap();
+        assert_eq!(run(&a, 7), 7);
+    }
+}

@@ -1,0 +1,110 @@
+//! The ROC stage: f1's scores of every image of the evaluation split, clean, and of the
+//! configured Type II attack's example of every positive. The comparison itself
+//! ([`crate::roc::roc_comparison`]) is computed from this and the Type I stage's result.
+
+use attacks::Targeting;
+use candle_core::{Device, D};
+use mnist_data::{Dataset, PixelFormat};
+use models::Classifier;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::Models;
+use crate::config::ExperimentConfig;
+use crate::error::{HarnessError, Result};
+use crate::progress::Progress;
+use crate::roc::Scored;
+use crate::stages::softmax_rows;
+
+/// The ROC comparison's population: f1's clean scores of every image of the evaluation
+/// split, and the configured Type II attack's example of every positive among them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RocPopulation {
+    /// Every evaluation image, clean.
+    pub clean: Vec<Scored>,
+    /// The Type II example of each positive, in the order of `clean`.
+    pub type2_of_positives: Vec<Scored>,
+    /// The attack used.
+    pub attack: String,
+    /// Positives whose example f1 no longer calls positive.
+    pub flipped: usize,
+}
+
+/// Scores every image of `eval` with f1 and runs `config.roc_type2_attack` on every
+/// positive (in batches of `config.batch_size`).
+pub fn roc_population(
+    models: &Models,
+    eval: &Dataset,
+    config: &ExperimentConfig,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<RocPopulation> {
+    let p = config.positive_class;
+    let attack = config
+        .type2_attacks()
+        .into_iter()
+        .find(|a| a.name() == config.roc_type2_attack)
+        .ok_or_else(|| {
+            HarnessError::Other(format!(
+                "roc_type2_attack: no Type II attack named {}",
+                config.roc_type2_attack
+            ))
+        })?;
+    let batch = config.batch_size.max(1);
+    let mut clean = Vec::with_capacity(eval.len());
+    for start in (0..eval.len()).step_by(batch.max(500)) {
+        let idx: Vec<usize> = (start..(start + batch.max(500)).min(eval.len())).collect();
+        let x = eval
+            .images_tensor(&idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let logits = models.gapcnn.logits(&x)?;
+        let probs = softmax_rows(&logits)?;
+        let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        for (j, &i) in idx.iter().enumerate() {
+            clean.push(Scored {
+                score: f64::from(probs[j][p as usize]),
+                predicted_positive: pred[j] == p,
+                positive: eval.label(i) == Some(p as u8),
+            });
+        }
+    }
+    let positives: Vec<usize> = (0..eval.len())
+        .filter(|&i| eval.label(i) == Some(p as u8))
+        .collect();
+    progress.start(
+        &format!("ROC: {} on positives", attack.name()),
+        positives.len() as u64,
+    );
+    let mut type2_of_positives = Vec::with_capacity(positives.len());
+    for idx in positives.chunks(batch) {
+        let x = eval
+            .images_tensor(idx, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let o = attack.run(
+            &models.gapcnn,
+            &x,
+            &vec![p; idx.len()],
+            &Targeting::Untargeted,
+        )?;
+        let probs = softmax_rows(&o.logits_after)?;
+        for (row, &pred) in probs.iter().zip(&o.adversarial_predictions) {
+            type2_of_positives.push(Scored {
+                score: f64::from(row[p as usize]),
+                predicted_positive: pred == p,
+                positive: true,
+            });
+        }
+        progress.advance(idx.len() as u64);
+    }
+    progress.finish();
+    let flipped = positives
+        .iter()
+        .zip(&type2_of_positives)
+        .filter(|(&i, a)| clean[i].predicted_positive && !a.predicted_positive)
+        .count();
+    Ok(RocPopulation {
+        clean,
+        type2_of_positives,
+        attack: attack.name().to_string(),
+        flipped,
+    })
+}
