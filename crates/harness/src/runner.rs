@@ -39,25 +39,7 @@ pub struct Models {
     pub robust_oracle: Oracle,
 }
 
-/// Receives progress of long stages (a progress bar in the binary; nothing in tests).
-pub trait Progress {
-    /// A stage of `total` steps begins.
-    fn start(&mut self, stage: &str, total: u64);
-    /// `n` steps done.
-    fn advance(&mut self, n: u64);
-    /// The stage ended.
-    fn finish(&mut self);
-}
-
-/// Ignores progress.
-#[derive(Debug, Default)]
-pub struct Silent;
-
-impl Progress for Silent {
-    fn start(&mut self, _: &str, _: u64) {}
-    fn advance(&mut self, _: u64) {}
-    fn finish(&mut self) {}
-}
+pub use common::progress::{Progress, Silent};
 
 /// A stage's result with what made it. A file without `inputs` (written before they were
 /// recorded) does not parse, so it is recomputed.
@@ -133,7 +115,7 @@ pub fn evaluate_models(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<ModelFigures> {
-    progress.start("models", 5);
+    progress.start("models", 5, "models");
     let acc = |m: &dyn Classifier| models::train::accuracy(m, test, 500, device);
     let gapcnn = acc(&models.gapcnn)?;
     progress.advance(1);
@@ -266,7 +248,7 @@ pub fn run_type2(
     };
     let n = wanted.min(test.len());
     let p = config.positive_class;
-    progress.start(&format!("type II {}", attack.name()), n as u64);
+    progress.start(&format!("type II {}", attack.name()), n as u64, "images");
     let t0 = Instant::now();
     let mut outcomes: Vec<AttackOutcome> = Vec::new();
     let mut csv_rows = Vec::new();
@@ -529,6 +511,7 @@ pub fn roc_population(
     progress.start(
         &format!("ROC: {} on positives", attack.name()),
         positives.len() as u64,
+        "images",
     );
     let mut type2_of_positives = Vec::with_capacity(positives.len());
     for idx in positives.chunks(batch) {
