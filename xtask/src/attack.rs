@@ -10,12 +10,12 @@ use attacks::{
 };
 use candle_core::Device;
 use clap::{Args, ValueEnum};
+use common::progress::{Bar, Progress};
 use mnist_data::BatchOptions;
 use serde::Serialize;
 
 use crate::data::SourceArgs;
 use crate::output::{print_rows, write_json};
-use crate::progress::Progress;
 use crate::train::ModelKind;
 
 /// The attacks of the `attacks` crate.
@@ -203,7 +203,7 @@ fn run(args: &AttackArgs) -> Result<AttackSummary> {
         splits.origin,
         args.weights.display()
     );
-    let mut bar = Progress::new(name, batches as u64, "batches");
+    let mut bar = Bar::started(name, batches as u64, "batches");
     let start = Instant::now();
     let mut tally = Tally::default();
     let mut csv = String::from(CSV_HEADER);
@@ -224,11 +224,11 @@ fn run(args: &AttackArgs) -> Result<AttackSummary> {
             append_rows(&mut csv, first, &outcome);
             harness::write_atomic(path, csv.as_bytes())?;
         }
-        bar.set_message(format!(
+        bar.set_message(&format!(
             "success {:.1}%",
             100.0 * tally.successes as f64 / tally.attackable.max(1) as f64
         ));
-        bar.inc(1);
+        bar.advance(1);
     }
     bar.finish();
     Ok(AttackSummary::new(

@@ -8,7 +8,6 @@ mod clever;
 mod data;
 mod load;
 mod output;
-mod progress;
 mod reproduce;
 mod train;
 mod type1;

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use candle_core::Device;
 use clap::Args;
+use common::progress::Bar;
 use harness::{
-    fetch_weights, load_models, run_evaluation, ExperimentConfig, InputFingerprint, Progress,
-    Provenance, WEIGHT_FILES,
+    fetch_weights, load_models, run_evaluation, ExperimentConfig, InputFingerprint, Provenance,
+    WEIGHT_FILES,
 };
 use mnist_data::{HubFiles, HubSource, Source};
 use models::train::{train_classifier, train_svae, ProgressBars, TrainConfig};
@@ -47,31 +48,6 @@ pub struct ReproduceArgs {
     /// Output directory.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-}
-
-/// The harness's stages shown as [`crate::progress::Progress`]: a bar on a terminal, a
-/// line every 10 s otherwise (under `nohup` or in CI).
-#[derive(Default)]
-struct Bars(Option<crate::progress::Progress>);
-
-impl Progress for Bars {
-    fn start(&mut self, stage: &str, total: u64) {
-        if let Some(b) = self.0.take() {
-            b.finish();
-        }
-        eprintln!("stage: {stage}");
-        self.0 = Some(crate::progress::Progress::new(stage, total, "steps"));
-    }
-    fn advance(&mut self, n: u64) {
-        if let Some(b) = &mut self.0 {
-            b.inc(n);
-        }
-    }
-    fn finish(&mut self) {
-        if let Some(b) = self.0.take() {
-            b.finish();
-        }
-    }
 }
 
 fn fixtures_weights() -> PathBuf {
@@ -245,7 +221,8 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         &provenance,
         &args.out,
         &device,
-        &mut Bars::default(),
+        // A line per stage, which a terminal keeps when its bar is cleared.
+        &mut Bar::new().with_start_lines(),
     )?;
     let r = &evaluation.roc;
     println!(

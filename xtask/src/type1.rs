@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
+use common::progress::{Bar, Progress};
 use harness::{
     judge_accuracy, run_mode, success_grid, JudgeAccuracy, ModeSummary, PanelInputs, Type1Pairs,
 };
@@ -22,7 +23,6 @@ use vae_attack::{
 use crate::data::SourceArgs;
 use crate::load::{checkpoint, classifier, weights_file};
 use crate::output::{fixed, print_rows, write_json};
-use crate::progress::Progress;
 use crate::train::ModelKind;
 
 /// Which Type I attack.
@@ -345,7 +345,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
                 c.path.display()
             );
         }
-        let mut bar = Progress::new("type1", pairs.len() as u64, "pairs");
+        let mut bar = Bar::started("type1", pairs.len() as u64, "pairs");
         let run = run_mode(
             &inputs,
             &splits.test,
@@ -354,7 +354,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
             args.batch_size,
             &device,
             checkpoint.as_ref(),
-            &mut |done| bar.inc(done as u64),
+            &mut |done| bar.advance(done as u64),
         )?;
         bar.finish();
         let summary = ModeSummary::new(name, &run);
@@ -467,7 +467,7 @@ fn transition(args: &Type1Args) -> Result<()> {
         config.max_iters,
         args.weights_dir.display()
     );
-    let mut bar = Progress::new("type1", pairs.len() as u64, "pairs");
+    let mut bar = Bar::started("type1", pairs.len() as u64, "pairs");
     let start = Instant::now();
     let mut tally = Tally::default();
     for chunk in pairs.chunks(args.batch_size) {
@@ -477,11 +477,11 @@ fn transition(args: &Type1Args) -> Result<()> {
         let outcome = class_transition(&svae, None, &x, &targets, &config)?;
         let oracle_pred = oracle.predict(&outcome.images)?;
         tally.add(&outcome, &targets, &oracle_pred);
-        bar.set_message(format!(
+        bar.set_message(&format!(
             "success {:.1}%",
             100.0 * tally.successes as f64 / tally.pairs.max(1) as f64
         ));
-        bar.inc(chunk.len() as u64);
+        bar.advance(chunk.len() as u64);
     }
     bar.finish();
     let summary = TransitionSummary::new(

@@ -187,7 +187,7 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>> {
 /// rename, so an interrupted run never leaves a half-written file. Creates the directory.
 pub fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
     let bytes = encode_png(image)?;
-    models::write_atomic(path, |tmp| std::fs::write(tmp, &bytes)).map_err(|e| CamError::Io {
+    common::write_atomic(path, |tmp| std::fs::write(tmp, &bytes)).map_err(|e| CamError::Io {
         path: e.path,
         source: e.source,
     })

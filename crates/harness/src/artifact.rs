@@ -8,7 +8,7 @@ use crate::error::{HarnessError, Result};
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    models::write_atomic(path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| HarnessError::Io {
+    common::write_atomic(path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| HarnessError::Io {
         path: e.path,
         source: e.source,
     })

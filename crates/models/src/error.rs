@@ -32,8 +32,8 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
-impl From<crate::WriteError> for ModelError {
-    fn from(e: crate::WriteError) -> Self {
+impl From<common::WriteError> for ModelError {
+    fn from(e: common::WriteError) -> Self {
         Self::Io {
             path: e.path,
             source: e.source,

@@ -23,7 +23,6 @@
 
 mod adam;
 pub mod adversarial;
-mod atomic;
 mod error;
 mod gapcnn;
 mod knn;
@@ -38,7 +37,6 @@ pub mod train;
 mod traits;
 
 pub use adam::{Adam, AdamConfig};
-pub use atomic::{write_atomic, WriteError};
 pub use error::{ModelError, Result};
 pub use gapcnn::GapCnn;
 pub use knn::{vote, Knn, Neighbour};

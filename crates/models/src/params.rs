@@ -223,7 +223,7 @@ pub fn save_tensors(
     }
     owned.sort_by(|a, b| a.0.cmp(&b.0));
     let views: Vec<(&str, &Tensor)> = owned.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    crate::write_atomic(path, |tmp| {
+    common::write_atomic(path, |tmp| {
         safetensors::serialize_to_file(views, Some(metadata.clone()), tmp)
             .map_err(|e| std::io::Error::other(format!("cannot write safetensors: {e}")))
     })?;

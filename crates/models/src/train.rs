@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
+use common::progress::{Bar, Progress};
 use mnist_data::{BatchOptions, Dataset, PixelFormat};
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -107,15 +108,34 @@ impl<F: FnMut(&TrainEvent)> Observer for F {
     }
 }
 
-/// An `indicatif` bar per epoch with the running loss, and one line per finished epoch.
-#[derive(Debug, Default)]
-pub struct ProgressBars {
-    bar: Option<indicatif::ProgressBar>,
+/// Training shown through a [`Progress`]: a task per epoch counting its batches, with
+/// the running loss as its message, and one line per finished epoch on stderr. By
+/// default a [`Bar`]: an `indicatif` bar on a terminal, a plain line every 10 s otherwise.
+#[derive(Debug)]
+pub struct ProgressBars<P: Progress = Bar> {
+    progress: P,
     sum: f64,
     n: usize,
 }
 
-impl Observer for ProgressBars {
+impl Default for ProgressBars {
+    fn default() -> Self {
+        Self::new(Bar::new())
+    }
+}
+
+impl<P: Progress> ProgressBars<P> {
+    /// Shows training through `progress`.
+    pub fn new(progress: P) -> Self {
+        Self {
+            progress,
+            sum: 0.0,
+            n: 0,
+        }
+    }
+}
+
+impl<P: Progress> Observer for ProgressBars<P> {
     fn event(&mut self, event: &TrainEvent) {
         match event {
             TrainEvent::EpochStart {
@@ -123,27 +143,22 @@ impl Observer for ProgressBars {
                 epoch,
                 batches,
             } => {
-                let bar = indicatif::ProgressBar::new(*batches as u64);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                self.progress.start(
+                    &format!("{stage} epoch {epoch}"),
+                    *batches as u64,
+                    "batches",
                 );
-                bar.set_prefix(format!("{stage} epoch {epoch}"));
-                self.bar = Some(bar);
                 self.sum = 0.0;
                 self.n = 0;
             }
             TrainEvent::Step { loss } => {
                 self.sum += loss;
                 self.n += 1;
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                    if self.n % 10 == 0 {
-                        bar.set_message(format!("loss {:.4}", self.sum / self.n as f64));
-                    }
+                if self.n % 10 == 0 {
+                    self.progress
+                        .set_message(&format!("loss {:.4}", self.sum / self.n as f64));
                 }
+                self.progress.advance(1);
             }
             TrainEvent::EpochEnd {
                 stage,
@@ -152,12 +167,10 @@ impl Observer for ProgressBars {
                 heldout,
                 seconds,
             } => {
-                if let Some(bar) = self.bar.take() {
-                    bar.finish_and_clear();
-                }
+                self.progress.finish();
                 let figures: Vec<String> =
                     heldout.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                // A line per epoch stays in the log even where the bar is hidden.
+                // A line per epoch stays in the log even where the bar is cleared.
                 eprintln!(
                     "{stage} epoch {epoch}: loss {loss:.4}, {} ({seconds:.0} s)",
                     figures.join(", ")
@@ -594,4 +607,59 @@ pub fn train_svae(
         });
     }
     Ok(svae)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every call as text.
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl Progress for Record {
+        fn start(&mut self, label: &str, total: u64, unit: &str) {
+            self.0.push(format!("start {label} {total} {unit}"));
+        }
+        fn advance(&mut self, n: u64) {
+            self.0.push(format!("advance {n}"));
+        }
+        fn set_message(&mut self, message: &str) {
+            self.0.push(format!("message {message}"));
+        }
+        fn finish(&mut self) {
+            self.0.push("finish".into());
+        }
+    }
+
+    #[test]
+    fn progress_bars_show_an_epoch_as_a_task_with_the_running_loss() {
+        let mut record = Record::default();
+        let mut bars = ProgressBars::new(&mut record);
+        bars.event(&TrainEvent::EpochStart {
+            stage: "train",
+            epoch: 2,
+            batches: 10,
+        });
+        for step in 0..10 {
+            bars.event(&TrainEvent::Step {
+                loss: f64::from(step),
+            });
+        }
+        bars.event(&TrainEvent::EpochEnd {
+            stage: "train",
+            epoch: 2,
+            loss: 4.5,
+            heldout: vec![("accuracy".into(), 0.5)],
+            seconds: 1.0,
+        });
+        let mut expected = vec!["start train epoch 2 10 batches".to_string()];
+        expected.extend(std::iter::repeat_n("advance 1".to_string(), 9));
+        expected.extend([
+            "message loss 4.5000".into(),
+            "advance 1".into(),
+            "finish".into(),
+        ]);
+        assert_eq!(record.0, expected);
+    }
 }

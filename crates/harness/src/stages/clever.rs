@@ -123,7 +123,7 @@ pub fn run_clever(
         );
     }
     chosen.truncate(config.clever_images);
-    progress.start("CLEVER", chosen.len() as u64);
+    progress.start("CLEVER", chosen.len() as u64, "images");
     let mut rows = Vec::new();
     for &i in &chosen {
         let x = test

@@ -40,7 +40,7 @@ pub fn evaluate_models(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<ModelAccuracies> {
-    progress.start("models", 5);
+    progress.start("models", 5, "models");
     let acc = |m: &dyn Classifier| models::train::accuracy(m, test, 500, device);
     let gapcnn = acc(&models.gapcnn)?;
     progress.advance(1);

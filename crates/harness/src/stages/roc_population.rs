@@ -73,6 +73,7 @@ pub fn roc_population(
     progress.start(
         &format!("ROC: {} on positives", attack.name()),
         positives.len() as u64,
+        "images",
     );
     let mut type2_of_positives = Vec::with_capacity(positives.len());
     for idx in positives.chunks(batch) {

@@ -200,7 +200,11 @@ pub fn run_sandwich(
     } else {
         method.name()
     };
-    progress.start("certified <= CLEVER <= found", clever.rows.len() as u64 + 2);
+    progress.start(
+        "certified <= CLEVER <= found",
+        clever.rows.len() as u64 + 2,
+        "steps",
+    );
     let indices: Vec<usize> = clever.rows.iter().map(|c| c.index).collect();
     let images = test
         .images_tensor(&indices, PixelFormat::Gray, device)

@@ -98,7 +98,7 @@ pub fn run_type2(
     };
     let n = wanted.min(test.len());
     let p = config.positive_class;
-    progress.start(&format!("type II {}", attack.name()), n as u64);
+    progress.start(&format!("type II {}", attack.name()), n as u64, "images");
     let t0 = Instant::now();
     let mut outcomes: Vec<AttackOutcome> = Vec::new();
     let mut csv_rows = Vec::new();

@@ -231,7 +231,7 @@ pub fn run_type1(
         frame_every: (config.type1_iters / 5).max(1),
         ..LatentAttackConfig::type_one()
     };
-    progress.start("type I", pair_index.len() as u64);
+    progress.start("type I", pair_index.len() as u64, "pairs");
     let t0 = std::time::Instant::now();
     let batch = 90;
     let mut outcomes: Vec<PairBatch> = Vec::new();
@@ -374,7 +374,7 @@ pub fn run_type1(
         frame_every: 0,
         ..LatentAttackConfig::constrained()
     };
-    progress.start("type I constrained", pairs.len() as u64);
+    progress.start("type I constrained", pairs.len() as u64, "pairs");
     // Finished batches are kept, so a killed run resumes inside this long stage.
     let checkpoint = Checkpoint {
         path: out.join(PARTIAL_FILE),
