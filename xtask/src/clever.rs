@@ -112,11 +112,11 @@ pub struct CleverArgs {
     #[arg(long, value_enum)]
     pub norm: NormArg,
     /// Batches N_b (maxima fitted). Default 50 with N_s 64, as in the default profile and
-    /// `CleverConfig::quick`, not the paper's 500 x 1,024: 3,200 gradients a class, about
-    /// 30 s on 2 cores for the untargeted score's 9 classes (3 s for one), where the
-    /// paper's sampling costs 160 times as much (over an hour untargeted on a CPU). 50
-    /// maxima suffice for the reverse Weibull fit, whose KS check and fallback the table
-    /// reports per class. `--nb 500 --ns 1024` gives the paper's sampling.
+    /// `CleverConfig::quick`, not the paper's 500 x 1,024: 3,200 gradients a class
+    /// (28,800 for the untargeted score's 9 classes), where the paper's sampling costs
+    /// 160 times as much (timings: docs/PERFORMANCE.md). 50 maxima suffice for the
+    /// reverse Weibull fit, whose KS check and fallback the table reports per class.
+    /// `--nb 500 --ns 1024` gives the paper's sampling.
     #[arg(long, default_value_t = 50)]
     pub nb: usize,
     /// Points N_s sampled per batch (default 64; the paper's is 1,024: see `--nb`).

@@ -18,7 +18,7 @@ use models::{GapCnn, Mlp, Oracle};
 /// Flags of `cargo xtask reproduce`.
 #[derive(Args, Debug)]
 pub struct ReproduceArgs {
-    /// Fixtures only, a few minutes on 2 cores (what CI runs).
+    /// Fixtures only, the smallest profile (what CI runs; timings: docs/PERFORMANCE.md).
     #[arg(long, conflicts_with = "paper")]
     pub quick: bool,
     /// The published iteration counts (hours on a CPU).

@@ -10,7 +10,8 @@ use crate::network::{Network, Op};
 use crate::region::{as_batch_of_one, Norm, Region};
 
 /// Default cost limit of CROWN's intermediate bounds, in multiply-adds per bound
-/// evaluation (about a second on two cores): layers over it get IBP's bounds.
+/// evaluation: layers over it get IBP's bounds (its time on one machine:
+/// `docs/PERFORMANCE.md`).
 pub const DEFAULT_CROWN_BUDGET: f64 = 4e9;
 
 /// Where CROWN takes the bounds of the values entering each ReLU and max-pool.

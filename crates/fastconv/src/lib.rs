@@ -1,10 +1,11 @@
 //! Fast CPU convolutions and pooling as candle custom ops with their own backward
 //! passes: the hot path of every model's training, attacks and maps.
 //!
-//! candle 0.11's CPU conv2d reaches about 13 % of the machine's GEMM rate forward and
-//! runs its input gradient as a direct-loop transposed convolution. Here every pass is
-//! Winograd, or one `gemm` product per image (im2col, or one per kernel tap), the batch
-//! split across rayon's threads with one scratch buffer per thread.
+//! candle 0.11's CPU conv2d reaches a small fraction of the machine's GEMM rate forward
+//! (measured: `docs/PERFORMANCE.md`) and runs its input gradient as a direct-loop
+//! transposed convolution. Here every pass is Winograd, or one `gemm` product per image
+//! (im2col, or one per kernel tap), the batch split across rayon's threads with one
+//! scratch buffer per thread.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};

@@ -64,9 +64,8 @@ impl<T: Elem> Scratch<T> {
 
 /// Whether this path applies: stride 1, enough input channels that a tap's GEMM is not
 /// too shallow, a kernel of at most 3x3 (5x5 means 25 shallow GEMMs) and a wide enough
-/// image that the discarded columns cost little (at 7x7 they are 2 in 9). Measured per
-/// layer against im2col (one thread): 28x28 32->32 forward 26 vs 31 ms, 7x7 64->128
-/// 17 vs 16 ms, 14x14 5x5 43 vs 37 ms, at batch 128.
+/// image that the discarded columns cost little (at 7x7 they are 2 in 9). The rule
+/// follows per-layer timings against im2col (`docs/PERFORMANCE.md`).
 pub(crate) fn applies(g: &Geometry) -> bool {
     g.stride == 1 && g.c_in >= 16 && g.k <= 3 && g.wo >= 12
 }

@@ -2,8 +2,8 @@
 //!
 //! A training step allocates and frees tens of tensors of about 13 MB (batch 128).
 //! glibc serves blocks that large with fresh `mmap`s and trims the heap when it frees
-//! them, so every step page-faults and zeroes the same memory again (a fifth of a
-//! convolution's forward+backward time in a profile). Raising the mmap and trim
+//! them, so every step page-faults and zeroes the same memory again (a measured share:
+//! `docs/PERFORMANCE.md`). Raising the mmap and trim
 //! thresholds keeps the memory in the heap, where the next step reuses it; peak memory
 //! stays what the step needs.
 

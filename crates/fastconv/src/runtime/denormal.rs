@@ -1,9 +1,9 @@
 //! Flush-to-zero for denormal floats on every thread that computes.
 //!
-//! On this project's x86_64 CPUs an operation on a denormal (|x| < 1.2e-38 in f32)
-//! can take a hundred times longer than a normal one; late in training, Adam's second
-//! moments and the gradients of dead units drift into that range. Setting MXCSR's FTZ
-//! (bit 15) and DAZ (bit 6) treats them as zero, which changes results by less than
+//! On x86_64 CPUs an operation on a denormal (|x| < 1.2e-38 in f32) can take far
+//! longer than a normal one (figures: `docs/PERFORMANCE.md`); late in training, Adam's
+//! second moments and the gradients of dead units drift into that range. Setting MXCSR's
+//! FTZ (bit 15) and DAZ (bit 6) treats them as zero, which changes results by less than
 //! 1.2e-38 per value.
 
 /// Sets FTZ and DAZ on the calling thread and on every thread of rayon's global pool

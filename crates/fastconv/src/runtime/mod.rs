@@ -36,9 +36,9 @@ pub fn tune_cpu_runtime() -> CpuTuning {
 }
 
 /// candle 0.11's element-wise ops run on a worker pool of its own, whose threads spin
-/// 25,000 times after each op before they park: on a 2-core machine that spinning
-/// takes the cores from the rayon workers that run these convolutions. 1,000 spins
-/// made a training step about 4 % faster there (best of 30). Sets
+/// 25,000 times after each op before they park: where cores are few, that spinning
+/// takes them from the rayon workers that run these convolutions. 1,000 spins leave
+/// them to the convolutions (the measured gain: `docs/PERFORMANCE.md`). Sets
 /// `CANDLE_BARRIER_POOL_SPIN_LIMIT` unless the user did, which candle reads when it
 /// starts the pool (its first element-wise op).
 fn limit_candle_spinning() -> bool {

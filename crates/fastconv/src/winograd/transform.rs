@@ -58,7 +58,7 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
 /// down the block's columns, then across the resulting `a` rows, into
 /// `$dst[k][tile][c]` (planes `$stride` apart). A macro rather than a function: with
 /// `$n` a constant at each use the loops unroll, which a function argument (even
-/// inlined) did not achieve, at a cost of 15-30 % on a layer.
+/// inlined) did not achieve (its measured cost: `docs/PERFORMANCE.md`).
 macro_rules! transform_tiles {
     ($v:ty, $t:ty, $tiling:expr, $i:expr, $c:expr, ($src:expr, $w:expr, $n:expr), $f:path,
      ($dst:expr, $stride:expr)) => {{
