@@ -10,15 +10,16 @@
 //! an announced size above the cap is refused, and a capped read allocates at most
 //! what the cap allows (measured by a counting allocator).
 //!
-//! CI runs a bounded number of cases (`PROPTEST_CASES` raises it:
-//! `PROPTEST_CASES=100000 cargo test --release -p mnist-data --test fuzz_idx`).
+//! CI runs a bounded number of cases from a fixed seed (`test_support::fuzz_config`):
+//! `FUZZ_CASES` raises the count for a long local run,
+//! `FUZZ_CASES=100000 cargo test --release -p mnist-data --test fuzz_idx`, and
+//! `FUZZ_SEED` changes the seed.
 
 // The counting allocator below is the one piece of unsafe code: a `GlobalAlloc` must be.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use mnist_data::idx::{
@@ -27,19 +28,7 @@ use mnist_data::idx::{
 };
 use mnist_data::{DataError, Defect};
 use proptest::prelude::*;
-use proptest::sample::Index;
-
-/// Cases per property in CI; `PROPTEST_CASES` overrides it.
-fn cases(ci: u32) -> ProptestConfig {
-    let n = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(ci);
-    ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(n)
-    }
-}
+use test_support::{byte_edit, fuzz_config, no_panic, ByteEdit};
 
 // ---- A per-thread count of live heap bytes and their peak -------------------------
 
@@ -236,11 +225,8 @@ fn dimension() -> impl Strategy<Value = u32> {
 
 #[derive(Debug, Clone)]
 enum Mutation {
-    Truncate(Index),
-    Append(Vec<u8>),
-    Flip(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
+    /// A format-blind edit (truncation, trailing data, a flip, an insertion, a deletion).
+    Bytes(ByteEdit),
     /// The magic number replaced by another.
     Magic(u32),
     /// Dimension field `i` (counting from 0) set to a value.
@@ -251,12 +237,8 @@ enum Mutation {
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
-        any::<Index>().prop_map(Mutation::Truncate),
-        prop::collection::vec(any::<u8>(), 1..40).prop_map(Mutation::Append),
-        (any::<Index>(), 1u8..=255).prop_map(|(i, x)| Mutation::Flip(i, x)),
-        (any::<Index>(), any::<u8>()).prop_map(|(i, x)| Mutation::Insert(i, x)),
-        any::<Index>().prop_map(Mutation::Delete),
-        prop_oneof![
+        5 => byte_edit(40).prop_map(Mutation::Bytes),
+        1 => prop_oneof![
             any::<u32>(),
             Just(IMAGES_MAGIC),
             Just(LABELS_MAGIC),
@@ -265,8 +247,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             Just(0x0803_0000),
         ]
         .prop_map(Mutation::Magic),
-        (0usize..3, dimension()).prop_map(|(i, d)| Mutation::Dimension(i, d)),
-        (0usize..OVERFLOWING_DIMS.len()).prop_map(Mutation::Overflow),
+        1 => (0usize..3, dimension()).prop_map(|(i, d)| Mutation::Dimension(i, d)),
+        1 => (0usize..OVERFLOWING_DIMS.len()).prop_map(Mutation::Overflow),
     ]
 }
 
@@ -278,16 +260,7 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
         bytes[at..at + 4].copy_from_slice(&v.to_be_bytes());
     };
     match m {
-        Mutation::Truncate(i) => bytes.truncate(i.index(bytes.len() + 1)),
-        Mutation::Append(tail) => bytes.extend_from_slice(tail),
-        Mutation::Flip(i, x) if !bytes.is_empty() => {
-            let at = i.index(bytes.len());
-            bytes[at] ^= x;
-        }
-        Mutation::Insert(i, x) => bytes.insert(i.index(bytes.len() + 1), *x),
-        Mutation::Delete(i) if !bytes.is_empty() => {
-            bytes.remove(i.index(bytes.len()));
-        }
+        Mutation::Bytes(e) => e.apply(bytes),
         Mutation::Magic(v) => set_u32(bytes, 0, *v),
         Mutation::Dimension(i, v) => set_u32(bytes, 4 + 4 * i, *v),
         Mutation::Overflow(k) => {
@@ -295,7 +268,6 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
                 set_u32(bytes, 4 + 4 * i, *d);
             }
         }
-        _ => {}
     }
 }
 
@@ -310,11 +282,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Both parsers on `input` (which decodes to `plain`), checked against the reference.
 fn check_parsers(input: &[u8], plain: &[u8]) -> Result<(), TestCaseError> {
-    let images = catch_unwind(|| parse_images(input));
-    let labels = catch_unwind(|| parse_labels(input));
-    let (Ok(images), Ok(labels)) = (images, labels) else {
-        return Err(TestCaseError::fail(format!("panicked on {}", hex(input))));
-    };
+    let images = no_panic(|| hex(input), || parse_images(input))?;
+    let labels = no_panic(|| hex(input), || parse_labels(input))?;
     // A plain file that itself starts like gzip is gunzipped: no reference for that.
     if input == plain && plain.starts_with(&[0x1f, 0x8b]) {
         prop_assert!(images.is_err() || labels.is_err());
@@ -361,8 +330,8 @@ fn check_files(dir: &Path, input: &[u8], plain: &[u8], cap: u64) -> Result<(), T
     let path = dir.join("fuzz-idx-ubyte");
     std::fs::write(&path, input).unwrap();
     let (images, held) =
-        peak_heap(|| catch_unwind(AssertUnwindSafe(|| read_images_capped(&path, Some(cap)))));
-    let images = images.map_err(|_| TestCaseError::fail(format!("panicked: {}", hex(input))))?;
+        peak_heap(|| no_panic(|| hex(input), || read_images_capped(&path, Some(cap))));
+    let images = images?;
     prop_assert!(
         held as u64 <= cap + READER_OVERHEAD as u64,
         "held {} bytes under a cap of {}: {}",
@@ -375,8 +344,8 @@ fn check_files(dir: &Path, input: &[u8], plain: &[u8], cap: u64) -> Result<(), T
         reference_images(plain, Some(cap))
     );
     let (labels, held) =
-        peak_heap(|| catch_unwind(AssertUnwindSafe(|| read_labels_capped(&path, Some(cap)))));
-    let labels = labels.map_err(|_| TestCaseError::fail(format!("panicked: {}", hex(input))))?;
+        peak_heap(|| no_panic(|| hex(input), || read_labels_capped(&path, Some(cap))));
+    let labels = labels?;
     prop_assert!(held as u64 <= cap + READER_OVERHEAD as u64);
     prop_assert_eq!(
         format_defect(&path, labels),
@@ -386,7 +355,7 @@ fn check_files(dir: &Path, input: &[u8], plain: &[u8], cap: u64) -> Result<(), T
 }
 
 proptest! {
-    #![proptest_config(cases(2000))]
+    #![proptest_config(fuzz_config(2000))]
 
     /// Arbitrary bytes, raw or gzipped, some starting with a right magic number.
     #[test]
@@ -403,7 +372,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(cases(1500))]
+    #![proptest_config(fuzz_config(1500))]
 
     /// Valid files mutated (0 to 3 mutations), raw or gzipped: the reference's answer,
     /// and an unmutated file read back exactly.
@@ -434,17 +403,14 @@ proptest! {
     #[test]
     fn fuzz_idx_corrupt_gzip(
         valid in valid_file(),
-        mutations in prop::collection::vec(mutation(), 1..3),
+        edits in prop::collection::vec(byte_edit(40), 1..3),
     ) {
         let mut input = gzip(&valid);
-        for m in mutations.iter().filter(|m| !matches!(m, Mutation::Magic(_) | Mutation::Dimension(..) | Mutation::Overflow(_))) {
-            apply(&mut input, m);
+        for e in &edits {
+            e.apply(&mut input);
         }
-        let images = catch_unwind(|| parse_images(&input));
-        let labels = catch_unwind(|| parse_labels(&input));
-        let (Ok(images), Ok(labels)) = (images, labels) else {
-            return Err(TestCaseError::fail(format!("panicked on {}", hex(&input))));
-        };
+        let images = no_panic(|| hex(&input), || parse_images(&input))?;
+        let labels = no_panic(|| hex(&input), || parse_labels(&input))?;
         if let Ok(img) = images {
             prop_assert_eq!(img.pixels.len(), img.count * img.rows * img.cols);
             prop_assert!(img.rows > 0 && img.cols > 0);
@@ -456,7 +422,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(cases(400))]
+    #![proptest_config(fuzz_config(400))]
 
     /// The capped file readers on mutated files, raw or gzipped, under caps around the
     /// file's size: the reference's answer with the cap, the file named, the heap bounded.
@@ -478,7 +444,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(cases(24))]
+    #![proptest_config(fuzz_config(24))]
 
     /// A header announcing more than the cap, followed by a lot of data that gzip
     /// makes small: refused before any of it is read into memory.

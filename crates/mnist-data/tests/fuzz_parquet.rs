@@ -11,11 +11,12 @@
 //! labels are the cells' own (decoded independently); otherwise the error names the
 //! file and the first offending row; any accepted file is a consistent dataset.
 //!
-//! CI runs a bounded number of cases (`PROPTEST_CASES` raises it:
-//! `PROPTEST_CASES=10000 cargo test --release -p mnist-data --test fuzz_parquet`).
+//! CI runs a bounded number of cases from a fixed seed (`test_support::fuzz_config`):
+//! `FUZZ_CASES` raises the count for a long local run,
+//! `FUZZ_CASES=10000 cargo test --release -p mnist-data --test fuzz_parquet`, and
+//! `FUZZ_SEED` changes the seed.
 
 use std::io::Cursor;
-use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,18 +27,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use proptest::prelude::*;
 use proptest::sample::Index;
-
-/// Cases per property in CI; `PROPTEST_CASES` overrides it.
-fn cases(ci: u32) -> ProptestConfig {
-    let n = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(ci);
-    ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(n)
-    }
-}
+use test_support::{byte_edit, fuzz_config, no_panic, ByteEdit};
 
 // ---- Cells and tables ----------------------------------------------------------------
 
@@ -279,14 +269,7 @@ fn expected(t: &Table) -> Result<Dataset, String> {
 fn load(dir: &Path, bytes: &[u8]) -> Result<Result<Dataset, String>, TestCaseError> {
     let path = dir.join("fuzz.parquet");
     std::fs::write(&path, bytes).unwrap();
-    let got = catch_unwind(|| load_parquet(&path)).map_err(|p| {
-        let what = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        TestCaseError::fail(format!("panicked ({what}) on {} bytes", bytes.len()))
-    })?;
+    let got = no_panic(|| format!("{} bytes", bytes.len()), || load_parquet(&path))?;
     Ok(got.map_err(|e| {
         let text = e.to_string();
         assert!(
@@ -307,23 +290,16 @@ fn consistent(d: &Dataset) -> Result<(), TestCaseError> {
 
 #[derive(Debug, Clone)]
 enum Mutation {
-    Truncate(Index),
-    Append(Vec<u8>),
-    Flip(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
+    /// A format-blind edit (truncation, trailing data, a flip, an insertion, a deletion).
+    Bytes(ByteEdit),
     /// A little-endian `u32` (lengths in the footer, offsets) overwritten.
     Word(Index, u32),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
-        any::<Index>().prop_map(Mutation::Truncate),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Append),
-        (any::<Index>(), 1u8..=255).prop_map(|(i, x)| Mutation::Flip(i, x)),
-        (any::<Index>(), any::<u8>()).prop_map(|(i, x)| Mutation::Insert(i, x)),
-        any::<Index>().prop_map(Mutation::Delete),
-        (
+        5 => byte_edit(15).prop_map(Mutation::Bytes),
+        1 => (
             any::<Index>(),
             prop_oneof![Just(0), Just(u32::MAX), Just(i32::MAX as u32), any::<u32>()]
         )
@@ -333,16 +309,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 fn apply(b: &mut Vec<u8>, m: &Mutation) {
     match m {
-        Mutation::Truncate(i) => b.truncate(i.index(b.len() + 1)),
-        Mutation::Append(t) => b.extend_from_slice(t),
-        Mutation::Flip(i, x) if !b.is_empty() => {
-            let at = i.index(b.len());
-            b[at] ^= x;
-        }
-        Mutation::Insert(i, x) => b.insert(i.index(b.len() + 1), *x),
-        Mutation::Delete(i) if !b.is_empty() => {
-            b.remove(i.index(b.len()));
-        }
+        Mutation::Bytes(e) => e.apply(b),
         Mutation::Word(i, w) if b.len() >= 4 => {
             let at = i.index(b.len() - 3);
             b[at..at + 4].copy_from_slice(&w.to_le_bytes());
@@ -362,7 +329,7 @@ fn fixture() -> &'static [u8] {
 }
 
 proptest! {
-    #![proptest_config(cases(300))]
+    #![proptest_config(fuzz_config(300))]
 
     /// Generated tables load exactly when they should, to their own cells.
     #[test]

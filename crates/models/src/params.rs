@@ -158,8 +158,16 @@ pub fn check_finite(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
         if !t.dtype().is_float() || t.elem_count() == 0 {
             continue;
         }
-        let values = t
-            .flatten_all()
+        // candle 0.11's F8E4M3 -> F64 conversion never returns (its `WithDType::to_f64`
+        // calls itself, which compiles to an endless loop): a one-byte F8_E4M3 tensor
+        // hung every load (#24, fuzz_safetensors). F32 holds every E4M3 value exactly.
+        let wide = if t.dtype() == DType::F8E4M3 {
+            t.to_dtype(DType::F32)
+        } else {
+            Ok(t.clone())
+        };
+        let values = wide
+            .and_then(|f| f.flatten_all())
             .and_then(|f| f.to_dtype(DType::F64))
             .and_then(|f| f.to_vec1::<f64>())
             .map_err(|e| format!("tensor `{name}` cannot be read: {e}"))?;
@@ -296,6 +304,45 @@ mod tests {
         tensors.remove("a");
         tensors.remove("b");
         assert_eq!(check_finite(&tensors), Ok(()));
+    }
+
+    /// Regression (#24, found by `fuzz_safetensors_generated_files`): a checkpoint with an
+    /// F8_E4M3 tensor made `read_safetensors` loop forever (candle converts F8E4M3 to F64
+    /// by endless recursion); it is now read, and its NaN (S.1111.111) named.
+    #[test]
+    fn f8_e4m3_tensors_are_checked_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f8.safetensors");
+        let write = |data: &[u8]| {
+            let header = format!(
+                r#"{{"f8":{{"dtype":"F8_E4M3","shape":[{}],"data_offsets":[0,{}]}}}}"#,
+                data.len(),
+                data.len()
+            );
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(data);
+            std::fs::write(&path, bytes).unwrap();
+        };
+        let start = std::time::Instant::now();
+        // 0, the smallest subnormal (2^-9), 1.0, the largest finite (448), -2^-9.
+        write(&[0x00, 0x01, 0x38, 0x7e, 0x81]);
+        let tensors = read_safetensors(&path, &Device::Cpu).unwrap();
+        let values: Vec<f32> = tensors["f8"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(values, [0.0, 1.0 / 512.0, 1.0, 448.0, -1.0 / 512.0]);
+        write(&[0x38, 0xff]);
+        let err = read_safetensors(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tensor `f8` holds 1 NaN or infinite value(s) among its 2"),
+            "{err}"
+        );
+        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
     }
 
     /// Regression (#24, found by `fuzz_safetensors_generated_files`): a tensor with no
