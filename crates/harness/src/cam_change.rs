@@ -100,7 +100,9 @@ impl CamChange {
 /// norm), whose change is the floor any attack's change is read against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapChange {
-    /// Over the measured examples where the attack succeeded.
+    /// Over the measured examples where the attack succeeded (at the top level of the
+    /// JSON: the figure the report reads first).
+    #[serde(flatten)]
     pub successes: CamChange,
     /// Over every measured example, successful or not.
     pub all: CamChange,

@@ -220,17 +220,17 @@ fn sections(
             t2,
             "| {} | {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {:.1} |",
             t.attack,
-            t.images,
-            pct(t.success_rate),
-            pct(t.robust_accuracy),
-            num(t.mean_l2),
-            num(t.mean_linf),
+            t.summary.images,
+            pct(t.summary.success_rate),
+            pct(t.summary.robust_accuracy),
+            num(t.summary.mean_l2),
+            num(t.summary.mean_linf),
             num(t.cam.successes.spearman),
             t.cam.successes.n(),
             num(t.cam.all.spearman),
             t.cam.all.n(),
             num(t.cam.noise.spearman),
-            t.images_per_second
+            t.summary.images_per_second
         );
     }
     t2.push_str(
@@ -241,7 +241,7 @@ fn sections(
          small perturbation that flips the label also moves the map to the new class's evidence; per-example \
          rows are in `type2_<attack>.csv`; the next-but-two section compares every population.",
     );
-    if e.type2.iter().any(|t| t.gradient_masking_suspected) {
+    if e.type2.iter().any(|t| t.summary.gradient_masking_suspected) {
         t2.push_str(" Some attack met zero or non-finite gradients (see `gradient_masking_suspected` in summary.json).");
     }
     s.push((t2, None));

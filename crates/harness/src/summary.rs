@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cam_change::CamChange;
+use crate::cam_change::MapChange;
 use crate::config::ExperimentConfig;
 use crate::inputs::Provenance;
 use crate::roc::RocComparison;
-use crate::stages::type1::{JudgeAccuracy, ModeSummary};
+use crate::stages::type1::{JudgeAccuracy, ModeSummary, Type1MapChange};
+use crate::stages::type2::Type2Summary;
 use crate::stages::{CleverResult, ModelAccuracies, SandwichResult, Type1Result, Type2Result};
 
 /// Where the ROC's Type I negatives and `cam.type1` come from.
@@ -91,30 +92,6 @@ pub struct SvaeSummary {
     pub kl: f64,
     /// The oracle's accuracy on decode(mu(x)).
     pub decoded_oracle_accuracy: f64,
-}
-
-/// `type2.<attack>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Type2Summary {
-    /// Images attacked.
-    pub images: usize,
-    /// Successes among the correctly classified images.
-    pub success_rate: f64,
-    /// Correct and not broken, over all images.
-    pub robust_accuracy: f64,
-    /// Mean L2 of successful perturbations.
-    #[serde(with = "crate::nan::float")]
-    pub mean_l2: f64,
-    /// Mean Linf of successful perturbations.
-    #[serde(with = "crate::nan::float")]
-    pub mean_linf: f64,
-    /// Mean L0 of successful perturbations.
-    #[serde(with = "crate::nan::float")]
-    pub mean_l0: f64,
-    /// Some gradient was zero or not finite.
-    pub gradient_masking_suspected: bool,
-    /// Images per second.
-    pub images_per_second: f64,
 }
 
 /// `type1`.
@@ -249,55 +226,21 @@ impl Claims {
 pub struct CamSummary {
     /// Per Type II attack.
     #[serde(flatten)]
-    pub type2: BTreeMap<String, Type2Cam>,
+    pub type2: BTreeMap<String, Labelled<MapChange>>,
     /// Under Type I.
-    pub type1: Type1Cam,
+    pub type1: Labelled<Type1MapChange>,
     /// The study's defective map vs the real class-7 CAM.
     pub defective_vs_real: DefectiveVsReal,
 }
 
-/// `cam.<attack>`: the change over the successes at the top level.
+/// A map change with the population it was measured over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Type2Cam {
-    /// Over the successes.
+pub struct Labelled<T> {
+    /// The figures.
     #[serde(flatten)]
-    pub successes: CamChange,
-    /// Which population the top level is.
+    pub change: T,
+    /// Which examples they are over.
     pub population: String,
-    /// Over every measured image.
-    pub all: CamChange,
-    /// The noise control.
-    pub noise: CamChange,
-    /// Mean L2 of the successes' perturbations.
-    #[serde(with = "crate::nan::float")]
-    pub attack_l2: f64,
-    /// Mean L2 of the noise.
-    #[serde(with = "crate::nan::float")]
-    pub noise_l2: f64,
-}
-
-/// `cam.type1`: x vs G(z*) at the top level.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Type1Cam {
-    /// CAM(x) vs CAM(G(z*)).
-    #[serde(flatten)]
-    pub vs_x: CamChange,
-    /// Which population.
-    pub population: String,
-    /// CAM(G(mu(x))) vs CAM(G(z*)).
-    pub vs_reconstruction: CamChange,
-    /// CAM(x) vs CAM(G(mu(x))).
-    pub reconstruction_vs_x: CamChange,
-    /// Noise control of `vs_x`.
-    pub noise_x: CamChange,
-    /// Noise control of `vs_reconstruction`.
-    pub noise_reconstruction: CamChange,
-    /// Mean ||G(z*) - x||_2.
-    #[serde(with = "crate::nan::float")]
-    pub l2_x: f64,
-    /// Mean ||G(z*) - G(mu(x))||_2.
-    #[serde(with = "crate::nan::float")]
-    pub l2_reconstruction: f64,
 }
 
 /// `cam.defective_vs_real`.
@@ -409,21 +352,7 @@ impl Summary {
         let type2 = r
             .type2
             .iter()
-            .map(|t| {
-                (
-                    t.attack.clone(),
-                    Type2Summary {
-                        images: t.images,
-                        success_rate: t.success_rate,
-                        robust_accuracy: t.robust_accuracy,
-                        mean_l2: t.mean_l2,
-                        mean_linf: t.mean_linf,
-                        mean_l0: t.mean_l0,
-                        gradient_masking_suspected: t.gradient_masking_suspected,
-                        images_per_second: t.images_per_second,
-                    },
-                )
-            })
+            .map(|t| (t.attack.clone(), t.summary.clone()))
             .collect();
         let cam_type2 = r
             .type2
@@ -431,18 +360,13 @@ impl Summary {
             .map(|t| {
                 (
                     t.attack.clone(),
-                    Type2Cam {
-                        successes: t.cam.successes.clone(),
+                    Labelled {
+                        change: t.cam.clone(),
                         population: "successes".into(),
-                        all: t.cam.all.clone(),
-                        noise: t.cam.noise.clone(),
-                        attack_l2: t.cam.attack_l2,
-                        noise_l2: t.cam.noise_l2,
                     },
                 )
             })
             .collect();
-        let t1 = &type1.cam;
         let (spearman, pearson, frames) = type1.defective_vs_real;
         Self {
             models: ModelsSummary {
@@ -506,15 +430,9 @@ impl Summary {
             claims: Claims::of(r.type2, type1, roc),
             cam: CamSummary {
                 type2: cam_type2,
-                type1: Type1Cam {
-                    vs_x: t1.vs_x.clone(),
+                type1: Labelled {
+                    change: type1.cam.clone(),
                     population: TYPE1_POPULATION.into(),
-                    vs_reconstruction: t1.vs_reconstruction.clone(),
-                    reconstruction_vs_x: t1.reconstruction_vs_x.clone(),
-                    noise_x: t1.noise_x.clone(),
-                    noise_reconstruction: t1.noise_reconstruction.clone(),
-                    l2_x: t1.l2_x,
-                    l2_reconstruction: t1.l2_reconstruction,
                 },
                 defective_vs_real: DefectiveVsReal {
                     spearman,

@@ -81,12 +81,12 @@ fn the_quick_profile_shows_every_claim() {
 
     // CW-L2 works in the quick profile.
     let cw = e.type2.iter().find(|t| t.attack == "cw-l2").unwrap();
-    assert_eq!(cw.images, config.cw_images);
-    assert!(cw.success_rate >= 0.9, "CW-L2 success {}", cw.success_rate);
+    assert_eq!(cw.summary.images, config.cw_images);
+    assert!(cw.summary.success_rate >= 0.9, "CW-L2 success {}", cw.summary.success_rate);
 
     // Map changes over successes, with their denominators and noise controls.
     for t in &e.type2 {
-        let measured = config.cam_images.min(t.images);
+        let measured = config.cam_images.min(t.summary.images);
         assert_eq!(t.cam.all.n(), measured, "{}", t.attack);
         let wins = successes_in_csv(out.path(), &t.attack, measured);
         assert_eq!(t.cam.successes.n(), wins, "{}: successes", t.attack);

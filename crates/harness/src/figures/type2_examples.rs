@@ -19,7 +19,7 @@ pub fn type2_examples_figure(path: &Path, type2: &[Type2Result]) -> Result<(usiz
         path: path.to_path_buf(),
         message,
     };
-    let attacked = type2.iter().map(|t| t.images).max().unwrap_or(0);
+    let attacked = type2.iter().map(|t| t.summary.images).max().unwrap_or(0);
     // Each row's clean side, from the first attack that kept an example of it.
     let shown: Vec<&Type2Example> = (0..EXAMPLE_ROWS.min(attacked))
         .filter_map(|i| {
@@ -116,14 +116,16 @@ mod tests {
     fn result(attack: &str, examples: Vec<Type2Example>) -> Type2Result {
         Type2Result {
             attack: attack.into(),
-            images: 20,
-            success_rate: 0.0,
-            robust_accuracy: 0.0,
-            mean_l2: f64::NAN,
-            mean_linf: f64::NAN,
-            mean_l0: f64::NAN,
-            gradient_masking_suspected: false,
-            images_per_second: 1.0,
+            summary: crate::stages::type2::Type2Summary {
+                images: 20,
+                success_rate: 0.0,
+                robust_accuracy: 0.0,
+                mean_l2: f64::NAN,
+                mean_linf: f64::NAN,
+                mean_l0: f64::NAN,
+                gradient_masking_suspected: false,
+                images_per_second: 1.0,
+            },
             cam: crate::cam_change::MapChange::none(),
             l2_per_image: Vec::new(),
             linf_per_image: Vec::new(),

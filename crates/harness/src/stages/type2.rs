@@ -21,11 +21,9 @@ use crate::progress::Progress;
 use crate::stages::softmax_rows;
 use crate::stages::type2_examples::{examples_of, Type2Example, EXAMPLE_ROWS};
 
-/// Figures of one Type II attack.
+/// The headline numbers of one Type II attack (what `summary.json` reports of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Type2Result {
-    /// Attack name.
-    pub attack: String,
+pub struct Type2Summary {
     /// Images attacked.
     pub images: usize,
     /// Successes among the correctly classified images.
@@ -45,6 +43,16 @@ pub struct Type2Result {
     pub gradient_masking_suspected: bool,
     /// Images per second.
     pub images_per_second: f64,
+}
+
+/// The result of one Type II stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Type2Result {
+    /// Attack name.
+    pub attack: String,
+    /// The headline numbers.
+    #[serde(flatten)]
+    pub summary: Type2Summary,
     /// CAM of f1's predicted class, clean vs adversarial: over the successes, over
     /// every example, and the noise control.
     pub cam: MapChange,
@@ -210,18 +218,20 @@ pub fn run_type2(
     let cam = type2_map_change(models, &cam_set, attack.name(), config.seed)?;
     Ok(Type2Result {
         attack: attack.name().to_string(),
-        images: n,
-        success_rate: if correct == 0 {
-            0.0
-        } else {
-            successes as f64 / correct as f64
+        summary: Type2Summary {
+            images: n,
+            success_rate: if correct == 0 {
+                0.0
+            } else {
+                successes as f64 / correct as f64
+            },
+            robust_accuracy: robust,
+            mean_l2: mean(|s| s.0),
+            mean_linf: mean(|s| s.1),
+            mean_l0: mean(|s| s.2),
+            gradient_masking_suspected: outcomes.iter().any(|o| o.gradient_masking_suspected()),
+            images_per_second: n as f64 / seconds.max(1e-9),
         },
-        robust_accuracy: robust,
-        mean_l2: mean(|s| s.0),
-        mean_linf: mean(|s| s.1),
-        mean_l0: mean(|s| s.2),
-        gradient_masking_suspected: outcomes.iter().any(|o| o.gradient_masking_suspected()),
-        images_per_second: n as f64 / seconds.max(1e-9),
         cam,
         l2_per_image,
         linf_per_image,

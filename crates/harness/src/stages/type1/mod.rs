@@ -102,7 +102,8 @@ pub struct Type1Result {
 /// noise of the L2 norm of the change it is compared with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Type1MapChange {
-    /// CAM(x) vs CAM(G(z*)).
+    /// CAM(x) vs CAM(G(z*)) (at the top level of the JSON).
+    #[serde(flatten)]
     pub vs_x: CamChange,
     /// CAM(G(mu(x))) vs CAM(G(z*)).
     pub vs_reconstruction: CamChange,
