@@ -57,6 +57,7 @@ mod class_activation_map;
 mod colormap;
 mod error;
 mod explainer;
+mod feature_gradients;
 mod font;
 mod grad_cam;
 mod overlay;
@@ -65,6 +66,8 @@ mod single_channel_ablation;
 mod target;
 mod upsampling;
 
+#[cfg(test)]
+mod method_checks;
 #[cfg(test)]
 mod test_model;
 
