@@ -8,6 +8,8 @@
 //!   `CAM_c(i, j) = sum_k W[c, k] F_k(i, j)`;
 //! - [`grad_cam`] (any [`models::FeatureClassifier`]): spatial means of the gradient of
 //!   the class logit with respect to the features (candle autograd);
+//! - [`hires_cam`] (any [`models::FeatureClassifier`]): HiResCAM, the gradient times
+//!   the features element by element (no pooling); CAM / (h w) for a GAP head;
 //! - [`single_channel_ablation_map`]: the study's defective map (the last channel
 //!   alone, for class 7), kept as a named ablation.
 //!
@@ -60,6 +62,7 @@ mod explainer;
 mod feature_gradients;
 mod font;
 mod grad_cam;
+mod hires_cam;
 mod overlay;
 mod scaling;
 mod single_channel_ablation;
@@ -78,6 +81,7 @@ pub use error::{CamError, Result};
 pub use explainer::{Cam, Explainer, GradCam, Resolution};
 pub use font::{draw_text, text_width, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use grad_cam::grad_cam;
+pub use hires_cam::{hires_cam, HiResCam};
 pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
 pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
 pub use single_channel_ablation::{single_channel_ablation_map, SingleChannelAblation};
