@@ -8,6 +8,8 @@
 //!   `CAM_c(i, j) = sum_k W[c, k] F_k(i, j)`;
 //! - [`grad_cam`] (any [`models::FeatureClassifier`]): spatial means of the gradient of
 //!   the class logit with respect to the features (candle autograd);
+//! - [`grad_cam_plus_plus`] (any [`models::FeatureClassifier`]): Grad-CAM++, sums of
+//!   the positive gradients weighted by pytorch-grad-cam's closed-form `alpha`;
 //! - [`hires_cam`] (any [`models::FeatureClassifier`]): HiResCAM, the gradient times
 //!   the features element by element (no pooling); CAM / (h w) for a GAP head;
 //! - [`single_channel_ablation_map`]: the study's defective map (the last channel
@@ -62,6 +64,7 @@ mod explainer;
 mod feature_gradients;
 mod font;
 mod grad_cam;
+mod grad_cam_plus_plus;
 mod hires_cam;
 mod overlay;
 mod scaling;
@@ -81,6 +84,7 @@ pub use error::{CamError, Result};
 pub use explainer::{Cam, Explainer, GradCam, Resolution};
 pub use font::{draw_text, text_width, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use grad_cam::grad_cam;
+pub use grad_cam_plus_plus::{grad_cam_plus_plus, GradCamPlusPlus};
 pub use hires_cam::{hires_cam, HiResCam};
 pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
 pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
