@@ -12,6 +12,8 @@
 //!   the positive gradients weighted by pytorch-grad-cam's closed-form `alpha`;
 //! - [`hires_cam`] (any [`models::FeatureClassifier`]): HiResCAM, the gradient times
 //!   the features element by element (no pooling); CAM / (h w) for a GAP head;
+//! - [`score_cam`] (any [`models::FeatureClassifier`]): Score-CAM, gradient-free, the
+//!   class probability on the input masked by each upsampled channel, batched;
 //! - [`single_channel_ablation_map`]: the study's defective map (the last channel
 //!   alone, for class 7), kept as a named ablation.
 //!
@@ -68,6 +70,7 @@ mod grad_cam_plus_plus;
 mod hires_cam;
 mod overlay;
 mod scaling;
+mod score_cam;
 mod single_channel_ablation;
 mod target;
 mod upsampling;
@@ -88,6 +91,7 @@ pub use grad_cam_plus_plus::{grad_cam_plus_plus, GradCamPlusPlus};
 pub use hires_cam::{hires_cam, HiResCam};
 pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
 pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
+pub use score_cam::{score_cam, score_cam_weights, ScoreCam};
 pub use single_channel_ablation::{single_channel_ablation_map, SingleChannelAblation};
 pub use target::{MapClasses, Target};
 pub use upsampling::{resize_matrix, upsample, Upsampling};
