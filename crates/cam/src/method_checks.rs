@@ -134,3 +134,58 @@ pub fn assert_per_image_target_picks_each_class(method: &dyn Explainer, images: 
         assert_close(&mine, &map_of(&fixed, i, 0), tol, &what);
     }
 }
+
+mod tests {
+    use candle_core::{DType, Device};
+    use models::{init_model, random::uniform, GapCnn, Oracle};
+    use rand::{rngs::StdRng, SeedableRng};
+
+    use super::*;
+    use crate::explainer::{GradCam, Resolution};
+    use crate::grad_cam_plus_plus::GradCamPlusPlus;
+    use crate::hires_cam::HiResCam;
+    use crate::score_cam::ScoreCam;
+
+    fn images(n: usize) -> Tensor {
+        let mut rng = StdRng::seed_from_u64(40);
+        uniform(&mut rng, (n, 1, 28, 28), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
+    }
+
+    fn feature_methods<M: FeatureClassifier>(model: &M) -> Vec<Box<dyn Explainer + '_>> {
+        vec![
+            Box::new(GradCam { model }),
+            Box::new(GradCamPlusPlus { model }),
+            Box::new(HiResCam { model }),
+            Box::new(ScoreCam { model, batch: 50 }),
+        ]
+    }
+
+    #[test]
+    fn every_feature_method_runs_on_the_oracle_which_has_no_gap_head() {
+        let (model, _) = init_model::<Oracle>(0, DType::F32, &Device::Cpu).unwrap();
+        let x = images(3);
+        for method in feature_methods(&model) {
+            let maps = method.explain(&x, &Target::Predicted).unwrap();
+            assert_eq!(maps.maps.dims(), &[3, 7, 7], "{}", method.name());
+            assert_eq!(method.resolution(), Resolution::Features);
+            assert!(values(&maps.maps).iter().all(|v| v.is_finite()));
+            assert!(
+                values(&maps.maps).iter().any(|&v| v != 0.0),
+                "{}",
+                method.name()
+            );
+            assert_batch_of_n_is_n_batches_of_one(method.as_ref(), &x, &Target::Predicted, 1e-4);
+        }
+    }
+
+    #[test]
+    fn every_feature_method_batches_gapcnn_like_single_images() {
+        // GapCnn picks its convolution layout by batch size, so f32 rounding may differ.
+        let (model, _) = init_model::<GapCnn>(0, DType::F32, &Device::Cpu).unwrap();
+        let x = images(3);
+        for method in feature_methods(&model) {
+            let target = Target::PerImage(vec![7, 0, 3]);
+            assert_batch_of_n_is_n_batches_of_one(method.as_ref(), &x, &target, 1e-4);
+        }
+    }
+}
