@@ -238,4 +238,21 @@ mod tests {
             Err(CamError::Shape(_))
         ));
     }
+
+    #[test]
+    fn cam_batch_of_n_is_n_batches_of_one_and_per_image_picks_each_class() {
+        let model = TinyCamModel::random(9, 4, 5);
+        let x = random_images(10, 5, 8);
+        let method = crate::explainer::Cam { model: &model };
+        for target in [
+            Target::Predicted,
+            Target::AllClasses,
+            Target::PerImage(vec![4, 0, 2, 2, 1]),
+        ] {
+            crate::method_checks::assert_batch_of_n_is_n_batches_of_one(
+                &method, &x, &target, 1e-12,
+            );
+        }
+        crate::method_checks::assert_per_image_target_picks_each_class(&method, &x, 1e-12);
+    }
 }

@@ -6,12 +6,13 @@
 //!
 //! For a GAP + linear head `alpha_k = W[c, k] / (h w)`, so Grad-CAM is CAM / (h w).
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use models::FeatureClassifier;
 
 use crate::activation_maps::ActivationMaps;
-use crate::error::{CamError, Result};
-use crate::target::{MapClasses, Target};
+use crate::error::Result;
+use crate::feature_gradients::{feature_gradients, FeatureGradients};
+use crate::target::Target;
 
 /// Grad-CAM of a batch of images for `target`, for any [`FeatureClassifier`]: signed
 /// maps `N x h x w` (or `N x num_classes x h x w` for [`Target::AllClasses`]).
@@ -24,39 +25,13 @@ pub fn grad_cam<M: FeatureClassifier + ?Sized>(
     images: &Tensor,
     target: &Target,
 ) -> Result<ActivationMaps> {
-    let (features, logits) = model.features_and_logits(images)?;
-    let features = features.detach();
-    let (n, k, _, _) = features.dims4().map_err(|_| {
-        CamError::Shape(format!(
-            "features must be N x K x h x w, got {:?}",
-            features.dims()
-        ))
-    })?;
-    let classes = target.resolve(&logits)?;
-    // The features become the leaf of a fresh graph: only the head is differentiated.
-    let leaf = Var::from_tensor(&features)?;
-    let head_logits = model.logits_from_features(leaf.as_tensor())?;
-    let selected: Vec<Tensor> = match &classes {
-        MapClasses::PerImage(cls) => {
-            let idx: Vec<u32> = cls.iter().map(|&c| c as u32).collect();
-            let idx = Tensor::from_vec(idx, (n, 1), features.device())?;
-            vec![head_logits.gather(&idx, 1)?.sum_all()?]
-        }
-        MapClasses::All(c) => (0..*c)
-            .map(|class| head_logits.narrow(1, class, 1)?.sum_all())
-            .collect::<candle_core::Result<_>>()?,
-    };
-    let mut alphas = Vec::with_capacity(selected.len());
-    for objective in selected {
-        let grads = objective.backward()?;
-        let alpha = match grads.get(leaf.as_tensor()) {
-            Some(g) => g.mean((2, 3))?,
-            // The head ignores the features: every weight is zero.
-            None => Tensor::zeros((n, k), features.dtype(), features.device())?,
-        };
-        alphas.push(alpha);
-    }
-    let weights = Tensor::stack(&alphas, 1)?; // N x T x K
+    let FeatureGradients {
+        features,
+        logits,
+        classes,
+        grads,
+    } = feature_gradients(model, images, target)?;
+    let weights = grads.mean((3, 4))?; // N x T x K
     ActivationMaps::from_channel_weights(&features, &weights, classes, logits)
 }
 
@@ -66,6 +41,7 @@ mod tests {
 
     use super::*;
     use crate::class_activation_map::class_activation_map;
+    use crate::error::CamError;
     use crate::scaling::MapScaling;
     use crate::test_model::{random_images, TinyCamModel};
 
@@ -105,5 +81,22 @@ mod tests {
             grad_cam(&model, &x, &Target::Class(3)),
             Err(CamError::ClassOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn grad_cam_batch_of_n_is_n_batches_of_one_and_per_image_picks_each_class() {
+        let model = crate::method_checks::QuadraticHeadModel(TinyCamModel::random(2, 4, 5));
+        let x = random_images(3, 5, 8);
+        let method = crate::explainer::GradCam { model: &model };
+        for target in [
+            Target::Predicted,
+            Target::AllClasses,
+            Target::PerImage(vec![4, 0, 2, 2, 1]),
+        ] {
+            crate::method_checks::assert_batch_of_n_is_n_batches_of_one(
+                &method, &x, &target, 1e-12,
+            );
+        }
+        crate::method_checks::assert_per_image_target_picks_each_class(&method, &x, 1e-12);
     }
 }

@@ -8,6 +8,12 @@
 //!   `CAM_c(i, j) = sum_k W[c, k] F_k(i, j)`;
 //! - [`grad_cam`] (any [`models::FeatureClassifier`]): spatial means of the gradient of
 //!   the class logit with respect to the features (candle autograd);
+//! - [`grad_cam_plus_plus`] (any [`models::FeatureClassifier`]): Grad-CAM++, sums of
+//!   the positive gradients weighted by pytorch-grad-cam's closed-form `alpha`;
+//! - [`hires_cam`] (any [`models::FeatureClassifier`]): HiResCAM, the gradient times
+//!   the features element by element (no pooling); CAM / (h w) for a GAP head;
+//! - [`score_cam`] (any [`models::FeatureClassifier`]): Score-CAM, gradient-free, the
+//!   class probability on the input masked by each upsampled channel, batched;
 //! - [`single_channel_ablation_map`]: the study's defective map (the last channel
 //!   alone, for class 7), kept as a named ablation.
 //!
@@ -57,14 +63,20 @@ mod class_activation_map;
 mod colormap;
 mod error;
 mod explainer;
+mod feature_gradients;
 mod font;
 mod grad_cam;
+mod grad_cam_plus_plus;
+mod hires_cam;
 mod overlay;
 mod scaling;
+mod score_cam;
 mod single_channel_ablation;
 mod target;
 mod upsampling;
 
+#[cfg(test)]
+mod method_checks;
 #[cfg(test)]
 mod test_model;
 
@@ -75,8 +87,11 @@ pub use error::{CamError, Result};
 pub use explainer::{Cam, Explainer, GradCam, Resolution};
 pub use font::{draw_text, text_width, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use grad_cam::grad_cam;
+pub use grad_cam_plus_plus::{grad_cam_plus_plus, GradCamPlusPlus};
+pub use hires_cam::{hires_cam, HiResCam};
 pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
 pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
+pub use score_cam::{score_cam, score_cam_weights, ScoreCam};
 pub use single_channel_ablation::{single_channel_ablation_map, SingleChannelAblation};
 pub use target::{MapClasses, Target};
 pub use upsampling::{resize_matrix, upsample, Upsampling};

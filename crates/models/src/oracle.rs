@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use crate::layers::{Conv, ConvShape, Dense};
 use crate::params::{Architecture, ParamSpec};
-use crate::traits::Classifier;
+use crate::traits::{Classifier, FeatureClassifier};
 
 const CONV1: ConvShape = ConvShape {
     inp: 1,
@@ -56,11 +56,41 @@ impl Architecture for Oracle {
     }
 }
 
+impl Oracle {
+    /// The output of the last convolution block, `N x 64 x 7 x 7`: conv2 after its
+    /// ReLU and its 2 x 2 max-pool, the map Grad-CAM and its variants weight.
+    ///
+    /// After the pool, as pytorch-grad-cam hooks a VGG-like network
+    /// (`model.features[-1]`, the last max-pool): this is the map the dense head
+    /// reads, so the head is exactly [`FeatureClassifier::logits_from_features`] and
+    /// the logits stay those of [`Classifier::logits`] bit for bit (conv, ReLU and pool
+    /// are one fused op here, whose inner maps are not nodes of candle's graph). It
+    /// is also the 7 x 7 grid of `GapCnn`'s features, so maps of both models compare
+    /// directly; the 14 x 14 map before the pool would give gradients that are zero
+    /// at three positions of every four (a max-pool routes to its maximum only).
+    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward_relu_pool(images, 2)?;
+        self.conv2.forward_relu_pool(&h, 2)
+    }
+}
+
 impl Classifier for Oracle {
     fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward_relu_pool(images, 2)?;
-        let h = self.conv2.forward_relu_pool(&h, 2)?;
-        let h = self.fc1.forward(&h.flatten_from(1)?)?.relu()?;
+        self.logits_from_features(&self.features(images)?)
+    }
+}
+
+/// Features: [`Oracle::features`]; the head: flatten, `fc1`, ReLU, `fc2`. No global
+/// average pooling, so CAM does not apply but the Grad-CAM family does.
+impl FeatureClassifier for Oracle {
+    fn features_and_logits(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+        let features = self.features(images)?;
+        let logits = self.logits_from_features(&features)?;
+        Ok((features, logits))
+    }
+
+    fn logits_from_features(&self, features: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward(&features.flatten_from(1)?)?.relu()?;
         self.fc2.forward(&h)
     }
 }
@@ -80,5 +110,62 @@ impl crate::LayerSequence for Oracle {
             Layer::Relu,
             self.fc2.as_layer(),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Var};
+    use rand::{rngs::StdRng, SeedableRng};
+
+    use super::*;
+    use crate::params::init_model;
+    use crate::random::uniform;
+
+    fn images(n: usize) -> Tensor {
+        let mut rng = StdRng::seed_from_u64(4);
+        uniform(&mut rng, (n, 1, 28, 28), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn oracle_head_on_its_features_gives_its_logits_exactly() {
+        let (model, _) = init_model::<Oracle>(0, DType::F32, &Device::Cpu).unwrap();
+        let x = images(3);
+        let logits: Vec<Vec<f32>> = model.logits(&x).unwrap().to_vec2().unwrap();
+        let (features, paired) = model.features_and_logits(&x).unwrap();
+        assert_eq!(features.dims(), &[3, 64, 7, 7]);
+        let from_features: Vec<Vec<f32>> = model
+            .logits_from_features(&features)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(from_features, logits);
+        assert_eq!(paired.to_vec2::<f32>().unwrap(), logits);
+    }
+
+    #[test]
+    fn oracle_logits_are_differentiable_in_its_features() {
+        let (model, _) = init_model::<Oracle>(1, DType::F32, &Device::Cpu).unwrap();
+        let features = Var::from_tensor(&model.features(&images(2)).unwrap()).unwrap();
+        let logits = model.logits_from_features(features.as_tensor()).unwrap();
+        let grads = logits
+            .narrow(1, 3, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g = grads
+            .get(features.as_tensor())
+            .expect("a gradient for the features");
+        assert_eq!(g.dims(), &[2, 64, 7, 7]);
+        let size = g
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(size > 0.0);
     }
 }
