@@ -20,6 +20,19 @@
 //! [`overlay`] and [`frame_strip`] render maps over the grey digit in viridis, with
 //! captions in a built-in bitmap font; [`write_png`] writes them atomically.
 //!
+//! Gradient and perturbation methods explain any [`models::Classifier`] at the input's
+//! resolution (28 x 28, the grey channel), behind the same [`Explainer`] trait:
+//!
+//! - [`Saliency`]: `|d logit_c / d x|` (Simonyan et al., 2014);
+//! - [`GradientTimesInput`]: `x ⊙ d logit_c / d x`, signed;
+//! - [`Occlusion`]: the mean drop of the logit over the windows hiding a pixel (Zeiler
+//!   and Fergus, 2014).
+//!
+//! Their derived inputs (occluded copies) go through the model in
+//! chunks of a `batch` setting; an image's map does not depend on its batch (its
+//! position, the batch size, the chunking), given a model without batch statistics, as
+//! every model of this workspace.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use cam::{class_activation_map, grad_cam, MapScaling, Target, Upsampling};
@@ -65,6 +78,15 @@ mod single_channel_ablation;
 mod target;
 mod upsampling;
 
+// Gradient and perturbation methods at the input's resolution.
+mod baseline;
+mod gradient_x_input;
+mod input_gradient;
+mod occlusion;
+mod saliency;
+#[cfg(test)]
+mod test_helpers;
+
 #[cfg(test)]
 mod test_model;
 
@@ -80,3 +102,8 @@ pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
 pub use single_channel_ablation::{single_channel_ablation_map, SingleChannelAblation};
 pub use target::{MapClasses, Target};
 pub use upsampling::{resize_matrix, upsample, Upsampling};
+
+pub use baseline::Baseline;
+pub use gradient_x_input::GradientTimesInput;
+pub use occlusion::Occlusion;
+pub use saliency::Saliency;
