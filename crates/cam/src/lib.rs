@@ -25,10 +25,13 @@
 //!
 //! - [`Saliency`]: `|d logit_c / d x|` (Simonyan et al., 2014);
 //! - [`GradientTimesInput`]: `x ⊙ d logit_c / d x`, signed;
+//! - [`IntegratedGradients`]: the gradient integrated along the path from a
+//!   [`Baseline`] (Sundararajan et al., 2017), by a [`Quadrature`] rule, with its
+//!   completeness gap;
 //! - [`Occlusion`]: the mean drop of the logit over the windows hiding a pixel (Zeiler
 //!   and Fergus, 2014).
 //!
-//! Their derived inputs (occluded copies) go through the model in
+//! Their derived inputs (path points, occluded copies) go through the model in
 //! chunks of a `batch` setting; an image's map does not depend on its batch (its
 //! position, the batch size, the chunking), given a model without batch statistics, as
 //! every model of this workspace.
@@ -82,7 +85,9 @@ mod upsampling;
 mod baseline;
 mod gradient_x_input;
 mod input_gradient;
+mod integrated_gradients;
 mod occlusion;
+mod quadrature;
 mod saliency;
 #[cfg(test)]
 mod test_helpers;
@@ -105,5 +110,7 @@ pub use upsampling::{resize_matrix, upsample, Upsampling};
 
 pub use baseline::Baseline;
 pub use gradient_x_input::GradientTimesInput;
+pub use integrated_gradients::IntegratedGradients;
 pub use occlusion::Occlusion;
+pub use quadrature::Quadrature;
 pub use saliency::Saliency;
