@@ -28,10 +28,12 @@
 //! - [`IntegratedGradients`]: the gradient integrated along the path from a
 //!   [`Baseline`] (Sundararajan et al., 2017), by a [`Quadrature`] rule, with its
 //!   completeness gap;
+//! - [`SmoothGrad`]: saliency averaged over seeded noisy copies (Smilkov et al., 2017),
+//!   the noise of an image drawn from its own pixels' hash and a seed;
 //! - [`Occlusion`]: the mean drop of the logit over the windows hiding a pixel (Zeiler
 //!   and Fergus, 2014).
 //!
-//! Their derived inputs (path points, occluded copies) go through the model in
+//! Their derived inputs (path points, noisy or occluded copies) go through the model in
 //! chunks of a `batch` setting; an image's map does not depend on its batch (its
 //! position, the batch size, the chunking), given a model without batch statistics, as
 //! every model of this workspace.
@@ -89,6 +91,7 @@ mod integrated_gradients;
 mod occlusion;
 mod quadrature;
 mod saliency;
+mod smoothgrad;
 #[cfg(test)]
 mod test_helpers;
 
@@ -114,3 +117,4 @@ pub use integrated_gradients::IntegratedGradients;
 pub use occlusion::Occlusion;
 pub use quadrature::Quadrature;
 pub use saliency::Saliency;
+pub use smoothgrad::SmoothGrad;
