@@ -262,6 +262,46 @@ mod tests {
         assert!(for_each_row(&model, 5, 0, None, |_| Ok(x.clone()), |_, _, _| ()).is_err());
     }
 
+    /// GapCnn in f32 runs fastconv's kernels (Winograd, GEMM over the batch): an image's
+    /// map must still not depend on the rest of its batch or on the chunking.
+    #[test]
+    fn every_method_on_gapcnn_gives_an_image_the_same_map_in_any_batch() {
+        use crate::test_helpers::assert_batch_of_n_is_n_batches_of_one;
+        use crate::{
+            Explainer, GradientTimesInput, IntegratedGradients, Occlusion, Saliency, SmoothGrad,
+        };
+        use models::{init_model, random::uniform, GapCnn};
+        use rand::{rngs::StdRng, SeedableRng};
+
+        let dev = candle_core::Device::Cpu;
+        let (model, _) = init_model::<GapCnn>(0, DType::F32, &dev).unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let x = uniform(&mut rng, (3, 1, 28, 28), 0.0, 1.0, DType::F32, &dev).unwrap();
+        let methods: Vec<Box<dyn Explainer + '_>> = vec![
+            Box::new(Saliency::new(&model)),
+            Box::new(GradientTimesInput::new(&model)),
+            Box::new(IntegratedGradients {
+                steps: 4,
+                batch: 5,
+                ..IntegratedGradients::new(&model)
+            }),
+            Box::new(SmoothGrad {
+                samples: 3,
+                batch: 4,
+                ..SmoothGrad::new(&model)
+            }),
+            Box::new(Occlusion {
+                window: (7, 7),
+                stride: (7, 7),
+                batch: 9,
+                ..Occlusion::new(&model)
+            }),
+        ];
+        for method in &methods {
+            assert_batch_of_n_is_n_batches_of_one(method.as_ref(), &x, &[7, 0, 3]);
+        }
+    }
+
     #[test]
     fn colour_images_are_rejected() {
         let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &candle_core::Device::Cpu).unwrap();
