@@ -26,6 +26,24 @@
 //! [`overlay`] and [`frame_strip`] render maps over the grey digit in viridis, with
 //! captions in a built-in bitmap font; [`write_png`] writes them atomically.
 //!
+//! Gradient and perturbation methods explain any [`models::Classifier`] at the input's
+//! resolution (28 x 28, the grey channel), behind the same [`Explainer`] trait:
+//!
+//! - [`Saliency`]: `|d logit_c / d x|` (Simonyan et al., 2014);
+//! - [`GradientTimesInput`]: `x ⊙ d logit_c / d x`, signed;
+//! - [`IntegratedGradients`]: the gradient integrated along the path from a
+//!   [`Baseline`] (Sundararajan et al., 2017), by a [`Quadrature`] rule, with its
+//!   completeness gap;
+//! - [`SmoothGrad`]: saliency averaged over seeded noisy copies (Smilkov et al., 2017),
+//!   the noise of an image drawn from its own pixels' hash and a seed;
+//! - [`Occlusion`]: the mean drop of the logit over the windows hiding a pixel (Zeiler
+//!   and Fergus, 2014).
+//!
+//! Their derived inputs (path points, noisy or occluded copies) go through the model in
+//! chunks of a `batch` setting; an image's map does not depend on its batch (its
+//! position, the batch size, the chunking), given a model without batch statistics, as
+//! every model of this workspace.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use cam::{class_activation_map, grad_cam, MapScaling, Target, Upsampling};
@@ -59,6 +77,7 @@
 #![deny(missing_docs)]
 
 mod activation_maps;
+mod baseline;
 mod class_activation_map;
 mod colormap;
 mod error;
@@ -67,20 +86,30 @@ mod feature_gradients;
 mod font;
 mod grad_cam;
 mod grad_cam_plus_plus;
+mod gradient_x_input;
 mod hires_cam;
+mod input_gradient;
+mod integrated_gradients;
+mod occlusion;
 mod overlay;
+mod quadrature;
+mod saliency;
 mod scaling;
 mod score_cam;
 mod single_channel_ablation;
+mod smoothgrad;
 mod target;
 mod upsampling;
 
 #[cfg(test)]
 mod method_checks;
 #[cfg(test)]
+mod test_helpers;
+#[cfg(test)]
 mod test_model;
 
 pub use activation_maps::{weighted_feature_sum, ActivationMaps};
+pub use baseline::Baseline;
 pub use class_activation_map::class_activation_map;
 pub use colormap::Colormap;
 pub use error::{CamError, Result};
@@ -88,10 +117,16 @@ pub use explainer::{Cam, Explainer, GradCam, Resolution};
 pub use font::{draw_text, text_width, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use grad_cam::grad_cam;
 pub use grad_cam_plus_plus::{grad_cam_plus_plus, GradCamPlusPlus};
+pub use gradient_x_input::GradientTimesInput;
 pub use hires_cam::{hires_cam, HiResCam};
+pub use integrated_gradients::IntegratedGradients;
+pub use occlusion::Occlusion;
 pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
+pub use quadrature::Quadrature;
+pub use saliency::Saliency;
 pub use scaling::{scale_maps, MapScaling, MapStatus, ScaledMaps};
 pub use score_cam::{score_cam, score_cam_weights, ScoreCam};
 pub use single_channel_ablation::{single_channel_ablation_map, SingleChannelAblation};
+pub use smoothgrad::SmoothGrad;
 pub use target::{MapClasses, Target};
 pub use upsampling::{resize_matrix, upsample, Upsampling};

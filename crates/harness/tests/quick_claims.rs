@@ -82,7 +82,11 @@ fn the_quick_profile_shows_every_claim() {
     // CW-L2 works in the quick profile.
     let cw = e.type2.iter().find(|t| t.attack == "cw-l2").unwrap();
     assert_eq!(cw.summary.images, config.cw_images);
-    assert!(cw.summary.success_rate >= 0.9, "CW-L2 success {}", cw.summary.success_rate);
+    assert!(
+        cw.summary.success_rate >= 0.9,
+        "CW-L2 success {}",
+        cw.summary.success_rate
+    );
 
     // Map changes over successes, with their denominators and noise controls.
     for t in &e.type2 {
