@@ -15,8 +15,8 @@ use mnist_data::BatchOptions;
 use serde::Serialize;
 
 use crate::data::SourceArgs;
+use crate::load::ModelKind;
 use crate::output::{print_rows, write_json};
-use crate::train::ModelKind;
 
 /// The attacks of the `attacks` crate.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

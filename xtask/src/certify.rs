@@ -13,7 +13,7 @@ use models::{load_model, Classifier, GapCnn, Mlp, Oracle};
 use serde_json::json;
 
 use crate::data::SourceArgs;
-use crate::train::ModelKind;
+use crate::load::ModelKind;
 
 /// The ball's norm.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,9 +12,10 @@ use metrics::{clever_score, CleverConfig, CleverTarget, Norm};
 use serde::Serialize;
 
 use crate::data::SourceArgs;
-use crate::load::{classifier, probabilities, test_image, weights_file, FIXTURE_WEIGHTS};
+use crate::load::{
+    classifier, probabilities, test_image, weights_file, ModelKind, FIXTURE_WEIGHTS,
+};
 use crate::output::{fixed, print_rows, write_json};
-use crate::train::ModelKind;
 
 /// The perturbation norm p.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,14 +1,30 @@
-//! Loading what the commands share: checkpoints (with the file named in every error) and
-//! one test image by index (an index outside the split is refused, naming the split's size).
+//! Loading what the commands share: the models of the study ([`ModelKind`]), checkpoints
+//! (with the file named in every error) and one test image by index (an index outside
+//! the split is refused, naming the split's size).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use clap::ValueEnum;
 use mnist_data::{Dataset, PixelFormat};
 use models::{load_model, Architecture, Classifier, GapCnn, Mlp, Oracle};
 
-use crate::train::ModelKind;
+/// The four models of the study.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// The attacked CNN with a GAP head (CAM-able f1).
+    Gapcnn,
+    /// The 784-128-10 MLP (the paper's weak f1).
+    Mlp,
+    /// The independent judge.
+    Oracle,
+    /// The oracle's architecture trained adversarially (FGSM with a random start, Linf
+    /// eps 0.3): a second judge whose decisions follow the digit's shape.
+    RobustOracle,
+    /// The supervised VAE (with latent classifier and discriminator).
+    Svae,
+}
 
 /// The bundled checkpoints.
 pub const FIXTURE_WEIGHTS: &str = "fixtures/weights";

@@ -11,6 +11,7 @@ mod output;
 mod reproduce;
 mod train;
 mod type1;
+mod type1_args;
 mod type1_strips;
 
 use std::process::ExitCode;
@@ -49,7 +50,7 @@ enum Command {
     Eval(train::EvalArgs),
     /// Run the Type I attack (or the class transition alone) on test images x 9 targets,
     /// or, with `--index`, draw one image's transition strips.
-    Type1(type1::Type1Args),
+    Type1(type1_args::Type1Args),
 }
 
 fn main() -> ExitCode {

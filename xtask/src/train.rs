@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::Device;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use models::train::{
     accuracy, evaluate_svae, train_classifier, train_svae, ProgressBars, TrainConfig,
 };
@@ -13,23 +13,7 @@ use models::{GapCnn, Mlp, Oracle, Svae};
 use serde::Serialize;
 
 use crate::data::SourceArgs;
-use crate::load::{checkpoint, classifier};
-
-/// The four models of the study.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelKind {
-    /// The attacked CNN with a GAP head (CAM-able f1).
-    Gapcnn,
-    /// The 784-128-10 MLP (the paper's weak f1).
-    Mlp,
-    /// The independent judge.
-    Oracle,
-    /// The oracle's architecture trained adversarially (FGSM with a random start, Linf
-    /// eps 0.3): a second judge whose decisions follow the digit's shape.
-    RobustOracle,
-    /// The supervised VAE (with latent classifier and discriminator).
-    Svae,
-}
+use crate::load::{checkpoint, classifier, ModelKind};
 
 /// Flags of `cargo xtask train`.
 #[derive(Args, Debug)]

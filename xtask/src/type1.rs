@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-use clap::{Args, ValueEnum};
 use common::progress::{Bar, Progress};
 use harness::{
     judge_accuracy, run_mode, success_grid, JudgeAccuracy, ModeSummary, PanelInputs, Type1Pairs,
@@ -20,126 +19,9 @@ use vae_attack::{
     class_transition, ClassMeans, Judges, LatentAttackConfig, LatentOutcome, Start, Stop,
 };
 
-use crate::data::SourceArgs;
-use crate::load::{checkpoint, classifier, weights_file};
+use crate::load::{checkpoint, classifier, weights_file, ModelKind};
 use crate::output::{fixed, print_rows, write_json};
-use crate::train::ModelKind;
-
-/// Which Type I attack.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// The paper's objective (adaptive k capped at 1e-3), run twice: stopped by the
-    /// standard oracle (the study's reproduction) and judge-free.
-    Paper,
-    /// f1 held as a constraint (ALGORITHMS.md section 9), judge-free; the paper's mode
-    /// runs on the same pairs beside it unless `--skip-paper`.
-    Constrained,
-}
-
-/// Where the constrained attack starts.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartKind {
-    /// z0 = mu(x), as in the paper.
-    Mu,
-    /// Half-way from mu(x) to the target's mean code over the training images.
-    TargetMean,
-}
-
-/// Flags of `cargo xtask type1`. Three modes: the judged panel over the first `--n`
-/// images (the default), `--transition`, and `--index` (one image's strips); the flags
-/// of one mode are refused with another's.
-#[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("strip").multiple(true)))]
-pub struct Type1Args {
-    /// Attack the first N test images, each (if f1 classifies it correctly) towards the
-    /// 9 classes other than its label.
-    #[arg(long, default_value_t = 100, conflicts_with = "strip")]
-    pub n: usize,
-    /// Draw the study's figure for this one test image instead: the paper's attack
-    /// (stopped when the oracle sees the target, unless `--no-early-stop`) towards each of
-    /// `--targets`, one strip per target in `--out` with f1's class and probability, the
-    /// oracle's verdict and f1's CAM on every frame, plus all strips stacked in one PNG.
-    #[arg(long, group = "strip", requires = "out")]
-    pub index: Option<usize>,
-    /// With `--index`: the target classes, a range of digits `A..B` (both ends included:
-    /// `0..9` is every digit; `A..=B` means the same) or a comma list (`1,4,9`); the
-    /// image's own class is skipped.
-    #[arg(long, group = "strip", requires = "index", default_value = "0..9", value_parser = crate::type1_strips::parse_targets)]
-    pub targets: crate::type1_strips::Targets,
-    /// With `--index`: the directory the strips go to (`type1_<label>_to_<t>.png` and
-    /// `type1_<label>_combined.png`).
-    #[arg(long, group = "strip", requires = "index", value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// With `--index`: a frame every K iterations (and at the stop); default: about 8
-    /// frames spread evenly over each pair's run, whatever its length.
-    #[arg(long, group = "strip", requires = "index", value_parser = clap::value_parser!(u64).range(1..))]
-    pub frame_every: Option<u64>,
-    /// With `--index`: run every iteration instead of stopping when the oracle sees the
-    /// target (success is then judged on the last iterate).
-    #[arg(long, group = "strip", requires = "index")]
-    pub no_early_stop: bool,
-    /// With `--index`: a second row under each strip with the study's defective map
-    /// (channel K-1 alone, for class 7 whatever the image), as `reproduce` draws it.
-    #[arg(long, group = "strip", requires = "index")]
-    pub study_map: bool,
-    /// Which attack.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "constrained",
-        conflicts_with = "strip"
-    )]
-    pub mode: Mode,
-    /// Start of the constrained attack (the paper's mode always starts at mu(x)).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "target-mean",
-        conflicts_with = "strip"
-    )]
-    pub start: StartKind,
-    /// The constrained attack's logit margin kappa (default 0.5, `Constraint::default`).
-    #[arg(long, conflicts_with = "strip")]
-    pub kappa: Option<f64>,
-    /// How far the target-mean start lies towards the target's mean code (default 0.5).
-    #[arg(long, conflicts_with = "strip")]
-    pub fraction: Option<f64>,
-    /// The judge-free stop: f2's probability of the target (default 0.99).
-    #[arg(long, conflicts_with = "strip")]
-    pub stop_prob: Option<f64>,
-    /// The constrained attack's image term weight, CE(f2(mu(G(z))), t) (default 1; 0
-    /// turns it off; see `Constraint::image_weight`).
-    #[arg(long, conflicts_with = "strip")]
-    pub image_weight: Option<f64>,
-    /// With `--mode constrained`: do not run the paper's mode beside it.
-    #[arg(long, conflicts_with = "strip")]
-    pub skip_paper: bool,
-    /// Write the numbers as JSON here (every mode).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// The success grid (PNG) of the first mode's examples.
-    #[arg(long, default_value = "type1_grid.png", conflicts_with = "strip")]
-    pub grid: PathBuf,
-    /// The attacked classifier f1 (gapcnn or mlp).
-    #[arg(long, value_enum, default_value = "gapcnn", conflicts_with = "strip")]
-    pub f1: ModelKind,
-    /// Directory with gapcnn/mlp/oracle/svae.safetensors.
-    #[arg(long, default_value = "fixtures/weights")]
-    pub weights_dir: PathBuf,
-    /// Data (the test split is attacked).
-    #[command(flatten)]
-    pub source: SourceArgs,
-    /// Iterations per pair at most (default 1,000; the transition: 500).
-    #[arg(long)]
-    pub iters: Option<usize>,
-    /// The class transition alone (no f1 term): success is the latent classifier f2
-    /// saying the target.
-    #[arg(long, conflicts_with_all = ["strip", "mode", "start", "kappa", "fraction", "stop_prob", "image_weight", "skip_paper", "grid", "f1"])]
-    pub transition: bool,
-    /// (image, target) pairs per batch.
-    #[arg(long, default_value_t = 90, conflicts_with = "strip")]
-    pub batch_size: usize,
-}
+use crate::type1_args::{Mode, StartKind, Type1Args};
 
 /// Totals over batches.
 #[derive(Default)]

@@ -14,46 +14,12 @@ use models::{GapCnn, Oracle, Svae};
 use serde::Serialize;
 use vae_attack::{type_one_attack, Frame, LatentAttackConfig, Stop};
 
-use crate::load::{checkpoint, probabilities, test_image, weights_file};
+use crate::load::{checkpoint, probabilities, test_image, weights_file, ModelKind};
 use crate::output::{fixed, write_json};
-use crate::train::ModelKind;
-use crate::type1::Type1Args;
+use crate::type1_args::Type1Args;
 
 /// Frames per strip when `--frame-every` is not given.
 const AUTO_FRAMES: usize = 8;
-
-/// Target classes of `--targets`, in the order given, without repeats.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Targets(pub Vec<u32>);
-
-/// `A..B` (B excluded, as in Rust), `A..=B`, or a comma list; classes 0 to 9, each once.
-pub fn parse_targets(s: &str) -> Result<Targets, String> {
-    let class = |t: &str| -> Result<u32, String> {
-        match t.trim().parse::<u32>() {
-            Ok(c) if c < 10 => Ok(c),
-            _ => Err(format!("'{}' is not a class 0 to 9", t.trim())),
-        }
-    };
-    // A range of digits names both ends, as the study writes 0..9 for every digit;
-    // `A..=B` is accepted too and means the same.
-    let classes: Vec<u32> = if let Some((a, b)) = s.split_once("..") {
-        let b = b.strip_prefix('=').unwrap_or(b);
-        let (a, b) = (class(a)?, class(b)?);
-        if a > b {
-            return Err(format!("the range '{s}' holds no class"));
-        }
-        (a..=b).collect()
-    } else {
-        s.split(',').map(class).collect::<Result<_, _>>()?
-    };
-    let mut seen = [false; 10];
-    for &c in &classes {
-        if std::mem::replace(&mut seen[c as usize], true) {
-            return Err(format!("class {c} is given twice in '{s}'"));
-        }
-    }
-    Ok(Targets(classes))
-}
 
 /// At most `count` of `frames`, evenly spread, the first and the last always kept.
 pub fn pick_frames(frames: &[Frame], count: usize) -> Vec<Frame> {
@@ -295,32 +261,7 @@ fn argmax(p: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::{parse, try_parse};
-
-    #[test]
-    fn targets_parse_as_digit_ranges_or_lists() {
-        let t = |s: &str| parse_targets(s).map(|t| t.0);
-        assert_eq!(t("0..9"), Ok((0..10).collect()), "both ends are digits");
-        assert_eq!(t("0..=9"), Ok((0..10).collect()));
-        assert_eq!(t("3..5"), Ok(vec![3, 4, 5]));
-        assert_eq!(t("5..5"), Ok(vec![5]));
-        assert_eq!(t("9,1,4"), Ok(vec![9, 1, 4]));
-        assert_eq!(t("5"), Ok(vec![5]));
-        for (bad, says) in [
-            ("7..3", "holds no class"),
-            ("0..10", "'10'"),
-            ("0..11", "'11'"),
-            ("0..=10", "'10'"),
-            ("1,x", "'x'"),
-            ("1,10", "'10'"),
-            ("", "''"),
-            ("2,2", "class 2 is given twice"),
-            ("a..3", "'a'"),
-        ] {
-            let e = t(bad).unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
+    use crate::tests::parse;
 
     #[test]
     fn picked_frames_spread_evenly_and_keep_both_ends() {
@@ -349,48 +290,6 @@ mod tests {
             .collect();
         assert_eq!(two.len(), 8);
         assert!(two.windows(2).all(|w| w[0] < w[1]), "{two:?}");
-    }
-
-    #[test]
-    fn index_mode_conflicts_with_the_panels_flags() {
-        for other in [
-            &["--n", "3"][..],
-            &["--mode", "paper"],
-            &["--transition"],
-            &["--f1", "mlp"],
-            &["--grid", "g.png"],
-        ] {
-            let mut line = vec!["type1", "--index", "0", "--out", "S"];
-            line.extend_from_slice(other);
-            let e = try_parse(&line).unwrap_err();
-            assert!(e.contains("cannot be used with"), "{other:?}: {e}");
-        }
-        let e = try_parse(&["type1", "--index", "0"]).unwrap_err();
-        assert!(e.contains("--out"), "{e}");
-        for only in [
-            &["--out", "S"][..],
-            &["--targets", "1..3"],
-            &["--no-early-stop"],
-            &["--frame-every", "5"],
-            &["--study-map"],
-        ] {
-            for panel in [&[][..], &["--n", "1"], &["--transition"]] {
-                let mut line = vec!["type1"];
-                line.extend_from_slice(panel);
-                line.extend_from_slice(only);
-                let e = try_parse(&line).unwrap_err();
-                assert!(e.contains("--index"), "{line:?}: {e}");
-            }
-        }
-        let e =
-            try_parse(&["type1", "--index", "0", "--out", "S", "--targets", "0..11"]).unwrap_err();
-        assert!(e.contains("'11'"), "{e}");
-        let e =
-            try_parse(&["type1", "--index", "0", "--out", "S", "--frame-every", "0"]).unwrap_err();
-        assert!(e.contains("--frame-every"), "{e}");
-        // The panel keeps working without --index.
-        assert!(try_parse(&["type1", "--mode", "paper", "--n", "1"]).is_ok());
-        assert!(try_parse(&["type1", "--transition", "--n", "1"]).is_ok());
     }
 
     fn args(line: &[&str]) -> Type1Args {

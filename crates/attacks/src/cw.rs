@@ -5,7 +5,8 @@
 use candle_core::{Tensor, Var};
 use models::Classifier;
 
-use crate::attack::{check_non_negative, Attack, Batch, Targeting};
+use crate::attack::{check_non_negative, Attack};
+use crate::batch::{Batch, Targeting};
 use crate::error::{invalid, Result};
 use crate::gradient::{degenerate_rows, margin_per_example, nonfinite_rows, zero_rows};
 use crate::ops::{class_tensor, gather_rows, scatter_rows, select_rows, to_f64s};

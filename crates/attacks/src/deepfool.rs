@@ -4,7 +4,8 @@
 use candle_core::{DType, Tensor};
 use models::Classifier;
 
-use crate::attack::{check_non_negative, Attack, Batch, Targeting};
+use crate::attack::{check_non_negative, Attack};
+use crate::batch::{Batch, Targeting};
 use crate::error::{AttackError, Result};
 use crate::gradient::logit_gradients;
 use crate::ops::{clamp_unit, gather_rows, per_example, scatter_rows};

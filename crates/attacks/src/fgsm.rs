@@ -4,7 +4,8 @@
 use candle_core::Tensor;
 use models::Classifier;
 
-use crate::attack::{check_non_negative, Attack, Batch, Targeting};
+use crate::attack::{check_non_negative, Attack};
+use crate::batch::{Batch, Targeting};
 use crate::error::Result;
 use crate::gradient::{cross_entropy_per_example, degenerate_rows, input_gradient, zero_rows};
 use crate::ops::{clamp_unit, class_tensor};

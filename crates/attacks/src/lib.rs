@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 mod attack;
+mod batch;
 mod cw;
 mod deepfool;
 mod error;
@@ -48,7 +49,8 @@ mod properties;
 #[cfg(test)]
 mod test_support;
 
-pub use attack::{Attack, Targeting};
+pub use attack::Attack;
+pub use batch::Targeting;
 pub use cw::CarliniWagnerL2;
 pub use deepfool::DeepFool;
 pub use error::{AttackError, Result};

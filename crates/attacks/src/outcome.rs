@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use models::Classifier;
 
-use crate::attack::Batch;
+use crate::batch::Batch;
 use crate::error::Result;
 use crate::ops::to_f64s;
 

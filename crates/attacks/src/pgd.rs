@@ -8,7 +8,8 @@ use models::random::{normal, uniform};
 use models::Classifier;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::attack::{check_non_negative, Attack, Batch, Targeting};
+use crate::attack::{check_non_negative, Attack};
+use crate::batch::{Batch, Targeting};
 use crate::error::{invalid, Result};
 use crate::gradient::{cross_entropy_per_example, degenerate_rows, input_gradient, zero_rows};
 use crate::ops::{

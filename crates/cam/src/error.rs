@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::scaling::MapStatus;
+use crate::map_status::MapStatus;
 
 /// The error type of `cam`.
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,10 @@
 //! by zero happens: the range is replaced by 1 where it is 0), and the status says so;
 //! [`ScaledMaps::require_informative`] turns any such map into an error.
 
-use std::fmt;
-
 use candle_core::{DType, Tensor};
 
 use crate::error::{CamError, Result};
+use crate::map_status::MapStatus;
 
 /// How raw map values become the values that are drawn or compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,29 +35,6 @@ impl MapScaling {
 
     fn applies_min_max(self) -> bool {
         matches!(self, MapScaling::MinMax | MapScaling::ReluMinMax)
-    }
-}
-
-/// What one map looks like after its convention was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MapStatus {
-    /// Values vary over the map: the map says where the evidence is.
-    Informative,
-    /// Every value is equal (after ReLU, where the convention has one); min-max returns
-    /// zeros for it.
-    Constant,
-    /// A ReLU convention found no positive value: the map is all zeros because nothing
-    /// in the features speaks for the class.
-    NoPositiveEvidence,
-}
-
-impl fmt::Display for MapStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MapStatus::Informative => "informative",
-            MapStatus::Constant => "constant (every value equal)",
-            MapStatus::NoPositiveEvidence => "no positive value (all zero after ReLU)",
-        })
     }
 }
 

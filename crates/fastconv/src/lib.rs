@@ -107,8 +107,11 @@
 //! `passes/` the forward pass, input gradient, weight gradient and pooling over slices,
 //! which choose the algorithm; `gemm_paths/` im2col, the per-tap GEMMs and the `gemm`
 //! call; `winograd/` the transforms, small products, scratch and rounds; `kernels/`
-//! the element types, buffers and geometry; [`runtime`] the process tuning; `switch`
-//! the process-wide switches.
+//! the element types, buffers and geometry; `options` the ops' option types (and the
+//! crate's batch layout); [`runtime`] the process tuning; `switch` the process-wide
+//! switches. Dependencies run one way, from `ops` down through `passes` and `switch`
+//! to `gemm_paths` and `winograd`, and to `kernels` and `options` at the bottom
+//! (`xtask/tests/module_graph.rs` fails on a cycle).
 
 #![deny(missing_docs)]
 

@@ -1,4 +1,5 @@
-//! The options of the public ops, as named types instead of bools and tuples.
+//! The options of the ops, as named types instead of bools and tuples: the public
+//! [`ConvOptions`], [`Activation`] and [`ConvLayer`], and the crate's [`BatchLayout`].
 
 use candle_core::Tensor;
 
@@ -40,6 +41,24 @@ impl Activation {
     /// Whether this is ReLU.
     pub(crate) fn is_relu(self) -> bool {
         self == Activation::Relu
+    }
+}
+
+/// How a batch lies in memory: PyTorch's `N x C x H x W`, or channels-last
+/// `N x H x W x C` (the `_nhwc` ops). Kernels keep PyTorch's `C_out x C_in x k x k`
+/// either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum BatchLayout {
+    /// `N x C x H x W`.
+    ChannelsFirst,
+    /// `N x H x W x C`.
+    ChannelsLast,
+}
+
+impl BatchLayout {
+    /// Whether this is channels-last.
+    pub(crate) fn is_channels_last(self) -> bool {
+        self == BatchLayout::ChannelsLast
     }
 }
 

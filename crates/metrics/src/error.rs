@@ -176,3 +176,21 @@ pub(crate) fn ensure_not_nan(what: &'static str, values: &[f64]) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Fails with [`MetricsError::ShapeMismatch`] unless `map.len() == height * width > 0`.
+pub(crate) fn check_shape(
+    map: &[f32],
+    height: usize,
+    width: usize,
+    which: &'static str,
+) -> Result<()> {
+    if map.is_empty() || height.checked_mul(width) != Some(map.len()) {
+        return Err(MetricsError::ShapeMismatch {
+            which,
+            len: map.len(),
+            height,
+            width,
+        });
+    }
+    Ok(())
+}

@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-use crate::error::{ensure_finite, ensure_non_empty, ensure_same_len, MetricsError, Result};
+use crate::error::{
+    check_shape, ensure_finite, ensure_non_empty, ensure_same_len, MetricsError, Result,
+};
 
 /// Checks that two maps are non-empty, of equal length and finite.
 fn check_pair(a: &[f32], b: &[f32]) -> Result<()> {
@@ -165,24 +167,6 @@ pub fn centre_of_mass_shift(a: &[f32], b: &[f32], height: usize, width: usize) -
     let pa = centre_of_mass_named(a, height, width, "first map")?;
     let pb = centre_of_mass_named(b, height, width, "second map")?;
     Ok((pa.row - pb.row).hypot(pa.col - pb.col))
-}
-
-/// Fails with [`MetricsError::ShapeMismatch`] unless `map.len() == height * width > 0`.
-pub(crate) fn check_shape(
-    map: &[f32],
-    height: usize,
-    width: usize,
-    which: &'static str,
-) -> Result<()> {
-    if map.is_empty() || height.checked_mul(width) != Some(map.len()) {
-        return Err(MetricsError::ShapeMismatch {
-            which,
-            len: map.len(),
-            height,
-            width,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ensure_finite, ensure_same_len, MetricsError, Result};
-use crate::map_change::check_shape;
+use crate::error::{check_shape, ensure_finite, ensure_same_len, MetricsError, Result};
 
 /// Constant of the luminance term.
 pub const SSIM_K1: f64 = 0.01;

@@ -15,7 +15,7 @@ use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::{DataError, Result};
-use crate::source::{load_pair, standard_file_names, Split, Splits};
+use crate::splits::{load_pair, standard_file_names, Split, Splits};
 
 /// The repository candle's MNIST loader uses.
 pub const DEFAULT_REPO: &str = "ylecun/mnist";

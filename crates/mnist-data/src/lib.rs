@@ -31,6 +31,7 @@ pub mod hub;
 pub mod idx;
 mod parquet;
 mod source;
+mod splits;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
@@ -39,7 +40,5 @@ pub use dataset::{shuffle, Batch, BatchOptions, Batches, Dataset, PixelFormat, N
 pub use error::{DataError, Defect, Result};
 pub use hub::{FetchedFiles, HubFiles, HubSource, RepoKind};
 pub use parquet::load_parquet;
-pub use source::{
-    fixtures_dir, load_dir, load_fixtures, load_pair, load_split, standard_file_names, Source,
-    Split, Splits, FIXTURES_ENV,
-};
+pub use source::{fixtures_dir, load_dir, load_fixtures, load_split, Source, FIXTURES_ENV};
+pub use splits::{load_pair, standard_file_names, Split, Splits};

@@ -5,7 +5,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::slice;
+use super::{slice, with_dtype};
 use crate::kernels::{zeros, Elem};
 use crate::switch::runs_fast;
 
@@ -37,7 +37,8 @@ impl CustomOp1 for PixelMean {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, hw, c) = pixel_dims(l)?;
-        fn run<T: Elem>(x: &[T], (hw, c): (usize, usize), scale: T) -> Vec<T> {
+        fn run<T: Elem>(x: &[T], (hw, c): (usize, usize)) -> Vec<T> {
+            let scale = T::from_f64(1.0 / hw.max(1) as f64);
             let mut out = vec![T::ZERO; x.len() / hw.max(1)];
             if hw == 0 || c == 0 {
                 return out;
@@ -56,16 +57,10 @@ impl CustomOp1 for PixelMean {
                 });
             out
         }
-        let scale = 1.0 / hw.max(1) as f64;
-        let out = match s {
-            CpuStorage::F32(v) => {
-                CpuStorage::F32(run(slice(v, l, "input")?, (hw, c), scale as f32))
-            }
-            CpuStorage::F64(v) => CpuStorage::F64(run(slice(v, l, "input")?, (hw, c), scale)),
-            other => {
-                candle_core::bail!("global average pool: unsupported dtype {:?}", other.dtype())
-            }
-        };
+        let out = with_dtype!("global average pool", s, |v| run(
+            slice(v, l, "input")?,
+            (hw, c)
+        ));
         Ok((out, Shape::from((n, c))))
     }
 
@@ -92,7 +87,8 @@ impl CustomOp1 for PixelSpread {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c) = l.shape().dims2()?;
         let hw = self.h * self.w;
-        fn run<T: Elem>(g: &[T], (hw, c): (usize, usize), scale: T) -> Vec<T> {
+        fn run<T: Elem>(g: &[T], (hw, c): (usize, usize)) -> Vec<T> {
+            let scale = T::from_f64(1.0 / hw.max(1) as f64);
             let mut out = zeros(g.len() * hw, T::ZERO);
             if c == 0 || hw == 0 {
                 return out;
@@ -108,16 +104,10 @@ impl CustomOp1 for PixelSpread {
                 });
             out
         }
-        let scale = 1.0 / hw.max(1) as f64;
-        let out = match s {
-            CpuStorage::F32(v) => {
-                CpuStorage::F32(run(slice(v, l, "gradient")?, (hw, c), scale as f32))
-            }
-            CpuStorage::F64(v) => CpuStorage::F64(run(slice(v, l, "gradient")?, (hw, c), scale)),
-            other => {
-                candle_core::bail!("global average pool: unsupported dtype {:?}", other.dtype())
-            }
-        };
+        let out = with_dtype!("global average pool", s, |v| run(
+            slice(v, l, "gradient")?,
+            (hw, c)
+        ));
         Ok((out, Shape::from((n, self.h, self.w, c))))
     }
 }

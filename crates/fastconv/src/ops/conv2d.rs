@@ -5,13 +5,13 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::conv2d_backward::{BackwardData, BackwardWeight, BackwardWeightMasked, ReluMask};
-use super::relu_backward::backward_through_relu;
+use super::relu_backward::{backward_through_relu, Pooling};
 use super::{
     batch_shape, check_bias, geometry, geometry_of, nchw, slice, split_weight_bias, with_dtype,
     Gradients, Same, Wanted,
 };
 use crate::kernels::Geometry;
-use crate::options::{Activation, ConvOptions};
+use crate::options::{Activation, BatchLayout, ConvOptions};
 use crate::passes::forward::forward;
 use crate::passes::input_grad::backward_reads_pooled;
 use crate::switch::runs_fast;
@@ -35,7 +35,7 @@ pub fn conv2d(
         x,
         weight,
         bias,
-        ConvForward::new(options, activation, false),
+        ConvForward::new(options, activation, BatchLayout::ChannelsFirst),
     )
 }
 
@@ -62,7 +62,8 @@ pub fn conv2d_nhwc(
         let x = x.permute((0, 3, 1, 2))?;
         return reference_conv2d(&x, weight, bias, options, activation)?.permute((0, 2, 3, 1));
     }
-    conv_op(x, weight, bias, ConvForward::new(options, activation, true))
+    let op = ConvForward::new(options, activation, BatchLayout::ChannelsLast);
+    conv_op(x, weight, bias, op)
 }
 
 /// The same computation through candle's own ops (the path on other devices, and the
@@ -84,24 +85,22 @@ pub fn reference_conv2d(
     }
 }
 
-/// `act(conv2d(x, w) + b)`, on `N x C x H x W` batches or, when `channels_last`, on
-/// `N x H x W x C` ones (the kernel in PyTorch's layout either way).
+/// `act(conv2d(x, w) + b)`, on `N x C x H x W` batches or, when `layout` is
+/// channels-last, on `N x H x W x C` ones (the kernel in PyTorch's layout either way).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvForward {
-    pub(crate) stride: usize,
-    pub(crate) padding: usize,
-    pub(crate) relu: bool,
-    pub(crate) channels_last: bool,
+    pub(crate) options: ConvOptions,
+    pub(crate) activation: Activation,
+    pub(crate) layout: BatchLayout,
 }
 
 impl ConvForward {
     /// The op of one layer.
-    pub(crate) fn new(options: ConvOptions, activation: Activation, channels_last: bool) -> Self {
+    pub(crate) fn new(options: ConvOptions, activation: Activation, layout: BatchLayout) -> Self {
         Self {
-            stride: options.stride,
-            padding: options.padding,
-            relu: activation.is_relu(),
-            channels_last,
+            options,
+            activation,
+            layout,
         }
     }
 }
@@ -120,8 +119,7 @@ impl CustomOp3 for ConvForward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let cl = self.channels_last;
-        let g = geometry(l1, l2, self.stride, self.padding, cl)?;
+        let g = geometry(l1, l2, self.options, self.layout)?;
         check_bias(l3, &g)?;
         fn run<T: Same>(
             op: &ConvForward,
@@ -132,16 +130,16 @@ impl CustomOp3 for ConvForward {
         ) -> Result<Vec<T>> {
             let w = T::same(s2, l2, "kernel")?;
             let b = T::same(s3, l3, "bias")?;
-            Ok(forward(g, x, w, Some(b), op.relu, op.channels_last))
+            Ok(forward(g, x, w, Some(b), op.activation, op.layout))
         }
-        let out = with_dtype!("forward", s1, |x| run(
+        let out = with_dtype!("fast conv2d forward", s1, |x| run(
             self,
             &g,
             slice(x, l1, "input")?,
             (s2, l2),
             (s3, l3)
         )?);
-        Ok((out, batch_shape((g.n, g.c_out, g.ho, g.wo), cl)))
+        Ok((out, batch_shape((g.n, g.c_out, g.ho, g.wo), self.layout)))
     }
 
     fn bwd(
@@ -170,14 +168,14 @@ impl ConvForward {
         grad: &Tensor,
         want: Wanted,
     ) -> Result<Gradients> {
-        if !self.relu {
+        if !self.activation.is_relu() {
             return self.backward_linear(x, w, grad, want);
         }
-        let cl = self.channels_last;
-        let g = geometry_of(nchw(x.dims4()?, cl), w.dims4()?, self.stride, self.padding)?;
+        let g = geometry_of(nchw(x.dims4()?, self.layout), w.dims4()?, self.options)?;
         if backward_reads_pooled(&g) {
-            let no_pool = (1, std::sync::Arc::new(Vec::new()));
-            return backward_through_relu((x, w), y, grad, (self.padding, cl), no_pool, want);
+            let (padding, layout) = (self.options.padding, self.layout);
+            let no_pool = Pooling::none();
+            return backward_through_relu((x, w), y, grad, padding, layout, no_pool, want);
         }
         if !want.input {
             // Weights only (a first layer in training): ReLU's mask is applied image by
@@ -205,10 +203,9 @@ impl ConvForward {
     ) -> Result<Gradients> {
         let dx = if want.input {
             let op = BackwardData {
-                stride: self.stride,
-                padding: self.padding,
-                input: nchw(x.dims4()?, self.channels_last),
-                channels_last: self.channels_last,
+                options: self.options,
+                input: nchw(x.dims4()?, self.layout),
+                layout: self.layout,
             };
             Some(grad.apply_op2_no_bwd(w, &op)?)
         } else {
@@ -225,10 +222,9 @@ impl ConvForward {
     /// The op of the weight and bias gradients.
     fn backward_weight_op(&self, w: &Tensor) -> Result<BackwardWeight> {
         Ok(BackwardWeight {
-            stride: self.stride,
-            padding: self.padding,
+            options: self.options,
             kernel: w.dims4()?,
-            channels_last: self.channels_last,
+            layout: self.layout,
         })
     }
 }

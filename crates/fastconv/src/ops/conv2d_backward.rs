@@ -7,9 +7,10 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
 use rayon::prelude::*;
 
 use super::{
-    batch_shape, check_output_gradient, dims4, geometry_of, nchw, slice, with_dtype, Same,
+    batch_shape, check_output_gradient, dims4, geometry_of, nchw, slice, with_dtype, Dims4, Same,
 };
 use crate::kernels::{relu_grad, Geometry};
+use crate::options::{BatchLayout, ConvOptions};
 use crate::passes::input_grad::backward_data;
 use crate::passes::weight_grad::backward_weight;
 
@@ -40,7 +41,7 @@ impl CustomOp2 for ReluMask {
                 .collect_into_vec(&mut out);
             Ok(out)
         }
-        let out = with_dtype!("relu mask", s1, |g| run(
+        let out = with_dtype!("fast conv2d relu mask", s1, |g| run(
             slice(g, l1, "gradient")?,
             (s2, l2)
         )?);
@@ -51,11 +52,10 @@ impl CustomOp2 for ReluMask {
 /// The input gradient: (output gradient, kernel) -> `N x C_in x H x W` (or
 /// `N x H x W x C_in`, from a channels-last gradient).
 pub(crate) struct BackwardData {
-    pub(crate) stride: usize,
-    pub(crate) padding: usize,
+    pub(crate) options: ConvOptions,
     /// `N, C, H, W`.
-    pub(crate) input: (usize, usize, usize, usize),
-    pub(crate) channels_last: bool,
+    pub(crate) input: Dims4,
+    pub(crate) layout: BatchLayout,
 }
 
 impl CustomOp2 for BackwardData {
@@ -70,31 +70,32 @@ impl CustomOp2 for BackwardData {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let cl = self.channels_last;
-        let g = geometry_of(self.input, dims4(l2, "kernel")?, self.stride, self.padding)?;
-        check_output_gradient(l1, &g, cl)?;
+        let layout = self.layout;
+        let g = geometry_of(self.input, dims4(l2, "kernel")?, self.options)?;
+        check_output_gradient(l1, &g, layout)?;
         fn run<T: Same>(
-            (g, cl): (&Geometry, bool),
+            g: &Geometry,
+            layout: BatchLayout,
             gy: &[T],
             (s2, l2): (&CpuStorage, &Layout),
         ) -> Result<Vec<T>> {
-            Ok(backward_data(g, gy, T::same(s2, l2, "kernel")?, cl))
+            Ok(backward_data(g, gy, T::same(s2, l2, "kernel")?, layout))
         }
-        let out = with_dtype!("input gradient", s1, |gy| run(
-            (&g, cl),
+        let out = with_dtype!("fast conv2d input gradient", s1, |gy| run(
+            &g,
+            layout,
             slice(gy, l1, "gradient")?,
             (s2, l2)
         )?);
-        Ok((out, batch_shape(self.input, cl)))
+        Ok((out, batch_shape(self.input, layout)))
     }
 }
 
 /// The weight and bias gradients: (input, output gradient) -> flat `dW | db`.
 pub(crate) struct BackwardWeight {
-    pub(crate) stride: usize,
-    pub(crate) padding: usize,
-    pub(crate) kernel: (usize, usize, usize, usize),
-    pub(crate) channels_last: bool,
+    pub(crate) options: ConvOptions,
+    pub(crate) kernel: Dims4,
+    pub(crate) layout: BatchLayout,
 }
 
 impl CustomOp2 for BackwardWeight {
@@ -122,17 +123,18 @@ impl BackwardWeight {
         (s2, l2): (&CpuStorage, &Layout),
         mask: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        let cl = self.channels_last;
-        let x = nchw(dims4(l1, "input")?, cl);
-        let g = geometry_of(x, self.kernel, self.stride, self.padding)?;
-        check_output_gradient(l2, &g, cl)?;
+        let layout = self.layout;
+        let x = nchw(dims4(l1, "input")?, layout);
+        let g = geometry_of(x, self.kernel, self.options)?;
+        check_output_gradient(l2, &g, layout)?;
         if let Some((_, l3)) = mask {
             if l3.shape() != l2.shape() {
                 candle_core::bail!("fast conv2d: gradient and output shapes differ");
             }
         }
         fn run<T: Same>(
-            (g, cl): (&Geometry, bool),
+            g: &Geometry,
+            layout: BatchLayout,
             x: &[T],
             (s2, l2): (&CpuStorage, &Layout),
             mask: Option<(&CpuStorage, &Layout)>,
@@ -142,10 +144,11 @@ impl BackwardWeight {
                 Some((s3, l3)) => Some(T::same(s3, l3, "output")?),
                 None => None,
             };
-            Ok(backward_weight(g, x, (gy, y), cl))
+            Ok(backward_weight(g, x, (gy, y), layout))
         }
-        let out = with_dtype!("weight gradient", s1, |x| run(
-            (&g, cl),
+        let out = with_dtype!("fast conv2d weight gradient", s1, |x| run(
+            &g,
+            layout,
             slice(x, l1, "input")?,
             (s2, l2),
             mask

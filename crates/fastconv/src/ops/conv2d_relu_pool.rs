@@ -7,14 +7,14 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::conv2d::{reference_conv2d, ConvForward};
 use super::max_pool::max_pool2d;
-use super::relu_backward::backward_through_relu;
+use super::relu_backward::{backward_through_relu, Pooling};
 use super::unpool::Unpool;
 use super::{
     batch_shape, check_bias, geometry, geometry_of, nchw, record, slice, split_weight_bias,
-    with_dtype, Same, Wanted,
+    with_dtype, Dims4, Same, Wanted,
 };
 use crate::kernels::Geometry;
-use crate::options::{Activation, ConvOptions};
+use crate::options::{Activation, BatchLayout, ConvOptions};
 use crate::passes::forward::{forward_pooled, pools_in_winograd};
 use crate::passes::input_grad::backward_reads_pooled;
 use crate::passes::max_pool::MAX_CODED_WINDOW;
@@ -43,7 +43,7 @@ pub fn conv2d_relu_pool(
         x,
         weight,
         bias,
-        ConvPoolForward::new(options, window, false),
+        ConvPoolForward::new(options, window, BatchLayout::ChannelsFirst),
     )
 }
 
@@ -58,13 +58,13 @@ pub fn conv2d_relu_pool_nhwc(
     options: ConvOptions,
     window: usize,
 ) -> Result<Tensor> {
-    let ConvOptions { stride, padding } = options;
+    let layout = BatchLayout::ChannelsLast;
     let native = runs_fast(x)
         && weight.dtype() == x.dtype()
         && bias.dtype() == x.dtype()
         && x.dims4().is_ok_and(|d| {
             weight.dims4().is_ok_and(|wd| {
-                geometry_of(nchw(d, true), wd, stride, padding)
+                geometry_of(nchw(d, layout), wd, options)
                     .is_ok_and(|g| pools_in_winograd(&g, window))
             })
         });
@@ -72,7 +72,12 @@ pub fn conv2d_relu_pool_nhwc(
         let x = x.permute((0, 3, 1, 2))?;
         return conv2d_relu_pool(&x, weight, bias, options, window)?.permute((0, 2, 3, 1));
     }
-    conv_relu_pool_op(x, weight, bias, ConvPoolForward::new(options, window, true))
+    conv_relu_pool_op(
+        x,
+        weight,
+        bias,
+        ConvPoolForward::new(options, window, layout),
+    )
 }
 
 /// The fused convolution, ReLU and max-pool op.
@@ -97,13 +102,13 @@ struct ConvPoolForward {
 
 /// Where each pooled value's maximum was (see [`Unpool`]), and the shape of the
 /// convolution's output it was pooled from.
-type PoolRecord = (std::sync::Arc<Vec<u8>>, (usize, usize, usize, usize));
+type PoolRecord = (std::sync::Arc<Vec<u8>>, Dims4);
 
 impl ConvPoolForward {
     /// The op of one layer pooled over `k x k` windows.
-    fn new(options: ConvOptions, k: usize, channels_last: bool) -> Self {
+    fn new(options: ConvOptions, k: usize, layout: BatchLayout) -> Self {
         Self {
-            conv: ConvForward::new(options, Activation::Relu, channels_last),
+            conv: ConvForward::new(options, Activation::Relu, layout),
             k,
             codes: std::sync::Mutex::new(None),
         }
@@ -124,8 +129,8 @@ impl CustomOp3 for ConvPoolForward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let cl = self.conv.channels_last;
-        let g = geometry(l1, l2, self.conv.stride, self.conv.padding, cl)?;
+        let layout = self.conv.layout;
+        let g = geometry(l1, l2, self.conv.options, layout)?;
         check_bias(l3, &g)?;
         let k = self.k;
         if k == 0 || k > MAX_CODED_WINDOW || g.ho % k != 0 || g.wo % k != 0 {
@@ -137,14 +142,15 @@ impl CustomOp3 for ConvPoolForward {
                 MAX_CODED_WINDOW
             );
         }
-        if cl && !pools_in_winograd(&g, k) {
+        if layout.is_channels_last() && !pools_in_winograd(&g, k) {
             candle_core::bail!(
                 "fast conv2d+pool: channels-last batches need a stride-1 3x3 kernel, \
                  channel counts divisible by 8 and a window dividing 4"
             );
         }
         fn run<T: Same>(
-            (g, cl): (&Geometry, bool),
+            g: &Geometry,
+            layout: BatchLayout,
             k: usize,
             x: &[T],
             (s2, l2): (&CpuStorage, &Layout),
@@ -153,13 +159,14 @@ impl CustomOp3 for ConvPoolForward {
         ) -> Result<Vec<T>> {
             let w = T::same(s2, l2, "kernel")?;
             let b = T::same(s3, l3, "bias")?;
-            let (out, c) = forward_pooled(g, x, (w, b), k, cl);
+            let (out, c) = forward_pooled(g, x, (w, b), k, layout);
             *codes = c;
             Ok(out)
         }
         let mut codes = Vec::new();
-        let out = with_dtype!("forward", s1, |x| run(
-            (&g, cl),
+        let out = with_dtype!("fast conv2d forward", s1, |x| run(
+            &g,
+            layout,
             k,
             slice(x, l1, "input")?,
             (s2, l2),
@@ -168,7 +175,7 @@ impl CustomOp3 for ConvPoolForward {
         )?);
         let full = (g.n, g.c_out, g.ho, g.wo);
         *record(&self.codes, "conv2d+pool")? = Some((std::sync::Arc::new(codes), full));
-        Ok((out, batch_shape((g.n, g.c_out, g.ho / k, g.wo / k), cl)))
+        Ok((out, batch_shape((g.n, g.c_out, g.ho / k, g.wo / k), layout)))
     }
 
     fn bwd(
@@ -183,16 +190,17 @@ impl CustomOp3 for ConvPoolForward {
             candle_core::bail!("fast conv2d+pool: backward before forward");
         };
         let grad = grad.contiguous()?;
-        let (stride, padding, cl) = (self.conv.stride, self.conv.padding, self.conv.channels_last);
-        let g = geometry_of(nchw(x.dims4()?, cl), w.dims4()?, stride, padding)?;
+        let (options, layout) = (self.conv.options, self.conv.layout);
+        let g = geometry_of(nchw(x.dims4()?, layout), w.dims4()?, options)?;
         // A channels-last forward ran through Winograd (see `cpu_fwd`), whose record
         // only the Winograd backward passes read.
-        let reads_pooled =
-            cl || backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k);
+        let reads_pooled = layout.is_channels_last()
+            || backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k);
         let want = Wanted::of(x, w, b);
         let (dx, flat) = if reads_pooled {
-            let pooled = (self.k, codes);
-            backward_through_relu((x, w), y, &grad, (padding, cl), pooled, want)?
+            let pooled = Pooling { k: self.k, codes };
+            let padding = options.padding;
+            backward_through_relu((x, w), y, &grad, padding, layout, pooled, want)?
         } else {
             let unpool = Unpool {
                 k: self.k,

@@ -7,7 +7,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::{slice, Same};
+use super::{slice, with_dtype, Same};
 use crate::passes::max_pool::{backward, forward};
 use crate::switch::enabled;
 
@@ -46,11 +46,13 @@ impl CustomOp1 for MaxPool {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (planes, h, w) = pool_dims(l, self.k)?;
         let k = self.k;
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(forward(slice(v, l, "input")?, planes, h, w, k)),
-            CpuStorage::F64(v) => CpuStorage::F64(forward(slice(v, l, "input")?, planes, h, w, k)),
-            other => candle_core::bail!("max_pool: unsupported dtype {:?}", other.dtype()),
-        };
+        let out = with_dtype!("max_pool", s, |v| forward(
+            slice(v, l, "input")?,
+            planes,
+            h,
+            w,
+            k
+        ));
         let (n, c, _, _) = l.shape().dims4()?;
         Ok((out, Shape::from((n, c, h / k, w / k))))
     }
@@ -93,11 +95,11 @@ impl CustomOp2 for MaxPoolBackward {
             Ok(backward(x, g, dims.0, dims.1, dims.2, dims.3))
         }
         let dims = (planes, h, w, self.k);
-        let out = match s1 {
-            CpuStorage::F32(v) => CpuStorage::F32(run(slice(v, l1, "input")?, (s3, l3), dims)?),
-            CpuStorage::F64(v) => CpuStorage::F64(run(slice(v, l1, "input")?, (s3, l3), dims)?),
-            other => candle_core::bail!("max_pool: unsupported dtype {:?}", other.dtype()),
-        };
+        let out = with_dtype!("max_pool", s1, |v| run(
+            slice(v, l1, "input")?,
+            (s3, l3),
+            dims
+        )?);
         Ok((out, l1.shape().clone()))
     }
 }

@@ -17,6 +17,7 @@ pub(crate) mod unpool;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 
 use crate::kernels::{Elem, Geometry};
+use crate::options::{BatchLayout, ConvOptions};
 
 /// The dims of a 4-D tensor.
 pub(crate) type Dims4 = (usize, usize, usize, usize);
@@ -38,56 +39,46 @@ pub(crate) fn slice<'a, T: Elem>(s: &'a [T], l: &Layout, what: &str) -> Result<&
     }
 }
 
-pub(crate) fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
+pub(crate) fn dims4(l: &Layout, what: &str) -> Result<Dims4> {
     l.shape()
         .dims4()
         .map_err(|_| candle_core::Error::Msg(format!("fast conv2d: {what} is not 4-D")))
 }
 
-pub(crate) fn geometry_of(
-    x: (usize, usize, usize, usize),
-    kernel: (usize, usize, usize, usize),
-    stride: usize,
-    pad: usize,
-) -> Result<Geometry> {
-    Geometry::new(x, kernel, stride, pad)
+/// The geometry of a convolution of an `x` batch (`N, C_in, H, W`) with a `kernel`
+/// (`C_out, C_in, k, k`).
+pub(crate) fn geometry_of(x: Dims4, kernel: Dims4, options: ConvOptions) -> Result<Geometry> {
+    Geometry::new(x, kernel, options.stride, options.padding)
         .map_err(|e| candle_core::Error::Msg(format!("fast conv2d: {e}")))
 }
 
-/// `N, C, H, W` from the dims of an `N x C x H x W` tensor, or of an `N x H x W x C`
-/// one when `channels_last`.
-pub(crate) fn nchw(
-    (a, b, c, d): (usize, usize, usize, usize),
-    channels_last: bool,
-) -> (usize, usize, usize, usize) {
-    if channels_last {
-        (a, d, b, c)
-    } else {
-        (a, b, c, d)
+/// `N, C, H, W` from the dims of a batch in `layout` (`N x C x H x W`, or
+/// `N x H x W x C`).
+pub(crate) fn nchw((a, b, c, d): Dims4, layout: BatchLayout) -> Dims4 {
+    match layout {
+        BatchLayout::ChannelsLast => (a, d, b, c),
+        BatchLayout::ChannelsFirst => (a, b, c, d),
     }
 }
 
-/// The shape of an `N x C x H x W` batch in memory order.
-pub(crate) fn batch_shape(
-    (n, c, h, w): (usize, usize, usize, usize),
-    channels_last: bool,
-) -> Shape {
-    if channels_last {
-        Shape::from((n, h, w, c))
-    } else {
-        Shape::from((n, c, h, w))
+/// The shape of an `N x C x H x W` batch in `layout`'s memory order.
+pub(crate) fn batch_shape((n, c, h, w): Dims4, layout: BatchLayout) -> Shape {
+    match layout {
+        BatchLayout::ChannelsLast => Shape::from((n, h, w, c)),
+        BatchLayout::ChannelsFirst => Shape::from((n, c, h, w)),
     }
 }
 
+/// The geometry of a convolution of the input `x`, laid out as `layout`, with the
+/// kernel `w`.
 pub(crate) fn geometry(
     x: &Layout,
     w: &Layout,
-    stride: usize,
-    pad: usize,
-    channels_last: bool,
+    options: ConvOptions,
+    layout: BatchLayout,
 ) -> Result<Geometry> {
-    let x = nchw(dims4(x, "input")?, channels_last);
-    geometry_of(x, dims4(w, "kernel")?, stride, pad)
+    let x = nchw(dims4(x, "input")?, layout);
+    geometry_of(x, dims4(w, "kernel")?, options)
 }
 
 /// Checks that a bias has one value per output channel.
@@ -103,24 +94,26 @@ pub(crate) fn check_bias(l: &Layout, g: &Geometry) -> Result<()> {
 }
 
 /// Checks that an output gradient has the convolution's output shape.
-pub(crate) fn check_output_gradient(l: &Layout, g: &Geometry, channels_last: bool) -> Result<()> {
-    if nchw(dims4(l, "gradient")?, channels_last) != (g.n, g.c_out, g.ho, g.wo) {
+pub(crate) fn check_output_gradient(l: &Layout, g: &Geometry, layout: BatchLayout) -> Result<()> {
+    if nchw(dims4(l, "gradient")?, layout) != (g.n, g.c_out, g.ho, g.wo) {
         candle_core::bail!("fast conv2d: output gradient has the wrong shape");
     }
     Ok(())
 }
 
-/// Dispatches a computation on the storage's dtype.
+/// Dispatches a computation on the storage's dtype, the one place every op's
+/// `cpu_fwd` turns a `CpuStorage` into typed slices: `$body` runs with `$v` the
+/// storage's `Vec<f32>` or `Vec<f64>` and returns a `Vec` of the same type; other
+/// dtypes are an error that `$what` (the op) starts.
+///
+/// A macro, not a generic function: the body is generic in the element type, which a
+/// closure cannot be.
 macro_rules! with_dtype {
     ($what:literal, $s:expr, |$v:ident| $body:expr) => {
         match $s {
             CpuStorage::F32($v) => CpuStorage::F32($body),
             CpuStorage::F64($v) => CpuStorage::F64($body),
-            other => candle_core::bail!(
-                "fast conv2d {}: unsupported dtype {:?}",
-                $what,
-                other.dtype()
-            ),
+            other => candle_core::bail!("{}: unsupported dtype {:?}", $what, other.dtype()),
         }
     };
 }

@@ -6,10 +6,10 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::conv2d::{conv2d_nhwc, ConvForward};
 use super::conv2d_relu_pool::conv2d_relu_pool_nhwc;
-use super::relu_backward::backward_through_relu;
+use super::relu_backward::{backward_through_relu, Pooling};
 use super::{batch_shape, dims4, geometry_of, nchw, record, slice, Dims4, Same, Wanted};
 use crate::kernels::Geometry;
-use crate::options::{Activation, ConvLayer, ConvOptions};
+use crate::options::{Activation, BatchLayout, ConvLayer, ConvOptions};
 use crate::passes::forward::{forward, forward_pooled, pools_whole_windows};
 use crate::switch::runs_fast;
 
@@ -41,7 +41,7 @@ pub fn conv2d_pair_relu_pool_nhwc(
         let y1 = conv2d_nhwc(x, w1, b1, o1, Activation::Relu)?;
         return conv2d_relu_pool_nhwc(&y1, w2, b2, o2, k);
     }
-    let layer = |options| ConvForward::new(options, Activation::Relu, true);
+    let layer = |options| ConvForward::new(options, Activation::Relu, BatchLayout::ChannelsLast);
     let op = PairForward {
         layers: [layer(o1), layer(o2)],
         kernels: [w1.dims4()?, w2.dims4()?],
@@ -62,8 +62,8 @@ fn pair_geometry(
     (w1, o1): (Dims4, ConvOptions),
     (w2, o2): (Dims4, ConvOptions),
 ) -> Result<(Geometry, Geometry)> {
-    let g1 = geometry_of(nchw(x, true), w1, o1.stride, o1.padding)?;
-    let g2 = geometry_of((g1.n, g1.c_out, g1.ho, g1.wo), w2, o2.stride, o2.padding)?;
+    let g1 = geometry_of(nchw(x, BatchLayout::ChannelsLast), w1, o1)?;
+    let g2 = geometry_of((g1.n, g1.c_out, g1.ho, g1.wo), w2, o2)?;
     Ok((g1, g2))
 }
 
@@ -81,8 +81,8 @@ impl PairForward {
         let [l1, l2] = self.layers;
         let (g1, g2) = pair_geometry(
             dims4(x, "input")?,
-            (self.kernels[0], ConvOptions::new(l1.stride, l1.padding)),
-            (self.kernels[1], ConvOptions::new(l2.stride, l2.padding)),
+            (self.kernels[0], l1.options),
+            (self.kernels[1], l2.options),
         )?;
         let k = self.k;
         if !pools_whole_windows(&g2, k) {
@@ -150,15 +150,17 @@ impl CustomOp3 for PairForward {
                 T::same(s2, l2, "first layer's parameters")?.split_at(g1.c_out * g1.ckk());
             let (w2, b2) =
                 T::same(s3, l3, "second layer's parameters")?.split_at(g2.c_out * g2.ckk());
-            let y1 = forward(g1, x, w1, Some(b1), true, true);
-            let (y2, codes) = forward_pooled(g2, &y1, (w2, b2), k, true);
-            let first = batch_shape((g1.n, g1.c_out, g1.ho, g1.wo), true);
+            let (relu, layout) = (Activation::Relu, BatchLayout::ChannelsLast);
+            let y1 = forward(g1, x, w1, Some(b1), relu, layout);
+            let (y2, codes) = forward_pooled(g2, &y1, (w2, b2), k, layout);
+            let first = batch_shape((g1.n, g1.c_out, g1.ho, g1.wo), layout);
             Ok((
                 Tensor::from_vec(y1, first, &candle_core::Device::Cpu)?,
                 y2,
                 codes,
             ))
         }
+        // Three outputs, where `with_dtype!` takes one: the match is spelled out.
         let args = ((&g1, &g2), k, (s2, l2), (s3, l3));
         let (y1, y2, codes) = match s1 {
             CpuStorage::F32(x) => {
@@ -174,7 +176,10 @@ impl CustomOp3 for PairForward {
         *record(&self.saved, "conv2d pair")? = Some((y1, std::sync::Arc::new(codes)));
         Ok((
             y2,
-            batch_shape((g2.n, g2.c_out, g2.ho / k, g2.wo / k), true),
+            batch_shape(
+                (g2.n, g2.c_out, g2.ho / k, g2.wo / k),
+                BatchLayout::ChannelsLast,
+            ),
         ))
     }
 
@@ -198,9 +203,10 @@ impl CustomOp3 for PairForward {
             input: want1.input || want1.weights,
             weights: flat2.track_op(),
         };
-        let second = (self.layers[1].padding, true);
+        let (padding, layout) = (self.layers[1].options.padding, BatchLayout::ChannelsLast);
+        let pooled = Pooling { k: self.k, codes };
         let (dy1, dflat2) =
-            backward_through_relu((&y1, &w2), y2, &grad, second, (self.k, codes), want2)?;
+            backward_through_relu((&y1, &w2), y2, &grad, padding, layout, pooled, want2)?;
         let (dx, dflat1) = match dy1 {
             Some(dy1) => self.layers[0].backward(x, &w1, &y1, &dy1, want1)?,
             None => (None, None),

@@ -5,41 +5,64 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{batch_shape, dims4, geometry_of, nchw, slice, with_dtype, Gradients, Same, Wanted};
+use super::{
+    batch_shape, dims4, geometry_of, nchw, slice, with_dtype, Dims4, Gradients, Same, Wanted,
+};
 use crate::kernels::{assume_written, unwritten, Geometry};
+use crate::options::{Activation, BatchLayout, ConvOptions};
 use crate::passes::forward::winograd_forward;
 use crate::passes::input_grad::flipped;
 use crate::passes::weight_grad::winograd_weight_grad;
 use crate::passes::{chunk, inner_parallelism};
 use crate::winograd;
 
+/// The max-pooling after a layer's ReLU, as its backward passes read it: the window
+/// `k` (1: no pooling) and each pooled value's offset in its window, as the forward
+/// pass recorded it (empty when `k == 1`).
+#[derive(Debug, Clone)]
+pub(crate) struct Pooling {
+    pub(crate) k: usize,
+    pub(crate) codes: std::sync::Arc<Vec<u8>>,
+}
+
+impl Pooling {
+    /// No pooling.
+    pub(crate) fn none() -> Self {
+        Self {
+            k: 1,
+            codes: std::sync::Arc::new(Vec::new()),
+        }
+    }
+}
+
 /// The input gradient of `max_pool(relu(conv(x, w) + b), k)` (of `relu(conv(x, w) +
 /// b)` when `k == 1`) through Winograd, from (output gradient, output, kernel): ReLU's
 /// mask and the unpooling are applied as the gradient is read.
 pub(crate) struct BackwardDataRelu {
     /// `N, C, H, W`.
-    input: (usize, usize, usize, usize),
+    input: Dims4,
     padding: usize,
     k: usize,
     codes: std::sync::Arc<Vec<u8>>,
-    channels_last: bool,
+    layout: BatchLayout,
 }
 
 /// The weight and bias gradients of `max_pool(relu(conv(x, w) + b), k)` (of
 /// `relu(conv(x, w) + b)` when `k == 1`) through Winograd, from (input, output
 /// gradient, output): flat `dW | db`.
 pub(crate) struct BackwardWeightRelu {
-    kernel: (usize, usize, usize, usize),
+    kernel: Dims4,
     padding: usize,
     k: usize,
     codes: std::sync::Arc<Vec<u8>>,
-    channels_last: bool,
+    layout: BatchLayout,
 }
 
 /// Checks a pooled gradient and pooled output against the convolution's output and
 /// the pooling record.
 pub(crate) fn check_pooled(
-    (g, channels_last): (&Geometry, bool),
+    g: &Geometry,
+    layout: BatchLayout,
     k: usize,
     codes: &[u8],
     grad: &Layout,
@@ -49,8 +72,7 @@ pub(crate) fn check_pooled(
         candle_core::bail!("fast conv2d+pool backward: window {k} does not fit the output");
     }
     let pooled = (g.n, g.c_out, g.ho / k, g.wo / k);
-    let dims =
-        |l: &Layout, what: &str| Ok::<_, candle_core::Error>(nchw(dims4(l, what)?, channels_last));
+    let dims = |l: &Layout, what: &str| Ok::<_, candle_core::Error>(nchw(dims4(l, what)?, layout));
     if dims(grad, "gradient")? != pooled || dims(y, "pooled output")? != pooled {
         candle_core::bail!("fast conv2d+pool backward: the gradient has the wrong shape");
     }
@@ -74,8 +96,9 @@ impl CustomOp3 for BackwardDataRelu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geometry_of(self.input, dims4(l3, "kernel")?, 1, self.padding)?;
-        check_pooled((&g, self.channels_last), self.k, &self.codes, l1, l2)?;
+        let options = ConvOptions::new(1, self.padding);
+        let g = geometry_of(self.input, dims4(l3, "kernel")?, options)?;
+        check_pooled(&g, self.layout, self.k, &self.codes, l1, l2)?;
         #[allow(unsafe_code)]
         fn run<T: Same>(
             op: &BackwardDataRelu,
@@ -93,7 +116,7 @@ impl CustomOp3 for BackwardDataRelu {
                 y,
                 codes: &op.codes,
                 k: op.k,
-                channels_last: op.channels_last,
+                layout: op.layout,
             };
             let (per, par) = (chunk(g.n), inner_parallelism(g.n));
             if !dx.is_empty() {
@@ -101,21 +124,22 @@ impl CustomOp3 for BackwardDataRelu {
                     out: &mut dx[..],
                     pool: 1,
                     codes: &mut [][..],
-                    channels_last: op.channels_last,
+                    layout: op.layout,
                 };
-                winograd_forward(&back, source, (&flipped, None, false), out, per, par);
+                let identity = Activation::Identity;
+                winograd_forward(&back, source, (&flipped, None, identity), out, per, par);
             }
             // SAFETY: the Winograd forward pass writes every value of its output.
             Ok(unsafe { assume_written(dx) })
         }
-        let out = with_dtype!("input gradient", s1, |gy| run(
+        let out = with_dtype!("fast conv2d input gradient", s1, |gy| run(
             self,
             &g,
             slice(gy, l1, "gradient")?,
             (s2, l2),
             (s3, l3)
         )?);
-        Ok((out, batch_shape(self.input, self.channels_last)))
+        Ok((out, batch_shape(self.input, self.layout)))
     }
 }
 
@@ -133,9 +157,9 @@ impl CustomOp3 for BackwardWeightRelu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let cl = self.channels_last;
-        let g = geometry_of(nchw(dims4(l1, "input")?, cl), self.kernel, 1, self.padding)?;
-        check_pooled((&g, cl), self.k, &self.codes, l2, l3)?;
+        let x = nchw(dims4(l1, "input")?, self.layout);
+        let g = geometry_of(x, self.kernel, ConvOptions::new(1, self.padding))?;
+        check_pooled(&g, self.layout, self.k, &self.codes, l2, l3)?;
         fn run<T: Same>(
             op: &BackwardWeightRelu,
             g: &Geometry,
@@ -148,15 +172,14 @@ impl CustomOp3 for BackwardWeightRelu {
                 y: T::same(s3, l3, "pooled output")?,
                 codes: &op.codes,
                 k: op.k,
-                channels_last: op.channels_last,
+                layout: op.layout,
             };
             if g.n == 0 {
                 return Ok(vec![T::ZERO; g.c_out * g.ckk() + g.c_out]);
             }
-            let cl = op.channels_last;
-            Ok(winograd_weight_grad(g, x, source, cl))
+            Ok(winograd_weight_grad(g, x, source, op.layout))
         }
-        let out = with_dtype!("weight gradient", s1, |x| run(
+        let out = with_dtype!("fast conv2d weight gradient", s1, |x| run(
             self,
             &g,
             slice(x, l1, "input")?,
@@ -167,24 +190,26 @@ impl CustomOp3 for BackwardWeightRelu {
     }
 }
 
-/// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with `k == 1`
-/// and no `codes`, of `relu(conv(x, w) + b)`) that `want` asks for, through Winograd,
-/// from the output `y` and its gradient (all channels-last when `channels_last`).
+/// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with
+/// [`Pooling::none`], of `relu(conv(x, w) + b)`) that `want` asks for, through
+/// Winograd, from the output `y` and its gradient (all channels-last when `layout`
+/// is).
 pub(crate) fn backward_through_relu(
     (x, w): (&Tensor, &Tensor),
     y: &Tensor,
     grad: &Tensor,
-    (padding, channels_last): (usize, bool),
-    (k, codes): (usize, std::sync::Arc<Vec<u8>>),
+    padding: usize,
+    layout: BatchLayout,
+    Pooling { k, codes }: Pooling,
     want: Wanted,
 ) -> Result<Gradients> {
     let dx = if want.input {
         let op = BackwardDataRelu {
-            input: nchw(x.dims4()?, channels_last),
+            input: nchw(x.dims4()?, layout),
             padding,
             k,
             codes: codes.clone(),
-            channels_last,
+            layout,
         };
         Some(grad.apply_op3_no_bwd(y, w, &op)?)
     } else {
@@ -196,7 +221,7 @@ pub(crate) fn backward_through_relu(
             padding,
             k,
             codes,
-            channels_last,
+            layout,
         };
         Some(x.apply_op3_no_bwd(grad, y, &op)?)
     } else {

@@ -6,7 +6,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
-use super::{slice, Same};
+use super::{slice, with_dtype, Same};
 use crate::kernels::zeros;
 
 /// The backward pass of ReLU then max-pooling from the pooled output and the maxima's
@@ -71,15 +71,12 @@ impl CustomOp2 for Unpool {
             Ok(dx)
         }
         let dims = (h, w, k);
-        let out = match s1 {
-            CpuStorage::F32(v) => {
-                CpuStorage::F32(run(self, slice(v, l1, "gradient")?, (s2, l2), dims)?)
-            }
-            CpuStorage::F64(v) => {
-                CpuStorage::F64(run(self, slice(v, l1, "gradient")?, (s2, l2), dims)?)
-            }
-            other => candle_core::bail!("conv2d+pool: unsupported dtype {:?}", other.dtype()),
-        };
+        let out = with_dtype!("conv2d+pool", s1, |v| run(
+            self,
+            slice(v, l1, "gradient")?,
+            (s2, l2),
+            dims
+        )?);
         Ok((out, Shape::from(self.full)))
     }
 }

@@ -13,19 +13,21 @@ use super::max_pool;
 use super::{channels_first, chunk, dense, inner_parallelism};
 use crate::gemm_paths::{im2col, matmul_unwritten, shifted, Mat};
 use crate::kernels::{assume_written, unwritten, zeros, Elem, Geometry};
+use crate::options::{Activation, BatchLayout};
 use crate::switch::use_winograd;
 use crate::winograd;
 
 /// Forward convolution of a contiguous batch (`N x C x H x W`, or `N x H x W x C`
-/// when `channels_last`, the output in the same order), optionally with bias and ReLU.
+/// when `layout` is channels-last, the output in the same order), optionally with
+/// bias, then the activation.
 #[allow(unsafe_code)]
 pub(crate) fn forward<T: Elem>(
     g: &Geometry,
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
-    relu: bool,
-    channels_last: bool,
+    activation: Activation,
+    layout: BatchLayout,
 ) -> Vec<T> {
     if g.n * g.out_len() == 0 {
         return Vec::new();
@@ -38,15 +40,15 @@ pub(crate) fn forward<T: Elem>(
             out: &mut out[..],
             pool: 1,
             codes: &mut [][..],
-            channels_last,
+            layout,
         };
-        let x = dense(x, channels_last);
-        winograd_forward(g, x, (w, bias, relu), out_pool, per, par);
+        let x = dense(x, layout);
+        winograd_forward(g, x, (w, bias, activation), out_pool, per, par);
         // SAFETY: the Winograd forward pass writes every output value.
         return unsafe { assume_written(out) };
     }
     let shape = (g.c_out, g.out_hw());
-    if shifted::applies(g) && !channels_last {
+    if shifted::applies(g) && !layout.is_channels_last() {
         let mut out = zeros(g.n * g.out_len(), T::ZERO);
         out.par_chunks_mut(per * g.out_len())
             .zip(x.par_chunks(per * g.in_len()))
@@ -57,7 +59,7 @@ pub(crate) fn forward<T: Elem>(
                     .zip(x.chunks_exact(g.in_len()))
                 {
                     shifted::forward_image(g, &mut s, x, w, y, par);
-                    epilogue(y, shape, bias, relu, false);
+                    epilogue(y, shape, bias, activation, BatchLayout::ChannelsFirst);
                 }
             });
         return out;
@@ -73,12 +75,8 @@ pub(crate) fn forward<T: Elem>(
                 .chunks_exact_mut(g.out_len())
                 .zip(x.chunks_exact(g.in_len()))
             {
-                im2col(
-                    g,
-                    channels_first(g, x, channels_last, &mut image),
-                    &mut cols,
-                );
-                let y = if channels_last {
+                im2col(g, channels_first(g, x, layout, &mut image), &mut cols);
+                let y = if layout.is_channels_last() {
                     // The transposed product, `Ho*Wo x C_out`.
                     let (cols, w) = (Mat::rows_t(&cols, g.out_hw()), Mat::rows_t(w, g.ckk()));
                     matmul_unwritten(g.out_hw(), g.c_out, g.ckk(), y, cols, w, par)
@@ -86,25 +84,26 @@ pub(crate) fn forward<T: Elem>(
                     let (w, cols) = (Mat::rows(w, g.ckk()), Mat::rows(&cols, g.out_hw()));
                     matmul_unwritten(g.c_out, g.out_hw(), g.ckk(), y, w, cols, par)
                 };
-                epilogue(y, shape, bias, relu, channels_last);
+                epilogue(y, shape, bias, activation, layout);
             }
         });
     // SAFETY: each image's product wrote all of its output.
     unsafe { assume_written(out) }
 }
 
-/// Adds the bias and applies ReLU to one `c x hw` output image (`hw x c` when
-/// `channels_last`).
+/// Adds the bias and applies the activation to one `c x hw` output image (`hw x c`
+/// when `layout` is channels-last).
 pub(crate) fn epilogue<T: Elem>(
     y: &mut [T],
     (c, hw): (usize, usize),
     bias: Option<&[T]>,
-    relu: bool,
-    channels_last: bool,
+    activation: Activation,
+    layout: BatchLayout,
 ) {
+    let relu = activation.is_relu();
     // NaN passes through (it is not <= 0), as in candle's relu.
     let act = |s: T| if relu && s <= T::ZERO { T::ZERO } else { s };
-    if channels_last {
+    if layout.is_channels_last() {
         match bias {
             Some(bias) => {
                 for pixel in y.chunks_exact_mut(c) {
@@ -145,7 +144,7 @@ pub(crate) fn forward_pooled<T: Elem>(
     x: &[T],
     (w, b): (&[T], &[T]),
     k: usize,
-    channels_last: bool,
+    layout: BatchLayout,
 ) -> (Vec<T>, Vec<u8>) {
     let pooled = g.n * g.c_out * (g.ho / k) * (g.wo / k);
     if pooled == 0 {
@@ -154,24 +153,26 @@ pub(crate) fn forward_pooled<T: Elem>(
     if pools_in_winograd(g, k) {
         let (mut out, mut codes) = (unwritten(pooled), unwritten(pooled));
         let (per, par) = (chunk(g.n), inner_parallelism(g.n));
-        let x = dense(x, channels_last);
+        let x = dense(x, layout);
         let out_pool = winograd::Destination {
             out: &mut out[..],
             pool: k,
             codes: &mut codes[..],
-            channels_last,
+            layout,
         };
-        winograd::forward::<winograd::F4, T>(g, x, w, Some(b), true, out_pool, per, par);
+        let relu = Activation::Relu;
+        winograd::forward::<winograd::F4, T>(g, x, w, Some(b), relu, out_pool, per, par);
         // SAFETY: the Winograd forward pass writes every output value and code.
         return unsafe { (assume_written(out), assume_written(codes)) };
     }
     let mut out = zeros(pooled, T::ZERO);
     let mut codes = zeros(pooled, 0u8);
     debug_assert!(
-        !channels_last,
+        !layout.is_channels_last(),
         "channels-last pooling runs only through Winograd"
     );
-    let full = forward(g, x, w, Some(b), true, false);
+    let (relu, layout) = (Activation::Relu, BatchLayout::ChannelsFirst);
+    let full = forward(g, x, w, Some(b), relu, layout);
     let planes = g.n * g.c_out;
     max_pool::forward_with_codes(&full, planes, (g.ho, g.wo), k, (&mut out, &mut codes));
     (out, codes)
@@ -182,15 +183,15 @@ pub(crate) fn forward_pooled<T: Elem>(
 pub(crate) fn winograd_forward<T: Elem>(
     g: &Geometry,
     x: winograd::Source<'_, T>,
-    (w, bias, relu): (&[T], Option<&[T]>, bool),
+    (w, bias, activation): (&[T], Option<&[T]>, Activation),
     out: winograd::Destination<'_, T>,
     per: usize,
     par: Parallelism,
 ) {
     debug_assert_eq!(out.pool, 1, "pooled passes run F(4x4)");
     if winograd::prefers_f5(g.ho, g.wo) {
-        winograd::forward::<winograd::F5, T>(g, x, w, bias, relu, out, per, par);
+        winograd::forward::<winograd::F5, T>(g, x, w, bias, activation, out, per, par);
     } else {
-        winograd::forward::<winograd::F4, T>(g, x, w, bias, relu, out, per, par);
+        winograd::forward::<winograd::F4, T>(g, x, w, bias, activation, out, per, par);
     }
 }

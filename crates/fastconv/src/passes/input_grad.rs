@@ -9,6 +9,7 @@ use super::forward::forward;
 use super::{chunk, gradient_rows, inner_parallelism};
 use crate::gemm_paths::{col2im, matmul, Mat};
 use crate::kernels::{transpose, zeros, Elem, Geometry};
+use crate::options::{Activation, BatchLayout};
 use crate::switch::use_winograd;
 
 /// Input channels from which a stride-1 input gradient runs as a flipped convolution.
@@ -58,13 +59,13 @@ pub(crate) fn backward_data<T: Elem>(
     g: &Geometry,
     grad: &[T],
     w: &[T],
-    channels_last: bool,
+    layout: BatchLayout,
 ) -> Vec<T> {
     // With few input channels the flipped convolution is a thin GEMM over a large
     // unfolded gradient; col2im reads and writes less there.
     if g.stride == 1 && g.pad < g.k && g.c_in >= FLIPPED_MIN_CHANNELS {
         let (back, flipped) = flipped(g, w);
-        return forward(&back, grad, &flipped, None, false, channels_last);
+        return forward(&back, grad, &flipped, None, Activation::Identity, layout);
     }
     let mut dx = zeros(g.n * g.in_len(), T::ZERO);
     if dx.is_empty() {
@@ -78,7 +79,7 @@ pub(crate) fn backward_data<T: Elem>(
             let mut cols = vec![T::ZERO; g.ckk() * g.out_hw()];
             // Channels-last with several channels, each image's gradient is gathered
             // channels-first, then transposed.
-            let through = channels_last && g.c_in > 1;
+            let through = layout.is_channels_last() && g.c_in > 1;
             let mut image = vec![T::ZERO; if through { g.in_len() } else { 0 }];
             for (dx, gy) in dx
                 .chunks_exact_mut(g.in_len())
@@ -91,7 +92,7 @@ pub(crate) fn backward_data<T: Elem>(
                     &mut cols,
                     false,
                     Mat::rows_t(w, g.ckk()),
-                    gradient_rows(g, gy, channels_last),
+                    gradient_rows(g, gy, layout),
                     par,
                 );
                 if through {

@@ -76,7 +76,7 @@ pub(crate) fn backward<T: Elem>(
 }
 
 /// Pooled planes and, for each pooled value, its window's first maximum as an offset
-/// `dy * k + dx` within the window: what [`Unpool`](crate::ops::unpool::Unpool) needs
+/// `dy * k + dx` within the window: what the unpooling op (`ops::unpool`) needs
 /// instead of the input.
 pub(crate) fn forward_with_codes<T: Elem>(
     x: &[T],

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::gemm_paths::Mat;
 use crate::kernels::{transpose, Elem, Geometry};
+use crate::options::BatchLayout;
 use crate::winograd;
 
 /// Threads to split a batch over.
@@ -41,11 +42,10 @@ pub(crate) fn chunk(n: usize) -> usize {
 }
 
 /// A batch's images as a Winograd source, in their memory order.
-pub(crate) fn dense<T: Elem>(x: &[T], channels_last: bool) -> winograd::Source<'_, T> {
-    if channels_last {
-        winograd::Source::ChannelsLast(x)
-    } else {
-        winograd::Source::Dense(x)
+pub(crate) fn dense<T: Elem>(x: &[T], layout: BatchLayout) -> winograd::Source<'_, T> {
+    match layout {
+        BatchLayout::ChannelsLast => winograd::Source::ChannelsLast(x),
+        BatchLayout::ChannelsFirst => winograd::Source::Dense(x),
     }
 }
 
@@ -54,10 +54,10 @@ pub(crate) fn dense<T: Elem>(x: &[T], channels_last: bool) -> winograd::Source<'
 pub(crate) fn channels_first<'a, T: Elem>(
     g: &Geometry,
     x: &'a [T],
-    channels_last: bool,
+    layout: BatchLayout,
     buf: &'a mut Vec<T>,
 ) -> &'a [T] {
-    if !channels_last || g.c_in == 1 {
+    if !layout.is_channels_last() || g.c_in == 1 {
         return x;
     }
     let hw = g.h * g.w;
@@ -67,11 +67,10 @@ pub(crate) fn channels_first<'a, T: Elem>(
 }
 
 /// One image's output gradient as the GEMMs' `C_out x Ho*Wo` operand.
-pub(crate) fn gradient_rows<'a, T>(g: &Geometry, gy: &'a [T], channels_last: bool) -> Mat<'a, T> {
-    if channels_last {
-        Mat::rows_t(gy, g.c_out)
-    } else {
-        Mat::rows(gy, g.out_hw())
+pub(crate) fn gradient_rows<'a, T>(g: &Geometry, gy: &'a [T], layout: BatchLayout) -> Mat<'a, T> {
+    match layout {
+        BatchLayout::ChannelsLast => Mat::rows_t(gy, g.c_out),
+        BatchLayout::ChannelsFirst => Mat::rows(gy, g.out_hw()),
     }
 }
 

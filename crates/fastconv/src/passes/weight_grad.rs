@@ -5,12 +5,13 @@
 use super::{channels_first, dense, gradient_rows, inner_parallelism, summed_over_threads};
 use crate::gemm_paths::{im2col, matmul, shifted, Mat};
 use crate::kernels::{relu_grad, sum, Elem, Geometry};
+use crate::options::BatchLayout;
 use crate::switch::use_winograd;
 use crate::winograd;
 
 /// Adds one image's bias gradient (the output gradient summed per channel).
-pub(crate) fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T], channels_last: bool) {
-    if channels_last {
+pub(crate) fn bias_grad<T: Elem>(g: &Geometry, gy: &[T], db: &mut [T], layout: BatchLayout) {
+    if layout.is_channels_last() {
         for pixel in gy.chunks_exact(g.c_out) {
             for (d, &v) in db.iter_mut().zip(pixel) {
                 *d += v;
@@ -45,7 +46,7 @@ pub(crate) fn backward_weight<T: Elem>(
     g: &Geometry,
     x: &[T],
     (grad, mask): (&[T], Option<&[T]>),
-    channels_last: bool,
+    layout: BatchLayout,
 ) -> Vec<T> {
     let wlen = g.c_out * g.ckk();
     let par = inner_parallelism(g.n);
@@ -56,7 +57,7 @@ pub(crate) fn backward_weight<T: Elem>(
         let image_mask = |i: usize| mask.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
         let mut masked = Vec::new();
         let mut acc = vec![T::ZERO; wlen + g.c_out];
-        if shifted::applies(g) && !channels_last {
+        if shifted::applies(g) && !layout.is_channels_last() {
             let mut s = shifted::Scratch::new(g);
             let mut taps = vec![T::ZERO; wlen];
             for (i, (x, gy)) in x
@@ -66,7 +67,7 @@ pub(crate) fn backward_weight<T: Elem>(
             {
                 let gy = through_relu(gy, image_mask(i), &mut masked);
                 shifted::weight_grad_image(g, &mut s, x, gy, &mut taps, par);
-                bias_grad(g, gy, &mut acc[wlen..], false);
+                bias_grad(g, gy, &mut acc[wlen..], BatchLayout::ChannelsFirst);
             }
             shifted::untap(g, &taps, &mut acc[..wlen]);
             return acc;
@@ -79,22 +80,18 @@ pub(crate) fn backward_weight<T: Elem>(
             .enumerate()
         {
             let gy = through_relu(gy, image_mask(i), &mut masked);
-            im2col(
-                g,
-                channels_first(g, x, channels_last, &mut image),
-                &mut cols,
-            );
+            im2col(g, channels_first(g, x, layout, &mut image), &mut cols);
             matmul(
                 g.c_out,
                 g.ckk(),
                 g.out_hw(),
                 &mut acc[..wlen],
                 true,
-                gradient_rows(g, gy, channels_last),
+                gradient_rows(g, gy, layout),
                 Mat::rows_t(&cols, g.out_hw()),
                 par,
             );
-            bias_grad(g, gy, &mut acc[wlen..], channels_last);
+            bias_grad(g, gy, &mut acc[wlen..], layout);
         }
         acc
     };
@@ -108,11 +105,11 @@ pub(crate) fn backward_weight<T: Elem>(
                 y,
                 codes: &[],
                 k: 1,
-                channels_last,
+                layout,
             },
-            None => dense(grad, channels_last),
+            None => dense(grad, layout),
         };
-        return winograd_weight_grad(g, x, grad, channels_last);
+        return winograd_weight_grad(g, x, grad, layout);
     }
     summed_over_threads(g.n, partial)
 }
@@ -124,12 +121,12 @@ pub(crate) fn winograd_weight_grad<T: Elem>(
     g: &Geometry,
     x: &[T],
     grad: winograd::Source<'_, T>,
-    channels_last: bool,
+    layout: BatchLayout,
 ) -> Vec<T> {
     if winograd::prefers_f5(g.ho, g.wo) {
-        winograd_weight_grad_with::<winograd::F5, T>(g, x, grad, channels_last)
+        winograd_weight_grad_with::<winograd::F5, T>(g, x, grad, layout)
     } else {
-        winograd_weight_grad_with::<winograd::F4, T>(g, x, grad, channels_last)
+        winograd_weight_grad_with::<winograd::F4, T>(g, x, grad, layout)
     }
 }
 
@@ -138,12 +135,12 @@ pub(crate) fn winograd_weight_grad_with<V: winograd::Variant, T: Elem>(
     g: &Geometry,
     x: &[T],
     grad: winograd::Source<'_, T>,
-    channels_last: bool,
+    layout: BatchLayout,
 ) -> Vec<T> {
     let par = inner_parallelism(g.n);
     // Per thread: the transformed weight gradient, then the bias gradient.
     let sum = summed_over_threads(g.n, |images| {
-        let x = dense(x, channels_last).images(g.in_len(), images.start, images.len());
+        let x = dense(x, layout).images(g.in_len(), images.start, images.len());
         let gy = grad.images(g.out_len(), images.start, images.len());
         winograd::weight_grad_transformed::<V, T>(g, x, gy, par)
     });

@@ -12,6 +12,7 @@ use super::transform::{transform_inputs, transform_kernels};
 use super::variant::{Variant, MAX_A};
 use super::{images_per_round, pools, simd, Tiling};
 use crate::kernels::{as_unwritten, transpose_into, Elem, Geometry};
+use crate::options::{Activation, BatchLayout};
 
 /// Where [`forward`] writes.
 pub(crate) struct Destination<'a, T> {
@@ -21,15 +22,15 @@ pub(crate) struct Destination<'a, T> {
     pub pool: usize,
     /// One code per pooled output (see [`forward`]); empty when `pool == 1`.
     pub codes: &'a mut [MaybeUninit<u8>],
-    /// Whether the output is channels-last.
-    pub channels_last: bool,
+    /// The output's layout.
+    pub layout: BatchLayout,
 }
 
-/// Forward convolution of a contiguous batch with bias and ReLU fused into the output
-/// transform; `out` is `N x C_out x ho x wo`, or `N x ho x wo x C_out` when
-/// `channels_last`, and every one of its values is written (as is every code), so it
-/// may come from [`crate::kernels::unwritten`]. With `pool = k > 1` (see [`pools`];
-/// `relu` set) the output is also max-pooled over `k x k` windows, `out` is
+/// Forward convolution of a contiguous batch with bias and the activation fused into
+/// the output transform; `out` is `N x C_out x ho x wo`, or `N x ho x wo x C_out` when
+/// its `layout` is channels-last, and every one of its values is written (as is every
+/// code), so it may come from [`crate::kernels::unwritten`]. With `pool = k > 1` (see
+/// [`pools`]; `activation` ReLU) the output is also max-pooled over `k x k` windows, `out` is
 /// `N x C_out x ho/k x wo/k` (or channels-last) and `codes` gets each window's first
 /// maximum as the offset
 /// `dy * k + dx` (one byte per output, in the output's order; empty when `k == 1`).
@@ -39,12 +40,12 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     x: Source<'_, T>,
     w: &[T],
     bias: Option<&[T]>,
-    relu: bool,
+    activation: Activation,
     Destination {
         out,
         pool: k,
         codes,
-        channels_last,
+        layout,
     }: Destination<'_, T>,
     per_thread: usize,
     par: Parallelism,
@@ -55,7 +56,9 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     let round = images_per_round(t.per_image()).min(per_thread);
     let zero = vec![T::ZERO; g.c_out];
     let bias = bias.unwrap_or(&zero);
-    debug_assert!(k == 1 || (relu && pools::<V>(k) && g.ho % k == 0 && g.wo % k == 0));
+    debug_assert!(
+        k == 1 || (activation.is_relu() && pools::<V>(k) && g.ho % k == 0 && g.wo % k == 0)
+    );
     let out_len = g.out_len() / (k * k);
     // One slice of codes per thread, empty without pooling.
     let parts = out.len().div_ceil(per_thread * out_len);
@@ -78,16 +81,16 @@ pub(crate) fn forward<V: Variant, T: Elem>(
                 } else {
                     &mut []
                 };
-                let args = (g, &t, &mut s, &u[..], x, images, bias, relu, k);
-                simd::forward_round::<V, T>(args, (out, codes, channels_last), par);
+                let args = (g, &t, &mut s, &u[..], x, images, bias, activation, k);
+                simd::forward_round::<V, T>(args, (out, codes, layout), par);
             }
             s.keep();
         });
 }
 
 /// One round of the forward pass: transforms, `a²` GEMMs, and the output transform
-/// with bias and ReLU, written channels-first or, with `channels_last`, straight into
-/// the output.
+/// with bias and the activation, written channels-first or, with a channels-last
+/// `layout`, straight into the output.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 // Tiles are read down their columns, which the range loops index.
@@ -102,11 +105,12 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool>(
     x: Source<'_, T>,
     images: usize,
     bias: &[T],
-    relu: bool,
+    activation: Activation,
     pool: usize,
-    (out, codes, channels_last): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], bool),
+    (out, codes, layout): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], BatchLayout),
     par: Parallelism,
 ) {
+    let (relu, channels_last) = (activation.is_relu(), layout.is_channels_last());
     let a2 = V::A * V::A;
     let tiles = images * t.per_image();
     transform_inputs::<V, T>(g, t, s, x, images);

@@ -9,6 +9,7 @@ use super::source::Source;
 use super::variant::Variant;
 use super::Tiling;
 use crate::kernels::{Elem, Geometry};
+use crate::options::{Activation, BatchLayout};
 
 /// `forward_round`'s inputs, less the output and the pooling record.
 pub(super) type ForwardArgs<'a, T> = (
@@ -19,7 +20,7 @@ pub(super) type ForwardArgs<'a, T> = (
     Source<'a, T>,
     usize,
     &'a [T],
-    bool,
+    Activation,
     usize,
 );
 
@@ -71,7 +72,7 @@ dispatched!(
     forward_round,
     forward_avx2,
     ForwardArgs,
-    |a, out: (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], bool), par| {
+    |a, out: (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], BatchLayout), par| {
         super::forward::forward_round::<V, T, FMA>(
             a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, out, par,
         )

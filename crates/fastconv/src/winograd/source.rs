@@ -3,6 +3,7 @@
 
 use super::lanes::{load, store, Lanes, LANES};
 use crate::kernels::{relu_grad, transpose, Elem};
+use crate::options::BatchLayout;
 
 /// Copies one `C x h x w` image (channels-first) into the channels-last buffer
 /// `rows x cols x C` at `(top, left)`, through `tmp` (`h*w x C`); the rest of the
@@ -33,14 +34,14 @@ pub(crate) enum Source<'a, T> {
     /// alone when `k == 1`), built on the fly from the gradient of its output (`grad`),
     /// its output (`y`, ReLU's mask) and each window's first maximum (`codes`, as
     /// [`forward`](super::forward()) records them; empty when `k == 1`), all
-    /// `C x H/k x W/k` per image (`H/k x W/k x C` when `channels_last`): never
-    /// materialised at full size.
+    /// `C x H/k x W/k` per image (`H/k x W/k x C` when `layout` is channels-last):
+    /// never materialised at full size.
     ThroughRelu {
         grad: &'a [T],
         y: &'a [T],
         codes: &'a [u8],
         k: usize,
-        channels_last: bool,
+        layout: BatchLayout,
     },
 }
 
@@ -59,7 +60,7 @@ impl<'a, T: Elem> Source<'a, T> {
                 y,
                 codes,
                 k,
-                channels_last,
+                layout,
             } => {
                 let l = len / (k * k);
                 Source::ThroughRelu {
@@ -71,7 +72,7 @@ impl<'a, T: Elem> Source<'a, T> {
                         codes
                     },
                     k,
-                    channels_last,
+                    layout,
                 }
             }
         }
@@ -126,9 +127,9 @@ impl<'a, T: Elem> Source<'a, T> {
                 y,
                 codes,
                 k,
-                channels_last,
+                layout,
             } => {
-                if channels_last {
+                if layout.is_channels_last() {
                     let image = (grad, y, codes, i);
                     unpool_channels_last(image, (c, h, w, k), cols, (top, left), dst);
                     return;
