@@ -87,6 +87,9 @@ run strips type1 --index 0 --targets 0..9 --out "$T/S" --iters 30 --frame-every 
   --no-early-stop --study-map --data-dir "$DATA" --json "$T/strips.json"
 run strips_stop type1 --index 0 --targets 2,3 --out "$T/S2" --iters 60 --json "$T/strips_stop.json"
 run cam cam --index 0 --out "$T/cam.png" --data-dir "$DATA" --json "$T/cam.json"
+run explain explain --method all --index 0 --out "$T/explain.png" --data-dir "$DATA" --json "$T/explain.json"
+run explain_oracle explain --method grad-cam --index 0 --model oracle --class 7 --json "$T/explain_oracle.json" --out "$T/explain_oracle.png"
+fails explain_mlp "does not run on" explain --method cam --index 0 --model mlp --out "$T/x.png"
 run clever clever --index 0 --norm 2 --nb 10 --ns 8 --data-dir "$DATA" --json "$T/clever.json"
 run clever_ru clever --index 0 --norm inf --nb 10 --ns 8 --radius 0.3 --target runner-up \
   --model gapcnn --json "$T/clever_ru.json"
@@ -212,6 +215,19 @@ check(j["label"] == 7 and len(j["maps"]) == 2, f"cam: {j}")
 for m in j["maps"]:
     check(f"{m['method']}: class {m['class']}, P={m['probability']:.3f}" in text, f"cam: {m['method']} line")
 check(os.path.isfile(os.path.join(T, "cam.png")), "cam: no PNG")
+# explain: every method on GapCnn explains the 7; HiResCAM's sum is Grad-CAM's (GAP head),
+# and Integrated Gradients' sum is close to it (completeness: logit(x) - logit(0)).
+j, text = load("explain"), out("explain")
+names = [m["method"] for m in j["maps"]]
+check(len(names) == 10 and names[0] == "cam" and names[-1] == "occlusion", f"explain: {names}")
+by = {m["method"]: m for m in j["maps"]}
+check(all(m["class"] == 7 and m["status"] == "informative" for m in j["maps"]), f"explain: {j}")
+check(abs(by["hires-cam"]["total"] - by["grad-cam"]["total"]) < 1e-3, "explain: HiResCAM != Grad-CAM on a GAP head")
+for m in j["maps"]:
+    check(f"| {m['method']} | " in text, f"explain: no table row for {m['method']}")
+check(os.path.isfile(os.path.join(T, "explain.png")), "explain: no PNG")
+j = load("explain_oracle")
+check(j["model"] == "oracle" and [m["method"] for m in j["maps"]] == ["grad-cam"], f"explain oracle: {j}")
 
 # clever: each class's score is min(g / L, R); the score is their minimum, as printed.
 for name, n_classes, radius in [("clever", 9, 5.0), ("clever_ru", 1, 0.3), ("clever_class", 1, 5.0)]:

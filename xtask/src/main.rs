@@ -6,6 +6,7 @@ mod cam;
 mod certify;
 mod clever;
 mod data;
+mod explain;
 mod load;
 mod output;
 mod reproduce;
@@ -40,6 +41,9 @@ enum Command {
     Certify(certify::CertifyArgs),
     /// Load a data source and print its counts per class and per split.
     Data(data::DataArgs),
+    /// Explain one test image with one method or all ten (CAM family, gradients,
+    /// occlusion), on GapCnn, the oracle or the MLP, as a PNG strip.
+    Explain(explain::ExplainArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
     Fixtures(data::FixturesArgs),
     /// The main job: every attack, map, metric and figure, and the report.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Clever(args) => clever::clever(&args),
         Command::Certify(args) => certify::certify(&args),
         Command::Data(args) => data::print_counts(&args),
+        Command::Explain(args) => explain::explain(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
         Command::Reproduce(args) => reproduce::reproduce(&args),
         Command::Train(args) => train::train(&args),

@@ -1,6 +1,6 @@
 //! A 3 x 5 bitmap font drawn in code, so captions render on a bare machine (no font
 //! files, no system fonts). It covers digits, A-Z (lower case is drawn as upper case),
-//! space and `. - : = > ( ) / % _`; any other character is an error, not a blank.
+//! space and `. - : = > ( ) / % _ +`; any other character is an error, not a blank.
 
 use image::{Rgb, RgbImage};
 
@@ -61,6 +61,7 @@ fn glyph(c: char) -> Option<[u8; 5]> {
         '/' => [0b001, 0b001, 0b010, 0b100, 0b100],
         '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
         '_' => [0b000, 0b000, 0b000, 0b000, 0b111],
+        '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
         _ => return None,
     })
 }

@@ -91,6 +91,7 @@ mod hires_cam;
 mod input_gradient;
 mod integrated_gradients;
 mod map_status;
+mod methods;
 mod occlusion;
 mod overlay;
 mod quadrature;
@@ -122,6 +123,9 @@ pub use gradient_x_input::GradientTimesInput;
 pub use hires_cam::{hires_cam, HiResCam};
 pub use integrated_gradients::IntegratedGradients;
 pub use map_status::MapStatus;
+pub use methods::{
+    cam_model_methods, classifier_methods, feature_classifier_methods, METHOD_NAMES,
+};
 pub use occlusion::Occlusion;
 pub use overlay::{encode_png, frame_strip, overlay, write_png, Frame, OverlayStyle};
 pub use quadrature::Quadrature;
