@@ -1,5 +1,6 @@
-//! Class activation maps (CAM) and Grad-CAM with named conventions, upsampling and
-//! PNG overlays, for any model of the `models` crate.
+//! Explanation methods for any model of the `models` crate, behind one [`Explainer`]
+//! trait: the CAM family at the feature grid, gradient and perturbation methods at the
+//! input's, with named conventions, upsampling and PNG overlays.
 //!
 //! The shape follows pytorch-grad-cam: one base ([`weighted_feature_sum`]) computes a
 //! map as a weighted sum of feature channels, and each method only chooses the weights:
