@@ -6,7 +6,12 @@
 //! - **attack statistics**: success rate, robust accuracy, perturbation-norm summaries
 //!   (numpy-style quantiles), overall and per true class;
 //! - **map change**: how much a saliency map moved, by top-k intersection, Spearman and
-//!   Pearson correlation, centre-of-mass shift and [`ssim`];
+//!   Pearson correlation, centre-of-mass shift and [`ssim`], and whether that change gives
+//!   an attack away ([`detection_auroc`] against the noise control);
+//! - **explanation quality**: [`max_sensitivity`] and the [`local_lipschitz_estimate`]
+//!   under seeded [`linf_ball_noise`], and deletion / insertion curves
+//!   ([`importance_order`], [`step_image`], [`curve_auc`]), as reductions over maps and
+//!   probabilities a driver computed;
 //! - **CLEVER**'s statistics: the reverse Weibull distribution, its maximum-likelihood
 //!   fit with a Kolmogorov–Smirnov check, and the score from per-batch gradient-norm
 //!   maxima ([`clever_score_from_maxima`]), and [`clever_score`] itself over any
@@ -42,7 +47,10 @@ mod classification;
 mod clever;
 mod clever_model;
 mod descriptive;
+mod detection;
 mod error;
+mod explanation_robustness;
+mod faithfulness;
 mod kolmogorov_smirnov;
 mod map_change;
 mod nelder_mead;
@@ -62,7 +70,10 @@ pub use clever::{
 };
 pub use clever_model::{clever_score, CleverReport, CleverTarget};
 pub use descriptive::{mean, median, quantile, quantiles, NormSummary};
+pub use detection::detection_auroc;
 pub use error::{MetricsError, Result};
+pub use explanation_robustness::{linf_ball_noise, local_lipschitz_estimate, max_sensitivity};
+pub use faithfulness::{curve_auc, importance_order, step_image, steps, PixelCurve};
 pub use kolmogorov_smirnov::{kolmogorov_survival, ks_statistic, ks_test, KsTest};
 pub use map_change::{
     centre_of_mass, centre_of_mass_shift, pearson_correlation, spearman_correlation,
