@@ -55,7 +55,12 @@ impl ActivationMaps {
         classes: MapClasses,
         logits: Tensor,
     ) -> Result<Self> {
-        let maps = weighted_feature_sum(features, weights)?;
+        Self::from_4d(weighted_feature_sum(features, weights)?, classes, logits)
+    }
+
+    /// Maps given as `N x T x h x w`, with the class axis dropped when there is one map
+    /// per image (the layout of [`ActivationMaps::maps`]).
+    pub(crate) fn from_4d(maps: Tensor, classes: MapClasses, logits: Tensor) -> Result<Self> {
         let maps = match classes {
             MapClasses::PerImage(_) => maps.squeeze(1)?,
             MapClasses::All(_) => maps,

@@ -6,7 +6,6 @@
 use candle_core::{Tensor, Var};
 use models::FeatureClassifier;
 
-use crate::activation_maps::ActivationMaps;
 use crate::error::{CamError, Result};
 use crate::target::{MapClasses, Target};
 
@@ -73,24 +72,6 @@ pub(crate) fn feature_gradients<M: FeatureClassifier + ?Sized>(
     Ok(FeatureGradients {
         grads: Tensor::stack(&grads, 1)?,
         features,
-        classes,
-        logits,
-    })
-}
-
-/// Maps given as `N x T x h x w`, with the class axis dropped for one map per image
-/// (the layout of [`ActivationMaps::maps`]).
-pub(crate) fn maps_from_4d(
-    maps: Tensor,
-    classes: MapClasses,
-    logits: Tensor,
-) -> Result<ActivationMaps> {
-    let maps = match classes {
-        MapClasses::PerImage(_) => maps.squeeze(1)?,
-        MapClasses::All(_) => maps,
-    };
-    Ok(ActivationMaps {
-        maps,
         classes,
         logits,
     })

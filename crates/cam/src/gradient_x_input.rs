@@ -10,7 +10,6 @@ use models::Classifier;
 use crate::activation_maps::ActivationMaps;
 use crate::error::Result;
 use crate::explainer::{Explainer, Resolution};
-use crate::input_gradient::maps_from_tensor;
 use crate::saliency::logit_gradient;
 use crate::target::Target;
 
@@ -42,7 +41,7 @@ impl<M: Classifier + ?Sized> Explainer for GradientTimesInput<'_, M> {
         let (gradient, classes, logits) = logit_gradient(self.model, images, target)?;
         // N x T x h x w times the images N x 1 x h x w.
         let maps = gradient.broadcast_mul(&images.to_dtype(gradient.dtype())?)?;
-        maps_from_tensor(maps, classes, logits)
+        ActivationMaps::from_4d(maps, classes, logits)
     }
 }
 

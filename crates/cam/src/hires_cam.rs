@@ -15,7 +15,7 @@ use models::FeatureClassifier;
 use crate::activation_maps::ActivationMaps;
 use crate::error::Result;
 use crate::explainer::{Explainer, Resolution};
-use crate::feature_gradients::{feature_gradients, maps_from_4d, FeatureGradients};
+use crate::feature_gradients::{feature_gradients, FeatureGradients};
 use crate::target::Target;
 
 /// HiResCAM of a batch of images for `target`, for any [`FeatureClassifier`]: signed
@@ -33,7 +33,7 @@ pub fn hires_cam<M: FeatureClassifier + ?Sized>(
     } = feature_gradients(model, images, target)?;
     // N x T x K x h x w times N x 1 x K x h x w, summed over the channels.
     let maps = grads.broadcast_mul(&features.unsqueeze(1)?)?.sum(2)?;
-    maps_from_4d(maps, classes, logits)
+    ActivationMaps::from_4d(maps, classes, logits)
 }
 
 /// HiResCAM (Draelos and Carin, 2020) behind [`Explainer`]: [`hires_cam`], for any

@@ -183,25 +183,7 @@ pub(crate) fn maps_from_values(
 ) -> Result<ActivationMaps> {
     let t = classes.maps_per_image();
     let maps = Tensor::from_vec(values, (n, t, h, w), like.device())?.to_dtype(like.dtype())?;
-    maps_from_tensor(maps, classes, logits)
-}
-
-/// Maps from an `N x T x h x w` tensor, with the class axis dropped when there is one
-/// map per image.
-pub(crate) fn maps_from_tensor(
-    maps: Tensor,
-    classes: MapClasses,
-    logits: Tensor,
-) -> Result<ActivationMaps> {
-    let maps = match classes {
-        MapClasses::PerImage(_) => maps.squeeze(1)?,
-        MapClasses::All(_) => maps,
-    };
-    Ok(ActivationMaps {
-        maps,
-        classes,
-        logits,
-    })
+    ActivationMaps::from_4d(maps, classes, logits)
 }
 
 #[cfg(test)]

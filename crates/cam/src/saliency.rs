@@ -11,7 +11,7 @@ use models::Classifier;
 use crate::activation_maps::ActivationMaps;
 use crate::error::Result;
 use crate::explainer::{Explainer, Resolution};
-use crate::input_gradient::{grey_batch, maps_from_tensor, target_gradients, RowClasses};
+use crate::input_gradient::{grey_batch, target_gradients, RowClasses};
 use crate::target::Target;
 
 /// Saliency behind [`Explainer`], for any [`Classifier`]: non-negative maps at the
@@ -55,7 +55,7 @@ impl<M: Classifier + ?Sized> Explainer for Saliency<'_, M> {
 
     fn explain(&self, images: &Tensor, target: &Target) -> Result<ActivationMaps> {
         let (gradient, classes, logits) = logit_gradient(self.model, images, target)?;
-        maps_from_tensor(gradient.abs()?, classes, logits)
+        ActivationMaps::from_4d(gradient.abs()?, classes, logits)
     }
 }
 

@@ -2,8 +2,10 @@
 //! section 12), as reductions over explanations already computed (the batched drivers
 //! that run the models live in the harness):
 //!
-//! - Max-Sensitivity (Yeh et al., NeurIPS 2019), with Quantus' default normalisation:
-//!   `max_k ||e(x_k) - e(x)||_2 / ||e(x)||_2`;
+//! - Max-Sensitivity (Yeh et al., NeurIPS 2019), relative to the explanation's own norm as
+//!   in the authors' code and ALGORITHMS.md: `max_k ||e(x_k) - e(x)||_2 / ||e(x)||_2`
+//!   (Quantus divides by the input's norm `||x||` instead: multiply by `||e(x)|| / ||x||`
+//!   to compare);
 //! - the Local Lipschitz Estimate (Alvarez-Melis and Jaakkola, 2018):
 //!   `max_k ||e(x_k) - e(x)||_2 / ||x_k - x||_2`;
 //! - the noise itself: uniform in the Linf ball of radius `r` (Quantus' default sampler
