@@ -261,6 +261,30 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         c.vs_reconstruction.spearman,
         c.noise_reconstruction.spearman
     );
+    let league = &evaluation.league.table;
+    println!(
+        "| explanation | Type I AUROC (n) | Type II AUROC, mean of {} | Max-Sensitivity (n) | deletion AUC | insertion AUC | mean rank |",
+        harness::LEAGUE_ATTACKS.join(", ")
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for r in &league.verdict.ranking {
+        let m = &league.methods[&r.method];
+        println!(
+            "| {} | {:.3} ({}) | {:.3} | {:.3} ({}) | {:.3} | {:.3} | {:.2} |",
+            r.method,
+            r.type1_auroc,
+            m.type1.detection.attacked,
+            r.type2_auroc,
+            r.max_sensitivity,
+            m.max_sensitivity.n,
+            m.deletion_auc.mean,
+            m.insertion_auc.mean,
+            r.mean_rank
+        );
+    }
+    if let Some(best) = &league.verdict.most_robust {
+        println!("most robust explanation (the study's sense): {best}");
+    }
     println!(
         "artifacts in {} (report.md, report.html, summary.json)",
         args.out.display()

@@ -18,7 +18,7 @@ use crate::progress::Progress;
 use crate::results::Evaluation;
 use crate::roc::roc_comparison;
 use crate::stages::{
-    evaluate_models, roc_population, run_clever, run_sandwich, run_type1, run_type2,
+    evaluate_models, roc_population, run_clever, run_league, run_sandwich, run_type1, run_type2,
 };
 use crate::summary::{StageResults, Summary};
 
@@ -68,6 +68,9 @@ pub fn run_evaluation(
     let population = stage(out, "roc", config, inputs, || {
         roc_population(models, &eval_set, config, device, progress)
     })?;
+    let league = stage(out, "league", config, inputs, || {
+        run_league(models, test, &type2, &type1, config, device, progress)
+    })?;
     let roc = roc_comparison(
         config.positive_class,
         &population.clean,
@@ -83,6 +86,7 @@ pub fn run_evaluation(
             roc: &roc,
             clever: &clever,
             sandwich: &sandwich,
+            league: &league,
         },
         config,
         provenance,
@@ -98,6 +102,7 @@ pub fn run_evaluation(
         roc,
         clever,
         sandwich,
+        league,
         summary,
     };
     crate::figures::draw_all(
@@ -106,6 +111,7 @@ pub fn run_evaluation(
         &evaluation.clever,
         &evaluation.sandwich,
         &evaluation.roc,
+        &evaluation.league,
     )?;
     crate::report::write_reports(&evaluation, config, provenance, out)?;
     Ok(evaluation)

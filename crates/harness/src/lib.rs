@@ -9,7 +9,8 @@
 //!    [`fetch_weights`], and the [`InputFingerprint`] of weights and test set (part of
 //!    [`Provenance`]).
 //! 2. **Stages** (`stages/`, one file each): models, one Type II stage per attack,
-//!    Type I, CLEVER, the certified sandwich, the ROC population. Each writes its CSV
+//!    Type I, CLEVER, the certified sandwich, the ROC population, the explanation league
+//!    (every explanation method under both attack types). Each writes its CSV
 //!    tables and returns a serde result that the stage cache keeps in
 //!    `stages/<name>.json`, keyed by configuration and inputs, so a killed run resumes.
 //! 3. **Results**: [`Evaluation`] holds every stage's result and the [`Summary`] made of
@@ -70,14 +71,18 @@ pub use inputs::{InputFingerprint, Provenance};
 pub use progress::{Progress, Silent};
 pub use results::Evaluation;
 pub use roc::{RocComparison, Scored};
+pub use stages::league::{
+    Detection, FigureCell, LeagueTable, MeanOf, MethodScores, Populations, Ranked, Type1Cell,
+    Type2Cell, Verdict, LEAGUE_ATTACKS,
+};
 pub use stages::type1::{
     judge_accuracy, pixel_rows, rows_csv, run_mode, stack_vertically, strip_path, success_grid,
     titled, transition_strip, Checkpoint, FrameReading, JudgeAccuracy, ModeRun, ModeSummary,
     PairRow, PanelInputs, Rate, TransitionStrip, Type1Pairs,
 };
 pub use stages::{
-    CleverResult, CleverRow, ModelAccuracies, RocPopulation, SandwichResult, Type1Result,
-    Type2Example, Type2Result,
+    CleverResult, CleverRow, KeptExample, LeagueResult, ModelAccuracies, RocPopulation,
+    SandwichResult, Type1Result, Type2Example, Type2Result,
 };
 pub use summary::{Claims, Summary};
 pub use weights::{fetch_weights, load_models, HubWeights, WEIGHT_FILES};

@@ -2,7 +2,9 @@
 //! The figures and the report read this and nothing else.
 
 use crate::roc::RocComparison;
-use crate::stages::{CleverResult, ModelAccuracies, SandwichResult, Type1Result, Type2Result};
+use crate::stages::{
+    CleverResult, LeagueResult, ModelAccuracies, SandwichResult, Type1Result, Type2Result,
+};
 use crate::summary::{StageResults, Summary};
 
 /// Everything the evaluation measured.
@@ -20,6 +22,8 @@ pub struct Evaluation {
     pub clever: CleverResult,
     /// Certified <= CLEVER <= found, on the CLEVER images.
     pub sandwich: SandwichResult,
+    /// The explanation league.
+    pub league: LeagueResult,
     /// `summary.json` as written.
     pub summary: Summary,
 }
@@ -34,6 +38,7 @@ impl Evaluation {
             roc: &self.roc,
             clever: &self.clever,
             sandwich: &self.sandwich,
+            league: &self.league,
         }
     }
 }

@@ -11,9 +11,12 @@ use crate::cam_change::MapChange;
 use crate::config::ExperimentConfig;
 use crate::inputs::Provenance;
 use crate::roc::RocComparison;
+use crate::stages::league::LeagueTable;
 use crate::stages::type1::{JudgeAccuracy, ModeSummary, Type1MapChange};
 use crate::stages::type2::Type2Summary;
-use crate::stages::{CleverResult, ModelAccuracies, SandwichResult, Type1Result, Type2Result};
+use crate::stages::{
+    CleverResult, LeagueResult, ModelAccuracies, SandwichResult, Type1Result, Type2Result,
+};
 
 /// Where the ROC's Type I negatives and `cam.type1` come from.
 const TYPE1_POPULATION: &str = "constrained attack, consensus successes";
@@ -37,6 +40,9 @@ pub struct Summary {
     pub clever: CleverSummary,
     /// Certified <= CLEVER <= found.
     pub sandwich: SandwichSummary,
+    /// The explanation league: every method's scores by name, the populations and the
+    /// verdict.
+    pub explain: LeagueTable,
     /// The full configuration.
     pub config: ExperimentConfig,
     /// The configuration's seed.
@@ -338,6 +344,8 @@ pub struct StageResults<'a> {
     pub clever: &'a CleverResult,
     /// The sandwich.
     pub sandwich: &'a SandwichResult,
+    /// The explanation league.
+    pub league: &'a LeagueResult,
 }
 
 impl Summary {
@@ -462,6 +470,7 @@ impl Summary {
                 found_l2_from: "cw-l2, deepfool".into(),
                 found_linf_from: "pgd-linf eps bisection, every Type II attack".into(),
             },
+            explain: r.league.table.clone(),
             config: config.clone(),
             seed: config.seed,
             versions: Versions {

@@ -220,7 +220,7 @@ fn stage_inputs(out: &Path, name: &str) -> String {
     cached["inputs"].as_str().unwrap().to_string()
 }
 
-const STAGES: [&str; 8] = [
+const STAGES: [&str; 9] = [
     "models",
     "type2_fgsm",
     "type2_pgd-linf",
@@ -229,6 +229,7 @@ const STAGES: [&str; 8] = [
     "type2_deepfool",
     "type1",
     "clever",
+    "league",
 ];
 
 #[test]

@@ -48,7 +48,7 @@ enum Rule {
     Positive { unit: bool },
 }
 
-const SETTINGS: [(&str, Rule); 26] = [
+const SETTINGS: [(&str, Rule); 31] = [
     ("profile", Rule::Text),
     ("seed", Rule::Seed),
     ("positive_class", Rule::Class),
@@ -75,6 +75,11 @@ const SETTINGS: [(&str, Rule); 26] = [
     ("clever_ns", Rule::AtLeast(1)),
     ("clever_radius_l2", Rule::Positive { unit: false }),
     ("clever_radius_linf", Rule::Positive { unit: false }),
+    ("league_successes", Rule::AtLeast(1)),
+    ("league_images", Rule::AtLeast(1)),
+    ("league_noise_samples", Rule::AtLeast(1)),
+    ("league_noise_radius", Rule::Positive { unit: true }),
+    ("league_pixels_per_step", Rule::AtLeast(1)),
 ];
 
 fn rule_of(key: &str) -> Option<Rule> {
@@ -247,7 +252,7 @@ fn valid_config() -> impl Strategy<Value = ExperimentConfig> {
             1e-300f64..1e300,
         ]
     };
-    let unit = prop_oneof![0.001f64..=1.0, Just(1.0), Just(5e-324)];
+    let unit = || prop_oneof![0.001f64..=1.0, Just(1.0), Just(5e-324)];
     (
         (
             ".*",
@@ -257,7 +262,7 @@ fn valid_config() -> impl Strategy<Value = ExperimentConfig> {
             size(),
             size(),
         ),
-        (unit, positive(), size(), positive(), positive()),
+        (unit(), positive(), size(), positive(), positive()),
         (
             size(),
             size(),
@@ -273,6 +278,7 @@ fn valid_config() -> impl Strategy<Value = ExperimentConfig> {
             positive(),
             positive(),
         ),
+        (size(), size(), size(), unit(), size()),
     )
         .prop_map(
             |(
@@ -281,6 +287,13 @@ fn valid_config() -> impl Strategy<Value = ExperimentConfig> {
                 (cw_images, cw_steps, cw_binary_steps, deepfool_steps, roc),
                 (type1_per_class, type1_positive_images, type1_iters, strip_index, cam_images),
                 (clever_images, clever_nb, clever_ns, clever_radius_l2, clever_radius_linf),
+                (
+                    league_successes,
+                    league_images,
+                    league_noise_samples,
+                    league_noise_radius,
+                    league_pixels_per_step,
+                ),
             )| {
                 // Field by field over a profile: a setting added later keeps its value.
                 let mut c = ExperimentConfig::quick();
@@ -315,6 +328,11 @@ fn valid_config() -> impl Strategy<Value = ExperimentConfig> {
                 c.clever_ns = clever_ns;
                 c.clever_radius_l2 = clever_radius_l2;
                 c.clever_radius_linf = clever_radius_linf;
+                c.league_successes = league_successes;
+                c.league_images = league_images;
+                c.league_noise_samples = league_noise_samples;
+                c.league_noise_radius = league_noise_radius;
+                c.league_pixels_per_step = league_pixels_per_step;
                 c
             },
         )

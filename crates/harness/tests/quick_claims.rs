@@ -183,6 +183,81 @@ fn the_quick_profile_shows_every_claim() {
     }
     assert!(out.path().join("sandwich.png").is_file());
 
+    // The explanation league runs every method on every population.
+    let league = &e.league;
+    assert_eq!(league.methods, cam::METHOD_NAMES);
+    let pops = &league.table.populations;
+    assert_eq!(pops.type1, e.type1.successes.len());
+    assert!(
+        pops.type1 >= 3,
+        "Type I successes explained: {}",
+        pops.type1
+    );
+    for attack in harness::LEAGUE_ATTACKS {
+        assert_eq!(pops.type2[attack], config.league_successes, "{attack}");
+    }
+    for name in cam::METHOD_NAMES {
+        let m = &league.table.methods[name];
+        assert_eq!(m.type1.vs_reconstruction.n(), pops.type1, "{name}");
+        assert!(
+            m.type1.detection.attacked > 0 && m.type1.detection.control > 0,
+            "{name}"
+        );
+        for attack in harness::LEAGUE_ATTACKS {
+            assert_eq!(
+                m.type2[attack].change.n(),
+                config.league_successes,
+                "{name} {attack}"
+            );
+        }
+        for v in [&m.max_sensitivity, &m.deletion_auc, &m.insertion_auc] {
+            assert_eq!(v.n + v.skipped, config.league_images, "{name}");
+        }
+        // f1 is confident on clean digits: deletion of the most important pixels first
+        // loses the class faster than insertion finds it.
+        assert!(
+            m.deletion_auc.mean < m.insertion_auc.mean,
+            "{name}: deletion {} insertion {}",
+            m.deletion_auc.mean,
+            m.insertion_auc.mean
+        );
+    }
+    // The league's CAM under Type I is the Type I stage's CAM comparison: the same
+    // population, the same maps, the same noise streams.
+    let (league_cam, stage_cam) = (&league.table.methods["cam"].type1, &e.type1.cam);
+    for (a, b) in [
+        (&league_cam.vs_x, &stage_cam.vs_x),
+        (&league_cam.vs_reconstruction, &stage_cam.vs_reconstruction),
+        (&league_cam.noise_x, &stage_cam.noise_x),
+        (
+            &league_cam.noise_reconstruction,
+            &stage_cam.noise_reconstruction,
+        ),
+    ] {
+        assert_eq!(a.n(), b.n());
+        assert!((a.spearman - b.spearman).abs() < 1e-6, "{a:?} vs {b:?}");
+        assert!((a.ssim - b.ssim).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+    // On a GAP + linear head Grad-CAM = CAM / hw and HiResCAM = CAM / hw before scaling:
+    // after min-max their changes are CAM's.
+    let cam_row = &league.table.methods["cam"];
+    for name in ["grad-cam", "hires-cam"] {
+        let m = &league.table.methods[name];
+        for attack in harness::LEAGUE_ATTACKS {
+            let (a, b) = (&m.type2[attack].change, &cam_row.type2[attack].change);
+            assert!((a.spearman - b.spearman).abs() < 1e-4, "{name} {attack}");
+        }
+    }
+    // The verdict is the ranking's head, the ranking sorted by mean rank.
+    let v = &league.table.verdict;
+    assert_eq!(v.ranking.len(), 10);
+    assert_eq!(v.most_robust.as_deref(), Some(v.ranking[0].method.as_str()));
+    assert!(v
+        .ranking
+        .windows(2)
+        .all(|w| w[0].mean_rank <= w[1].mean_rank));
+    assert!(out.path().join("explain_league.png").is_file());
+
     // summary.json is what the one schema writes: it reads back into `harness::Summary`
     // and writes the same JSON again.
     let text = std::fs::read_to_string(out.path().join("summary.json")).unwrap();

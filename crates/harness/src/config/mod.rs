@@ -82,6 +82,19 @@ pub struct ExperimentConfig {
     pub clever_radius_l2: f64,
     /// CLEVER Linf radius.
     pub clever_radius_linf: f64,
+    /// The explanation league: the first this many successes of each Type II attack
+    /// (in test-image order) are explained; Type I explains every consensus success of
+    /// the constrained attack.
+    pub league_successes: usize,
+    /// The league's clean population: the first this many test images, for
+    /// Max-Sensitivity, the Local Lipschitz Estimate and the deletion / insertion AUC.
+    pub league_images: usize,
+    /// Noise samples per clean image for Max-Sensitivity and the Lipschitz estimate.
+    pub league_noise_samples: usize,
+    /// Their Linf radius r (uniform in the ball, clipped to [0, 1]; 0.05-0.1 published).
+    pub league_noise_radius: f64,
+    /// Pixels removed (deletion) or added (insertion) per step of the faithfulness curves.
+    pub league_pixels_per_step: usize,
 }
 
 impl ExperimentConfig {
@@ -116,6 +129,11 @@ impl ExperimentConfig {
             clever_ns: 32,
             clever_radius_l2: 5.0,
             clever_radius_linf: 0.5,
+            league_successes: 4,
+            league_images: 4,
+            league_noise_samples: 3,
+            league_noise_radius: 0.05,
+            league_pixels_per_step: 28,
         }
     }
 
@@ -126,7 +144,8 @@ impl ExperimentConfig {
             profile: "default".into(),
             type2_images: 500,
             batch_size: 250,
-            cw_images: 50,
+            // 250: the explanation league needs >= 200 CW-L2 successes.
+            cw_images: 250,
             cw_steps: 1000,
             cw_binary_steps: 9,
             type1_per_class: 5,
@@ -136,6 +155,9 @@ impl ExperimentConfig {
             clever_images: 10,
             clever_nb: 50,
             clever_ns: 64,
+            league_successes: 250,
+            league_images: 200,
+            league_noise_samples: 10,
             ..Self::quick()
         }
     }

@@ -37,6 +37,10 @@ impl ExperimentConfig {
             ("cam_images", self.cam_images),
             ("clever_images", self.clever_images),
             ("clever_ns", self.clever_ns),
+            ("league_successes", self.league_successes),
+            ("league_images", self.league_images),
+            ("league_noise_samples", self.league_noise_samples),
+            ("league_pixels_per_step", self.league_pixels_per_step),
         ] {
             rule(value > 0, field, value.to_string(), "must be at least 1");
         }
@@ -53,6 +57,7 @@ impl ExperimentConfig {
             ("pgd_l2_step", self.pgd_l2_step),
             ("clever_radius_l2", self.clever_radius_l2),
             ("clever_radius_linf", self.clever_radius_linf),
+            ("league_noise_radius", self.league_noise_radius),
         ] {
             rule(
                 value.is_finite() && value > 0.0,
@@ -65,6 +70,12 @@ impl ExperimentConfig {
             !(self.linf_eps.is_finite() && self.linf_eps > 1.0),
             "linf_eps",
             self.linf_eps.to_string(),
+            "must be at most 1 (pixels lie in [0, 1])",
+        );
+        rule(
+            !(self.league_noise_radius.is_finite() && self.league_noise_radius > 1.0),
+            "league_noise_radius",
+            self.league_noise_radius.to_string(),
             "must be at most 1 (pixels lie in [0, 1])",
         );
         let attacks: Vec<&str> = self.type2_attacks().iter().map(|a| a.name()).collect();

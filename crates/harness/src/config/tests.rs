@@ -72,6 +72,10 @@ fn each_range_is_checked_and_named() {
         "cam_images",
         "clever_images",
         "clever_ns",
+        "league_successes",
+        "league_images",
+        "league_noise_samples",
+        "league_pixels_per_step",
     ] {
         assert_eq!(flagged(&format!("{key} = 0\n")), [key]);
         assert!(load(&format!("{key} = 1\n")).is_ok(), "{key} = 1");
@@ -89,6 +93,7 @@ fn each_range_is_checked_and_named() {
         "pgd_l2_step",
         "clever_radius_l2",
         "clever_radius_linf",
+        "league_noise_radius",
     ] {
         for bad in ["0.0", "-0.1", "nan", "inf", "-inf"] {
             assert_eq!(flagged(&format!("{key} = {bad}\n")), [key], "{key} = {bad}");
@@ -101,6 +106,10 @@ fn each_range_is_checked_and_named() {
         "{err}"
     );
     assert_eq!(flagged("linf_eps = 1.5\n"), ["linf_eps"]);
+    assert_eq!(
+        flagged("league_noise_radius = 1.5\n"),
+        ["league_noise_radius"]
+    );
     let err = load("roc_type2_attack = \"pgd\"\n")
         .unwrap_err()
         .to_string();
@@ -186,7 +195,7 @@ fn the_test_split_bounds_the_indices() {
     assert!(ExperimentConfig::quick().validate().is_ok());
 }
 
-const KEYS: [&str; 26] = [
+const KEYS: [&str; 31] = [
     "profile",
     "seed",
     "positive_class",
@@ -213,6 +222,11 @@ const KEYS: [&str; 26] = [
     "clever_ns",
     "clever_radius_l2",
     "clever_radius_linf",
+    "league_successes",
+    "league_images",
+    "league_noise_samples",
+    "league_noise_radius",
+    "league_pixels_per_step",
 ];
 
 #[test]
@@ -258,8 +272,13 @@ fn key() -> impl Strategy<Value = String> {
 fn kind_fits(key: &str, v: &toml::Value) -> bool {
     match key {
         "profile" | "roc_type2_attack" => v.is_str(),
-        "linf_eps" | "pgd_linf_step" | "l2_eps" | "pgd_l2_step" | "clever_radius_l2"
-        | "clever_radius_linf" => v.is_float() || v.is_integer(),
+        "linf_eps"
+        | "pgd_linf_step"
+        | "l2_eps"
+        | "pgd_l2_step"
+        | "clever_radius_l2"
+        | "clever_radius_linf"
+        | "league_noise_radius" => v.is_float() || v.is_integer(),
         _ => v.is_integer(),
     }
 }

@@ -1,5 +1,5 @@
 //! The figures drawn from the stages' results (never from the models): `roc.png`,
-//! `sandwich.png`, `clever_l2.png` and `type2_examples.png`. A rerun that loads every
+//! `sandwich.png`, `clever_l2.png`, `type2_examples.png` and `explain_league.png`. A rerun that loads every
 //! stage from the cache draws them again. (The Type I strips and success grid need the
 //! models, so the Type I stage draws them.)
 
@@ -7,11 +7,13 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::roc::RocComparison;
-use crate::stages::{CleverResult, SandwichResult, Type2Result};
+use crate::stages::{CleverResult, LeagueResult, SandwichResult, Type2Result};
 
+mod league;
 mod plots;
 mod type2_examples;
 
+pub use league::{league_figure, LEAGUE_FIGURE};
 pub use plots::{clever_scatter, roc_figure, sandwich_figure};
 pub use type2_examples::type2_examples_figure;
 
@@ -27,6 +29,7 @@ pub fn draw_all(
     clever: &CleverResult,
     sandwich: &SandwichResult,
     roc: &RocComparison,
+    league: &LeagueResult,
 ) -> Result<()> {
     let points: Vec<(f64, f64)> = clever
         .rows
@@ -43,5 +46,6 @@ pub fn draw_all(
     if type2.iter().any(|t| !t.examples.is_empty()) {
         type2_examples_figure(&out.join("type2_examples.png"), type2)?;
     }
+    league_figure(&out.join(LEAGUE_FIGURE), league)?;
     Ok(())
 }

@@ -130,6 +130,7 @@ mod tests {
             l2_per_image: Vec::new(),
             linf_per_image: Vec::new(),
             examples,
+            successes: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! | `clever` | [`clever`] | [`CleverResult`] |
 //! | `sandwich` | [`sandwich`] | [`SandwichResult`] |
 //! | `roc` | [`roc_population`] | [`RocPopulation`] |
+//! | `league` | [`league`] | [`LeagueResult`] (from the attack stages' [`KeptExample`]s) |
 //!
 //! Stages depend on the layer below (configuration, inputs, the models bundle, the
 //! shared measures in [`crate::cam_change`] and [`crate::roc`]) and on earlier stages'
@@ -21,6 +22,8 @@ use candle_core::{DType, Tensor, D};
 use crate::error::Result;
 
 pub mod clever;
+pub mod kept;
+pub mod league;
 pub mod models;
 pub mod roc_population;
 pub mod sandwich;
@@ -29,6 +32,8 @@ pub mod type2;
 pub mod type2_examples;
 
 pub use clever::{run_clever, CleverResult, CleverRow};
+pub use kept::KeptExample;
+pub use league::{run_league, LeagueResult};
 pub use models::{evaluate_models, ModelAccuracies};
 pub use roc_population::{roc_population, RocPopulation};
 pub use sandwich::{run_sandwich, SandwichResult};

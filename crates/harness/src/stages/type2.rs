@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::{csv, write_atomic};
 use crate::bundle::Models;
-use crate::cam_change::{cam_28, noised_batch, pair_figures, CamChange, MapChange};
+use crate::cam_change::{cam_28, noised_batch, pair_figures, rows, CamChange, MapChange};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::stages::kept::KeptExample;
 use crate::stages::softmax_rows;
 use crate::stages::type2_examples::{examples_of, Type2Example, EXAMPLE_ROWS};
 
@@ -62,6 +63,8 @@ pub struct Type2Result {
     pub linf_per_image: Vec<Option<f64>>,
     /// The first few adversarial examples, for `type2_examples.png`.
     pub examples: Vec<Type2Example>,
+    /// The first `league_successes` successes (in test-image order), for the league.
+    pub successes: Vec<KeptExample>,
 }
 
 /// The smallest successful perturbation among `names`' attacks on test image `i`, and
@@ -114,6 +117,7 @@ pub fn run_type2(
     let mut l2_per_image = Vec::with_capacity(n);
     let mut linf_per_image = Vec::with_capacity(n);
     let mut examples = Vec::new();
+    let mut kept = Vec::new();
     for start in (0..n).step_by(config.batch_size.max(1)) {
         let idx: Vec<usize> = (start..(start + config.batch_size.max(1)).min(n)).collect();
         let x = test
@@ -127,6 +131,22 @@ pub fn run_type2(
         if examples.len() < EXAMPLE_ROWS {
             let room = EXAMPLE_ROWS - examples.len();
             examples.extend(examples_of(&models.gapcnn, &x, &o, &idx, &labels, room)?);
+        }
+        if kept.len() < config.league_successes && o.success.iter().any(|&s| s) {
+            let pixels = rows(&o.adversarial)?;
+            for (j, &i) in idx.iter().enumerate() {
+                if o.success[j] && kept.len() < config.league_successes {
+                    kept.push(KeptExample {
+                        id: i,
+                        index: i,
+                        clean_class: o.clean_predictions[j],
+                        adversarial_class: o.adversarial_predictions[j],
+                        target: None,
+                        adversarial: pixels[j].clone(),
+                        reconstruction: Vec::new(),
+                    });
+                }
+            }
         }
         let probs_before = softmax_rows(&o.logits_before)?;
         let probs_after = softmax_rows(&o.logits_after)?;
@@ -236,6 +256,7 @@ pub fn run_type2(
         l2_per_image,
         linf_per_image,
         examples,
+        successes: kept,
     })
 }
 

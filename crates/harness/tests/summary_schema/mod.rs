@@ -1,6 +1,6 @@
 //! Checks `docs/SUMMARY.md` against a summary.json written by `harness::Summary`: the
-//! documented key patterns (`{a,b}` alternatives, `<attack>` for each Type II attack, a
-//! key covering everything beneath it) and the keys actually written must agree both ways.
+//! documented key patterns (`{a,b}` alternatives, `<attack>` for each Type II attack,
+//! `<method>` for each explanation method, a key covering everything beneath it) and the keys actually written must agree both ways.
 
 use std::collections::BTreeSet;
 
@@ -16,7 +16,8 @@ pub fn documented_patterns(doc: &str) -> Vec<String> {
     out
 }
 
-/// Every key a pattern stands for, with `<attack>` replaced by each of `attacks`.
+/// Every key a pattern stands for, with `<attack>` replaced by each of `attacks` and
+/// `<method>` by each of `cam::METHOD_NAMES`.
 pub fn expand(pattern: &str, attacks: &[String]) -> Vec<String> {
     if let Some(open) = pattern.find('{') {
         let close = open
@@ -27,6 +28,12 @@ pub fn expand(pattern: &str, attacks: &[String]) -> Vec<String> {
         return pattern[open + 1..close]
             .split(',')
             .flat_map(|alt| expand(&format!("{head}{}{tail}", alt.trim()), attacks))
+            .collect();
+    }
+    if pattern.contains("<method>") {
+        return cam::METHOD_NAMES
+            .iter()
+            .flat_map(|m| expand(&pattern.replace("<method>", m), attacks))
             .collect();
     }
     if pattern.contains("<attack>") {

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::inputs::InputFingerprint;
 use crate::progress::Progress;
 use crate::roc::Scored;
+use crate::stages::kept::KeptExample;
 
 pub mod artifacts;
 pub mod judging;
@@ -83,6 +84,9 @@ pub struct Type1Result {
     pub defective_vs_real: (f64, f64, usize),
     /// Successful Type I examples made from positives, as negatives for the ROC.
     pub positives_turned: Vec<Scored>,
+    /// The constrained attack's consensus successes with their reconstructions, for the
+    /// explanation league.
+    pub successes: Vec<KeptExample>,
     /// Pair-iterations per second of the attack (pairs x iterations / s).
     pub pair_iterations_per_second: f64,
     /// The paper's mode (oracle-stopped) judged by the panel.
@@ -141,25 +145,24 @@ impl Type1MapChange {
 fn type1_map_change(
     models: &Models,
     clean: &Tensor,
+    reconstruction: &Tensor,
     adversarial: &Tensor,
     classes: &[usize],
     ids: &[usize],
     seed: u64,
 ) -> Result<Type1MapChange> {
-    let (mu, _) = models.svae.encode(clean)?;
-    let reconstruction = models.svae.decode(&mu)?.reshape(clean.dims())?;
     let l2 = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
         Ok(rows(&(a - b)?)?
             .iter()
             .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
             .collect())
     };
-    let (to_x, to_reconstruction) = (l2(adversarial, clean)?, l2(adversarial, &reconstruction)?);
+    let (to_x, to_reconstruction) = (l2(adversarial, clean)?, l2(adversarial, reconstruction)?);
     let map = |t: &Tensor| cam_28(&models.gapcnn, t, classes);
-    let (m_x, m_adv, m_rec) = (map(clean)?, map(adversarial)?, map(&reconstruction)?);
+    let (m_x, m_adv, m_rec) = (map(clean)?, map(adversarial)?, map(reconstruction)?);
     let (noised_x, _) = noised_batch(clean, &to_x, seed, "type1 vs x", ids)?;
     let (noised_rec, _) = noised_batch(
-        &reconstruction,
+        reconstruction,
         &to_reconstruction,
         seed,
         "type1 vs G(mu(x))",
@@ -411,6 +414,7 @@ pub fn run_type1(
         .collect();
     let mut positives_turned = Vec::new();
     let mut cam = Type1MapChange::none();
+    let mut successes = Vec::new();
     if !wins.is_empty() {
         let adv_pixels: Vec<f32> = wins.iter().flat_map(|&i| run.images[i].clone()).collect();
         let adv = Tensor::from_vec(adv_pixels, (wins.len(), 1, 28, 28), device)?;
@@ -431,7 +435,30 @@ pub fn run_type1(
         let clean = test
             .images_tensor(&originals, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
-        cam = type1_map_change(models, &clean, &adv, &classes, &wins, config.seed)?;
+        let (mu, _) = models.svae.encode(&clean)?;
+        let reconstruction = models.svae.decode(&mu)?.reshape(clean.dims())?;
+        cam = type1_map_change(
+            models,
+            &clean,
+            &reconstruction,
+            &adv,
+            &classes,
+            &wins,
+            config.seed,
+        )?;
+        let reconstructed = rows(&reconstruction)?;
+        for (k, &i) in wins.iter().enumerate() {
+            let r = &run.rows[i];
+            successes.push(KeptExample {
+                id: i,
+                index: r.index,
+                clean_class: r.keep,
+                adversarial_class: r.f1_pred,
+                target: Some(r.target),
+                adversarial: run.images[i].clone(),
+                reconstruction: reconstructed[k].clone(),
+            });
+        }
     }
     let accuracy_images = test.first(test.len().min(1000));
     let judges_accuracy = judge_accuracy(&judges, &models.svae, &accuracy_images, device)?;
@@ -457,6 +484,7 @@ pub fn run_type1(
         cam,
         defective_vs_real,
         positives_turned,
+        successes,
         pair_iterations_per_second: iterations_done as f64 / seconds.max(1e-9),
         paper,
         constrained,

@@ -10,6 +10,8 @@ use crate::error::Result;
 use crate::inputs::Provenance;
 use crate::results::Evaluation;
 
+mod league;
+
 fn pct(v: f64) -> String {
     if v.is_finite() {
         format!("{:.1} %", 100.0 * v)
@@ -418,6 +420,7 @@ fn sections(
         geometry("Linf", &w.linf, |r| &r.linf, "PGD-Linf, eps by bisection, or any Type II attack"),
         num(w.seconds_per_radius),
     ), Some(crate::figures::SANDWICH_FIGURE.into())));
+    s.push(league::league_section(e));
     s.push((
         format!("## Configuration\n\n```toml\n{}```", config.to_toml()),
         None,

@@ -1,0 +1,582 @@
+//! The explanation league (ALGORITHMS.md sections 7, 11, 12): every explanation method on
+//! f1 (GapCnn) under the Type I constrained attack and the Type II attacks of
+//! [`LEAGUE_ATTACKS`], over their successful examples as the attack stages kept them
+//! ([`KeptExample`]), each beside its noise control; and under label-preserving noise
+//! and the deletion / insertion curves on the first `league_images` clean test images.
+//! The verdict ([`verdict`]) says which method is the most robust in the study's sense.
+//!
+//! Every random draw is seeded by the run's seed and the example's identity (the noise
+//! controls share the CAM stages' streams, so CAM's row repeats their noise), and every
+//! map of an image is independent of its batch: slicing the populations changes no number.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use cam::{cam_model_methods, scale_maps, Explainer, MapScaling};
+use candle_core::{Device, Tensor};
+use metrics::detection_auroc;
+use mnist_data::{Dataset, PixelFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::Models;
+use crate::cam_change::{noised_batch, rows, CamChange};
+use crate::config::ExperimentConfig;
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::stages::kept::KeptExample;
+use crate::stages::{Type1Result, Type2Result};
+
+pub mod drivers;
+pub mod verdict;
+
+use drivers::{
+    change_figures, change_scores, maps_28, noise_robustness, pixel_curve_aucs, predict_in_batches,
+};
+pub use verdict::{Ranked, Verdict};
+
+/// The Type II attacks the league ranks the methods under.
+pub const LEAGUE_ATTACKS: [&str; 3] = ["pgd-linf", "cw-l2", "deepfool"];
+
+/// Images of the league figure (methods x clean, Type I, PGD-Linf, CW-L2).
+pub const FIGURE_IMAGES: usize = 3;
+
+/// How well a map's change separates attacked examples from their noise controls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Mann-Whitney AUROC of the change score (1 - Spearman), attacked vs control.
+    #[serde(with = "crate::nan::float")]
+    pub auroc: f64,
+    /// Attacked pairs scored (both maps informative).
+    pub attacked: usize,
+    /// Control pairs scored.
+    pub control: usize,
+}
+
+impl Detection {
+    fn of(attacked: &[f64], control: &[f64]) -> Self {
+        Self {
+            auroc: detection_auroc(attacked, control).unwrap_or(f64::NAN),
+            attacked: attacked.len(),
+            control: control.len(),
+        }
+    }
+}
+
+/// A mean over examples, with its denominator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeanOf {
+    /// The mean over the examples with a value.
+    #[serde(with = "crate::nan::float")]
+    pub mean: f64,
+    /// Examples with a value.
+    pub n: usize,
+    /// Examples without one (no label-preserving copy, or a constant map).
+    pub skipped: usize,
+}
+
+impl MeanOf {
+    fn of(values: &[Option<f64>]) -> Self {
+        let got: Vec<f64> = values.iter().flatten().copied().collect();
+        Self {
+            mean: if got.is_empty() {
+                f64::NAN
+            } else {
+                got.iter().sum::<f64>() / got.len() as f64
+            },
+            n: got.len(),
+            skipped: values.len() - got.len(),
+        }
+    }
+}
+
+/// One method under the Type I constrained attack (maps of f1's kept class).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Type1Cell {
+    /// Map(x) vs map(G(z*)).
+    pub vs_x: CamChange,
+    /// Map(G(mu(x))) vs map(G(z*)): the attack without the SVAE's reconstruction error.
+    pub vs_reconstruction: CamChange,
+    /// Map(x) vs map(x + noise of norm ||G(z*) - x||).
+    pub noise_x: CamChange,
+    /// Map(G(mu(x))) vs map(G(mu(x)) + noise of norm ||G(z*) - G(mu(x))||).
+    pub noise_reconstruction: CamChange,
+    /// `vs_reconstruction` against `noise_reconstruction`.
+    pub detection: Detection,
+}
+
+/// One method under one Type II attack (maps of the class f1 decides on each image).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Type2Cell {
+    /// Map(x) vs map(x'), over the successes.
+    pub change: CamChange,
+    /// Map(x) vs map(x + noise of norm ||x' - x||).
+    pub noise: CamChange,
+    /// `change` against `noise`.
+    pub detection: Detection,
+}
+
+/// One method's row of the league.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodScores {
+    /// Under the Type I constrained attack.
+    pub type1: Type1Cell,
+    /// Under each of [`LEAGUE_ATTACKS`], by name.
+    #[serde(flatten)]
+    pub type2: BTreeMap<String, Type2Cell>,
+    /// Max-Sensitivity under label-preserving noise (relative to the map's norm).
+    pub max_sensitivity: MeanOf,
+    /// The Local Lipschitz Estimate (maps divided by their largest magnitude).
+    pub lipschitz: MeanOf,
+    /// Deletion AUC of f1's class probability (low: faithful).
+    pub deletion_auc: MeanOf,
+    /// Insertion AUC (high: faithful).
+    pub insertion_auc: MeanOf,
+}
+
+/// What the league explained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Populations {
+    /// The model explained.
+    pub model: String,
+    /// Type I constrained consensus successes explained.
+    pub type1: usize,
+    /// Successes explained per Type II attack.
+    pub type2: BTreeMap<String, usize>,
+    /// Clean test images for noise and faithfulness.
+    pub clean_images: usize,
+    /// Noise copies per clean image, and their Linf radius.
+    pub noise_samples: usize,
+    /// The noise's Linf radius.
+    pub noise_radius: f64,
+}
+
+/// The league as `summary.json` shows it under `explain`: one object per method (by
+/// name), the populations and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeagueTable {
+    /// Every method's scores, by name.
+    #[serde(flatten)]
+    pub methods: BTreeMap<String, MethodScores>,
+    /// The populations explained.
+    pub populations: Populations,
+    /// Which method is the most robust, and the ranking.
+    pub verdict: Verdict,
+}
+
+/// One image of the figure under one condition, with every method's map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FigureCell {
+    /// `clean`, `type I`, or the attack's name.
+    pub condition: String,
+    /// The class explained (f1's decision; Type I: the kept class).
+    pub class: u32,
+    /// Type I: the class the image was moved to.
+    pub target: Option<u32>,
+    /// The image, 28 x 28.
+    pub pixels: Vec<f32>,
+    /// Each method's map (ReLU then min-max, as `explain` shows them), in method order.
+    pub maps: Vec<Vec<f32>>,
+}
+
+/// The stage's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeagueResult {
+    /// The table of `summary.json`.
+    pub table: LeagueTable,
+    /// The methods, in table order.
+    pub methods: Vec<String>,
+    /// The figure's images (test index, its four conditions).
+    pub figure: Vec<(usize, Vec<FigureCell>)>,
+    /// Seconds of each method, in order.
+    pub seconds: Vec<f64>,
+}
+
+/// A population of kept examples as tensors.
+struct Population {
+    ids: Vec<usize>,
+    clean: Tensor,
+    clean_classes: Vec<usize>,
+    adversarial: Tensor,
+    adversarial_classes: Vec<usize>,
+    /// Type I: G(mu(x)).
+    reconstruction: Option<Tensor>,
+    /// The clean image (Type I: the reconstruction) plus noise of the attack's L2 norm.
+    noised: Tensor,
+    noised_classes: Vec<usize>,
+    /// Type I: x plus noise of ||G(z*) - x||.
+    noised_x: Option<Tensor>,
+}
+
+fn image_tensor(pixels: Vec<f32>, n: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(pixels, (n, 1, 28, 28), device)?)
+}
+
+fn l2_rows(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
+    Ok(rows(&(a - b)?)?
+        .iter()
+        .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+        .collect())
+}
+
+fn population(
+    kept: &[KeptExample],
+    stream: &str,
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<Option<Population>> {
+    let n = kept.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    let indices: Vec<usize> = kept.iter().map(|k| k.index).collect();
+    let ids: Vec<usize> = kept.iter().map(|k| k.id).collect();
+    let clean = test
+        .images_tensor(&indices, PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let adversarial = image_tensor(
+        kept.iter().flat_map(|k| k.adversarial.clone()).collect(),
+        n,
+        device,
+    )?;
+    let clean_classes: Vec<usize> = kept.iter().map(|k| k.clean_class as usize).collect();
+    let adversarial_classes: Vec<usize> =
+        kept.iter().map(|k| k.adversarial_class as usize).collect();
+    let type1 = kept.iter().any(|k| !k.reconstruction.is_empty());
+    if type1 {
+        let reconstruction = image_tensor(
+            kept.iter().flat_map(|k| k.reconstruction.clone()).collect(),
+            n,
+            device,
+        )?;
+        // The Type I stage's streams: the same noise as `cam.type1`'s controls.
+        let to_x = l2_rows(&adversarial, &clean)?;
+        let to_rec = l2_rows(&adversarial, &reconstruction)?;
+        let (noised_x, _) = noised_batch(&clean, &to_x, config.seed, "type1 vs x", &ids)?;
+        let (noised, _) = noised_batch(
+            &reconstruction,
+            &to_rec,
+            config.seed,
+            "type1 vs G(mu(x))",
+            &ids,
+        )?;
+        return Ok(Some(Population {
+            ids,
+            clean,
+            noised_classes: clean_classes.clone(),
+            clean_classes,
+            adversarial,
+            adversarial_classes,
+            reconstruction: Some(reconstruction),
+            noised,
+            noised_x: Some(noised_x),
+        }));
+    }
+    let norms = l2_rows(&adversarial, &clean)?;
+    let (noised, _) = noised_batch(&clean, &norms, config.seed, stream, &ids)?;
+    let noised_classes = predict_in_batches(&models.gapcnn, &noised, config.batch_size)?
+        .into_iter()
+        .map(|c| c as usize)
+        .collect();
+    Ok(Some(Population {
+        ids,
+        clean,
+        clean_classes,
+        adversarial,
+        adversarial_classes,
+        reconstruction: None,
+        noised,
+        noised_classes,
+        noised_x: None,
+    }))
+}
+
+fn type1_cell(m: &dyn Explainer, p: Option<&Population>, batch: usize) -> Result<Type1Cell> {
+    let Some(p) = p else {
+        return Ok(Type1Cell {
+            vs_x: CamChange::none(),
+            vs_reconstruction: CamChange::none(),
+            noise_x: CamChange::none(),
+            noise_reconstruction: CamChange::none(),
+            detection: Detection::of(&[], &[]),
+        });
+    };
+    let keep = &p.clean_classes;
+    let map = |t: &Tensor| maps_28(m, t, keep, batch);
+    let (m_x, m_adv) = (map(&p.clean)?, map(&p.adversarial)?);
+    let m_rec = match &p.reconstruction {
+        Some(r) => map(r)?,
+        None => m_x.clone(),
+    };
+    let m_noise = map(&p.noised)?;
+    let m_noise_x = match &p.noised_x {
+        Some(t) => map(t)?,
+        None => m_x.clone(),
+    };
+    let attacked = change_figures(&m_rec, &m_adv)?;
+    let control = change_figures(&m_rec, &m_noise)?;
+    let all = |f: &[crate::cam_change::PairFigures]| CamChange::over(f, |_| true);
+    Ok(Type1Cell {
+        vs_x: all(&change_figures(&m_x, &m_adv)?),
+        vs_reconstruction: all(&attacked),
+        noise_x: all(&change_figures(&m_x, &m_noise_x)?),
+        noise_reconstruction: all(&control),
+        detection: Detection::of(&change_scores(&attacked), &change_scores(&control)),
+    })
+}
+
+fn type2_cell(m: &dyn Explainer, p: Option<&Population>, batch: usize) -> Result<Type2Cell> {
+    let Some(p) = p else {
+        return Ok(Type2Cell {
+            change: CamChange::none(),
+            noise: CamChange::none(),
+            detection: Detection::of(&[], &[]),
+        });
+    };
+    let m_x = maps_28(m, &p.clean, &p.clean_classes, batch)?;
+    let attacked = change_figures(
+        &m_x,
+        &maps_28(m, &p.adversarial, &p.adversarial_classes, batch)?,
+    )?;
+    let control = change_figures(&m_x, &maps_28(m, &p.noised, &p.noised_classes, batch)?)?;
+    Ok(Type2Cell {
+        change: CamChange::over(&attacked, |_| true),
+        noise: CamChange::over(&control, |_| true),
+        detection: Detection::of(&change_scores(&attacked), &change_scores(&control)),
+    })
+}
+
+/// One condition of a figure image: its name, the class explained, the Type I target
+/// and the image.
+type FigureInput = (String, u32, Option<u32>, Vec<f32>);
+
+/// The test images of the figure: those with a Type I success and a PGD-Linf and CW-L2
+/// success kept, the first [`FIGURE_IMAGES`] by test index; each with its four
+/// conditions' images and classes.
+fn figure_inputs(
+    type1: &[KeptExample],
+    type2: &BTreeMap<&str, &[KeptExample]>,
+    test: &Dataset,
+    device: &Device,
+) -> Result<Vec<(usize, Vec<FigureInput>)>> {
+    let find = |attack: &str, i: usize| {
+        type2
+            .get(attack)
+            .and_then(|kept| kept.iter().find(|k| k.index == i))
+    };
+    let mut indices: Vec<usize> = type1.iter().map(|k| k.index).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let mut out = Vec::new();
+    for i in indices {
+        if out.len() == FIGURE_IMAGES {
+            break;
+        }
+        let (Some(t1), Some(pgd), Some(cw)) = (
+            type1.iter().find(|k| k.index == i),
+            find("pgd-linf", i),
+            find("cw-l2", i),
+        ) else {
+            continue;
+        };
+        let clean = test
+            .images_tensor(&[i], PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let clean = rows(&clean)?.remove(0);
+        out.push((
+            i,
+            vec![
+                ("clean".to_string(), pgd.clean_class, None, clean),
+                (
+                    "type I".to_string(),
+                    t1.adversarial_class,
+                    t1.target,
+                    t1.adversarial.clone(),
+                ),
+                (
+                    "pgd-linf".to_string(),
+                    pgd.adversarial_class,
+                    None,
+                    pgd.adversarial.clone(),
+                ),
+                (
+                    "cw-l2".to_string(),
+                    cw.adversarial_class,
+                    None,
+                    cw.adversarial.clone(),
+                ),
+            ],
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs the league: every method of [`cam_model_methods`] on f1.
+#[allow(clippy::too_many_arguments)]
+pub fn run_league(
+    models: &Models,
+    test: &Dataset,
+    type2: &[Type2Result],
+    type1: &Type1Result,
+    config: &ExperimentConfig,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<LeagueResult> {
+    let batch = config.batch_size.max(1);
+    let type1_population = population(&type1.successes, "type1", models, test, config, device)?;
+    let mut kept_type2: BTreeMap<&str, &[KeptExample]> = BTreeMap::new();
+    for name in LEAGUE_ATTACKS {
+        if let Some(t) = type2.iter().find(|t| t.attack == name) {
+            kept_type2.insert(name, &t.successes);
+        }
+    }
+    let mut type2_populations = Vec::new();
+    for (name, kept) in &kept_type2 {
+        type2_populations.push((
+            name.to_string(),
+            population(kept, name, models, test, config, device)?,
+        ));
+    }
+    let clean_n = config.league_images.min(test.len());
+    let clean_indices: Vec<usize> = (0..clean_n).collect();
+    let clean = test
+        .images_tensor(&clean_indices, PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let clean_classes: Vec<usize> = predict_in_batches(&models.gapcnn, &clean, batch)?
+        .into_iter()
+        .map(|c| c as usize)
+        .collect();
+    let clean_pixels = rows(&clean)?;
+    let figure_in = figure_inputs(&type1.successes, &kept_type2, test, device)?;
+    let figure_images: Vec<f32> = figure_in
+        .iter()
+        .flat_map(|(_, cells)| cells.iter().flat_map(|c| c.3.clone()))
+        .collect();
+    let figure_n = figure_images.len() / 784;
+    let figure_tensor = image_tensor(figure_images, figure_n, device)?;
+    let figure_classes: Vec<usize> = figure_in
+        .iter()
+        .flat_map(|(_, cells)| cells.iter().map(|c| c.1 as usize))
+        .collect();
+
+    let methods = cam_model_methods(&models.gapcnn);
+    progress.start("explanation league", methods.len() as u64, "methods");
+    let mut table = BTreeMap::new();
+    let mut names = Vec::new();
+    let mut seconds = Vec::new();
+    let mut figure_maps: Vec<Vec<Vec<f32>>> = Vec::new();
+    for m in &methods {
+        let t0 = Instant::now();
+        progress.set_message(m.name());
+        let type1_cell = type1_cell(m.as_ref(), type1_population.as_ref(), batch)?;
+        let mut cells = BTreeMap::new();
+        for (name, p) in &type2_populations {
+            cells.insert(name.clone(), type2_cell(m.as_ref(), p.as_ref(), batch)?);
+        }
+        let base = rows(&maps_28(m.as_ref(), &clean, &clean_classes, batch)?)?;
+        let (sensitivity, lipschitz) = noise_robustness(
+            m.as_ref(),
+            &models.gapcnn,
+            &clean,
+            &base,
+            &clean_indices,
+            &clean_classes,
+            config.league_noise_radius,
+            config.league_noise_samples,
+            config.seed,
+            batch,
+        )?;
+        let (deletion, insertion) = pixel_curve_aucs(
+            &models.gapcnn,
+            &base,
+            &clean_pixels,
+            &clean_classes,
+            config.league_pixels_per_step,
+            batch,
+            device,
+        )?;
+        table.insert(
+            m.name().to_string(),
+            MethodScores {
+                type1: type1_cell,
+                type2: cells,
+                max_sensitivity: MeanOf::of(&sensitivity),
+                lipschitz: MeanOf::of(&lipschitz),
+                deletion_auc: MeanOf::of(&deletion),
+                insertion_auc: MeanOf::of(&insertion),
+            },
+        );
+        if figure_n > 0 {
+            let shown = scale_maps(
+                &maps_28(m.as_ref(), &figure_tensor, &figure_classes, batch)?,
+                MapScaling::ReluMinMax,
+            )?;
+            figure_maps.push(rows(&shown.maps)?);
+        }
+        names.push(m.name().to_string());
+        seconds.push(t0.elapsed().as_secs_f64());
+        progress.advance(1);
+    }
+    progress.finish();
+
+    let rows_for_verdict: Vec<(String, f64, f64, f64)> = names
+        .iter()
+        .map(|name| {
+            let s = &table[name];
+            let type2: Vec<f64> = s.type2.values().map(|c| c.detection.auroc).collect();
+            let type2_mean = if type2.is_empty() {
+                f64::NAN
+            } else {
+                type2.iter().sum::<f64>() / type2.len() as f64
+            };
+            (
+                name.clone(),
+                s.type1.detection.auroc,
+                type2_mean,
+                s.max_sensitivity.mean,
+            )
+        })
+        .collect();
+    let mut slot = 0;
+    let figure = figure_in
+        .into_iter()
+        .map(|(index, cells)| {
+            let cells = cells
+                .into_iter()
+                .map(|(condition, class, target, pixels)| {
+                    let maps = figure_maps.iter().map(|per| per[slot].clone()).collect();
+                    slot += 1;
+                    FigureCell {
+                        condition,
+                        class,
+                        target,
+                        pixels,
+                        maps,
+                    }
+                })
+                .collect();
+            (index, cells)
+        })
+        .collect();
+    Ok(LeagueResult {
+        table: LeagueTable {
+            methods: table,
+            populations: Populations {
+                model: "gapcnn".into(),
+                type1: type1_population.as_ref().map_or(0, |p| p.ids.len()),
+                type2: type2_populations
+                    .iter()
+                    .map(|(name, p)| (name.clone(), p.as_ref().map_or(0, |p| p.ids.len())))
+                    .collect(),
+                clean_images: clean_n,
+                noise_samples: config.league_noise_samples,
+                noise_radius: config.league_noise_radius,
+            },
+            verdict: verdict::verdict(&rows_for_verdict),
+        },
+        methods: names,
+        figure,
+        seconds,
+    })
+}
