@@ -153,6 +153,14 @@ pub fn rows(maps: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(flat)
 }
 
+/// The L2 distance of each image of `a` to the same image of `b` (`N x ...` each).
+pub fn l2_distances(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
+    Ok(rows(&(a - b).map_err(cam::CamError::from)?)?
+        .iter()
+        .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
+        .collect())
+}
+
 /// The figures of each pair `a[i]`, `b[i]` (both 28 x 28 in [0, 1]).
 pub fn pair_figures(a: &ScaledMaps, b: &ScaledMaps) -> Result<Vec<PairFigures>> {
     let (ra, rb) = (rows(&a.maps)?, rows(&b.maps)?);

@@ -19,7 +19,7 @@ use mnist_data::{Dataset, PixelFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Models;
-use crate::cam_change::{noised_batch, rows, CamChange};
+use crate::cam_change::{l2_distances, noised_batch, rows, CamChange};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::progress::Progress;
@@ -211,13 +211,6 @@ fn image_tensor(pixels: Vec<f32>, n: usize, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(pixels, (n, 1, 28, 28), device)?)
 }
 
-fn l2_rows(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
-    Ok(rows(&(a - b)?)?
-        .iter()
-        .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
-        .collect())
-}
-
 fn population(
     kept: &[KeptExample],
     stream: &str,
@@ -251,8 +244,8 @@ fn population(
             device,
         )?;
         // The Type I stage's streams: the same noise as `cam.type1`'s controls.
-        let to_x = l2_rows(&adversarial, &clean)?;
-        let to_rec = l2_rows(&adversarial, &reconstruction)?;
+        let to_x = l2_distances(&adversarial, &clean)?;
+        let to_rec = l2_distances(&adversarial, &reconstruction)?;
         let (noised_x, _) = noised_batch(&clean, &to_x, config.seed, "type1 vs x", &ids)?;
         let (noised, _) = noised_batch(
             &reconstruction,
@@ -273,7 +266,7 @@ fn population(
             noised_x: Some(noised_x),
         }));
     }
-    let norms = l2_rows(&adversarial, &clean)?;
+    let norms = l2_distances(&adversarial, &clean)?;
     let (noised, _) = noised_batch(&clean, &norms, config.seed, stream, &ids)?;
     let noised_classes = predict_in_batches(&models.gapcnn, &noised, config.batch_size)?
         .into_iter()

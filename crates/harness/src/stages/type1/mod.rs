@@ -11,7 +11,7 @@ use vae_attack::{type_one_attack, ClassMeans, Judges, LatentAttackConfig, Latent
 
 use crate::artifact::{csv, write_atomic};
 use crate::bundle::Models;
-use crate::cam_change::{cam_28, noised_batch, pair_figures, rows, CamChange};
+use crate::cam_change::{cam_28, l2_distances, noised_batch, pair_figures, rows, CamChange};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::inputs::InputFingerprint;
@@ -151,13 +151,10 @@ fn type1_map_change(
     ids: &[usize],
     seed: u64,
 ) -> Result<Type1MapChange> {
-    let l2 = |a: &Tensor, b: &Tensor| -> Result<Vec<f64>> {
-        Ok(rows(&(a - b)?)?
-            .iter()
-            .map(|r| r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt())
-            .collect())
-    };
-    let (to_x, to_reconstruction) = (l2(adversarial, clean)?, l2(adversarial, reconstruction)?);
+    let (to_x, to_reconstruction) = (
+        l2_distances(adversarial, clean)?,
+        l2_distances(adversarial, reconstruction)?,
+    );
     let map = |t: &Tensor| cam_28(&models.gapcnn, t, classes);
     let (m_x, m_adv, m_rec) = (map(clean)?, map(adversarial)?, map(reconstruction)?);
     let (noised_x, _) = noised_batch(clean, &to_x, seed, "type1 vs x", ids)?;
