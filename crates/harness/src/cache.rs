@@ -5,6 +5,7 @@
 //! finished, and a run with other weights or data reuses nothing.
 
 use std::path::Path;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,21 @@ struct Cached<T> {
     config: ExperimentConfig,
     inputs: InputFingerprint,
     result: T,
+    /// Seconds the computation took (0 in files written before they were recorded).
+    #[serde(default)]
+    seconds: f64,
+}
+
+/// How long a stage took, and whether this run reused it from the cache (then the
+/// seconds are those of the run that computed it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTime {
+    /// The stage's name (its file in `stages/`).
+    pub stage: String,
+    /// Seconds its computation took.
+    pub seconds: f64,
+    /// Loaded from `stages/` instead of computed by this run.
+    pub reused: bool,
 }
 
 /// Runs `compute` unless `stages/<name>.json` holds a result of the same configuration
@@ -31,24 +47,31 @@ pub(crate) fn stage<T: Serialize + DeserializeOwned>(
     config: &ExperimentConfig,
     inputs: &InputFingerprint,
     compute: impl FnOnce() -> Result<T>,
-) -> Result<T> {
+) -> Result<(T, StageTime)> {
     let path = out.join("stages").join(format!("{name}.json"));
+    let time = |seconds: f64, reused: bool| StageTime {
+        stage: name.to_string(),
+        seconds,
+        reused,
+    };
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(cached) = serde_json::from_str::<Cached<T>>(&text) {
             if &cached.config == config && &cached.inputs == inputs {
-                return Ok(cached.result);
+                return Ok((cached.result, time(cached.seconds, true)));
             }
         }
     }
+    let t0 = Instant::now();
     let result = compute()?;
     let cached = Cached {
         config: config.clone(),
         inputs: inputs.clone(),
         result,
+        seconds: t0.elapsed().as_secs_f64(),
     };
     let text = serde_json::to_string(&cached).map_err(|e| HarnessError::Other(e.to_string()))?;
     write_atomic(&path, text.as_bytes())?;
-    Ok(cached.result)
+    Ok((cached.result, time(cached.seconds, false)))
 }
 
 #[cfg(test)]
@@ -67,10 +90,19 @@ mod tests {
         let config = ExperimentConfig::quick();
         let (a, b) = (fingerprint(0), fingerprint(1));
         let run = |inputs: &InputFingerprint, value: u32| {
-            stage(out.path(), "s", &config, inputs, || Ok(value)).unwrap()
+            stage(out.path(), "s", &config, inputs, || Ok(value))
+                .unwrap()
+                .0
         };
         assert_eq!(run(&a, 1), 1);
         assert_eq!(run(&a, 2), 1, "same config and inputs: the cached result");
+        let (_, fresh) = stage(out.path(), "t", &config, &a, || Ok(1u32)).unwrap();
+        let (_, again) = stage(out.path(), "t", &config, &a, || Ok(2u32)).unwrap();
+        assert!(!fresh.reused && again.reused);
+        assert_eq!(
+            again.seconds, fresh.seconds,
+            "the computing run's time is kept"
+        );
         assert_eq!(run(&b, 3), 3, "other inputs: recomputed");
         assert_eq!(run(&b, 4), 3, "and cached under the new inputs");
         assert_eq!(run(&a, 5), 5, "back to the first inputs: recomputed again");

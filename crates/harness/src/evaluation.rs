@@ -10,7 +10,7 @@ use mnist_data::Dataset;
 
 use crate::artifact::write_atomic;
 use crate::bundle::Models;
-use crate::cache::stage;
+use crate::cache::{stage, StageTime};
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
 use crate::inputs::Provenance;
@@ -21,6 +21,12 @@ use crate::stages::{
     evaluate_models, roc_population, run_clever, run_league, run_sandwich, run_type1, run_type2,
 };
 use crate::summary::{StageResults, Summary};
+
+/// A stage's result, its time kept in `times`.
+fn timed<T>(times: &mut Vec<StageTime>, (result, time): (T, StageTime)) -> T {
+    times.push(time);
+    result
+}
 
 /// Runs every stage (loading those already finished under `out` with the same
 /// configuration and `provenance.inputs`) and writes the artifacts. `train` gives the
@@ -44,33 +50,55 @@ pub fn run_evaluation(
     } else {
         test.first(config.eval_images)
     };
-    let model_accuracies = stage(out, "models", config, inputs, || {
-        evaluate_models(models, &eval_set, device, progress)
-    })?;
+    let mut times = Vec::new();
+    let model_accuracies = timed(
+        &mut times,
+        stage(out, "models", config, inputs, || {
+            evaluate_models(models, &eval_set, device, progress)
+        })?,
+    );
     let mut type2 = Vec::new();
     for attack in config.type2_attacks() {
         let name = format!("type2_{}", attack.name());
-        type2.push(stage(out, &name, config, inputs, || {
-            run_type2(attack.as_ref(), models, test, config, out, device, progress)
-        })?);
+        type2.push(timed(
+            &mut times,
+            stage(out, &name, config, inputs, || {
+                run_type2(attack.as_ref(), models, test, config, out, device, progress)
+            })?,
+        ));
     }
-    let type1 = stage(out, "type1", config, inputs, || {
-        run_type1(models, train, test, config, inputs, out, device, progress)
-    })?;
+    let type1 = timed(
+        &mut times,
+        stage(out, "type1", config, inputs, || {
+            run_type1(models, train, test, config, inputs, out, device, progress)
+        })?,
+    );
     // Cached now: the finished batches kept for a resume are no longer needed.
     let _ = std::fs::remove_file(out.join(crate::stages::type1::PARTIAL_FILE));
-    let clever = stage(out, "clever", config, inputs, || {
-        run_clever(models, test, &type2, config, out, device, progress)
-    })?;
-    let sandwich = stage(out, "sandwich", config, inputs, || {
-        run_sandwich(models, test, &type2, &clever, config, out, device, progress)
-    })?;
-    let population = stage(out, "roc", config, inputs, || {
-        roc_population(models, &eval_set, config, device, progress)
-    })?;
-    let league = stage(out, "league", config, inputs, || {
-        run_league(models, test, &type2, &type1, config, device, progress)
-    })?;
+    let clever = timed(
+        &mut times,
+        stage(out, "clever", config, inputs, || {
+            run_clever(models, test, &type2, config, out, device, progress)
+        })?,
+    );
+    let sandwich = timed(
+        &mut times,
+        stage(out, "sandwich", config, inputs, || {
+            run_sandwich(models, test, &type2, &clever, config, out, device, progress)
+        })?,
+    );
+    let population = timed(
+        &mut times,
+        stage(out, "roc", config, inputs, || {
+            roc_population(models, &eval_set, config, device, progress)
+        })?,
+    );
+    let league = timed(
+        &mut times,
+        stage(out, "league", config, inputs, || {
+            run_league(models, test, &type2, &type1, config, device, progress)
+        })?,
+    );
     let roc = roc_comparison(
         config.positive_class,
         &population.clean,
@@ -90,6 +118,7 @@ pub fn run_evaluation(
         },
         config,
         provenance,
+        &times,
         t0.elapsed().as_secs_f64(),
     );
     let text =

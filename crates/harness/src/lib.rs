@@ -63,6 +63,7 @@ mod weights;
 
 pub use artifact::{csv, write_atomic};
 pub use bundle::Models;
+pub use cache::StageTime;
 pub use cam_change::{CamChange, MapChange};
 pub use config::ExperimentConfig;
 pub use error::{HarnessError, Result, Violation};

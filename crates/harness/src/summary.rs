@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::StageTime;
 use crate::cam_change::MapChange;
 use crate::config::ExperimentConfig;
 use crate::inputs::Provenance;
@@ -57,6 +58,9 @@ pub struct Summary {
     pub inputs: InputsSummary,
     /// This run's wall time (stages loaded from the cache are not re-timed).
     pub wall_seconds: f64,
+    /// Each stage's computation time, in run order (a reused stage: the time of the run
+    /// that computed it).
+    pub stage_seconds: Vec<StageTime>,
 }
 
 /// One classifier's accuracy.
@@ -354,6 +358,7 @@ impl Summary {
         r: &StageResults<'_>,
         config: &ExperimentConfig,
         provenance: &Provenance,
+        stage_seconds: &[StageTime],
         wall_seconds: f64,
     ) -> Self {
         let (m, type1, roc) = (r.models, r.type1, r.roc);
@@ -484,6 +489,7 @@ impl Summary {
                 sha256: provenance.inputs.sha256().to_string(),
             },
             wall_seconds,
+            stage_seconds: stage_seconds.to_vec(),
         }
     }
 }

@@ -421,11 +421,42 @@ fn sections(
         num(w.seconds_per_radius),
     ), Some(crate::figures::SANDWICH_FIGURE.into())));
     s.push(league::league_section(e));
+    s.push((stage_times(e), None));
     s.push((
         format!("## Configuration\n\n```toml\n{}```", config.to_toml()),
         None,
     ));
     s
+}
+
+/// Where the time went: each stage's seconds, and which this run reused.
+fn stage_times(e: &Evaluation) -> String {
+    let times = &e.summary.stage_seconds;
+    let total: f64 = times.iter().map(|t| t.seconds).sum();
+    let mut text = format!(
+        "## Where the time went\n\n\
+         Each stage's computation ({} s in all; this run's wall time {} s). A stage reused from \
+         `stages/` shows the time of the run that computed it (n/a: cached before times were \
+         kept). Timings of one machine: see docs/PERFORMANCE.md.\n\n\
+         | stage | seconds | share | this run |\n|---|---|---|---|\n",
+        num(total),
+        num(e.summary.wall_seconds)
+    );
+    for t in times {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} |",
+            t.stage,
+            if t.seconds > 0.0 {
+                num(t.seconds)
+            } else {
+                "n/a".into()
+            },
+            pct(t.seconds / total),
+            if t.reused { "reused" } else { "computed" }
+        );
+    }
+    text
 }
 
 /// Writes `report.md` and `report.html` into `out`.
