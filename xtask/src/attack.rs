@@ -82,9 +82,8 @@ pub struct AttackArgs {
     /// Targeted at the next class, (label + 1) mod 10, instead of untargeted.
     #[arg(long)]
     pub targeted: bool,
-    /// Seed of the random starts: the batch starting at test image i uses seed +
-    /// i / batch-size, so a run split with `--skip` (a multiple of the batch size)
-    /// draws what the whole run draws.
+    /// Seed of the random starts: test image i's start draws from (seed, i) alone, so a
+    /// run split with `--skip` or another `--batch-size` draws what the whole run draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Images per batch.
@@ -95,7 +94,7 @@ pub struct AttackArgs {
     pub json: Option<PathBuf>,
 }
 
-fn build(args: &AttackArgs, batch: u64) -> Box<dyn Attack> {
+fn build(args: &AttackArgs) -> Box<dyn Attack> {
     let linf_eps = args.eps.unwrap_or(0.3);
     let pgd = |eps: f64, default_step: f64| PgdConfig {
         eps,
@@ -103,7 +102,7 @@ fn build(args: &AttackArgs, batch: u64) -> Box<dyn Attack> {
         steps: args.steps.unwrap_or(40),
         random_start: true,
         restarts: args.restarts,
-        seed: args.seed.wrapping_add(batch),
+        seed: args.seed,
     };
     match args.attack {
         AttackKind::Fgsm => Box::new(Fgsm { eps: linf_eps }),
@@ -194,7 +193,8 @@ fn run(args: &AttackArgs) -> Result<AttackSummary> {
         ..Default::default()
     };
     let batches = test.len().div_ceil(args.batch_size);
-    let name = build(args, 0).name();
+    let attack = build(args);
+    let name = attack.name();
     println!(
         "{name} on {} test images ({}..{}) of {} ({})",
         test.len(),
@@ -216,8 +216,9 @@ fn run(args: &AttackArgs) -> Result<AttackSummary> {
             Targeting::Untargeted
         };
         let first = args.skip + b * args.batch_size;
-        let outcome = build(args, (first / args.batch_size) as u64)
-            .run(model.as_ref(), &batch.images, &labels, &targeting)
+        let ids: Vec<u64> = (first..first + labels.len()).map(|i| i as u64).collect();
+        let outcome = attack
+            .run_examples(model.as_ref(), &batch.images, &labels, &targeting, &ids)
             .with_context(|| format!("batch {b}"))?;
         tally.add(&outcome);
         if let Some(path) = &args.per_image {

@@ -5,7 +5,7 @@
 use candle_core::{Tensor, Var};
 use models::Classifier;
 
-use crate::attack::{check_non_negative, Attack};
+use crate::attack::{check_examples, check_non_negative, Attack};
 use crate::batch::{Batch, Targeting};
 use crate::error::{invalid, Result};
 use crate::gradient::{degenerate_rows, margin_per_example, nonfinite_rows, zero_rows};
@@ -112,13 +112,15 @@ impl Attack for CarliniWagnerL2 {
         "cw-l2"
     }
 
-    fn run(
+    fn run_examples(
         &self,
         model: &dyn Classifier,
         images: &Tensor,
         labels: &[u32],
         targeting: &Targeting,
+        examples: &[u64],
     ) -> Result<AttackOutcome> {
+        check_examples(examples, labels)?;
         Ok(self.search(model, images, labels, targeting)?.0)
     }
 }

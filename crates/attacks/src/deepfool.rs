@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use models::Classifier;
 
-use crate::attack::{check_non_negative, Attack};
+use crate::attack::{check_examples, check_non_negative, Attack};
 use crate::batch::{Batch, Targeting};
 use crate::error::{AttackError, Result};
 use crate::gradient::logit_gradients;
@@ -40,13 +40,15 @@ impl Attack for DeepFool {
         "deepfool"
     }
 
-    fn run(
+    fn run_examples(
         &self,
         model: &dyn Classifier,
         images: &Tensor,
         labels: &[u32],
         targeting: &Targeting,
+        examples: &[u64],
     ) -> Result<AttackOutcome> {
+        check_examples(examples, labels)?;
         check_non_negative("overshoot", self.overshoot)?;
         if *targeting != Targeting::Untargeted {
             return Err(AttackError::Unsupported {

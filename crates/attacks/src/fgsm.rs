@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use models::Classifier;
 
-use crate::attack::{check_non_negative, Attack};
+use crate::attack::{check_examples, check_non_negative, Attack};
 use crate::batch::{Batch, Targeting};
 use crate::error::Result;
 use crate::gradient::{cross_entropy_per_example, degenerate_rows, input_gradient, zero_rows};
@@ -31,13 +31,15 @@ impl Attack for Fgsm {
         "fgsm"
     }
 
-    fn run(
+    fn run_examples(
         &self,
         model: &dyn Classifier,
         images: &Tensor,
         labels: &[u32],
         targeting: &Targeting,
+        examples: &[u64],
     ) -> Result<AttackOutcome> {
+        check_examples(examples, labels)?;
         check_non_negative("eps", self.eps)?;
         let batch = Batch::new(model, images, labels, targeting)?;
         let classes = class_tensor(batch.goal_classes(), images.device())?;

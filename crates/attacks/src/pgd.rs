@@ -8,7 +8,7 @@ use models::random::{normal, uniform};
 use models::Classifier;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::attack::{check_non_negative, Attack};
+use crate::attack::{check_examples, check_non_negative, Attack};
 use crate::batch::{Batch, Targeting};
 use crate::error::{invalid, Result};
 use crate::gradient::{cross_entropy_per_example, degenerate_rows, input_gradient, zero_rows};
@@ -32,7 +32,8 @@ pub struct PgdConfig {
     /// Number of starts (>= 1). Each later start attacks only the examples that no
     /// earlier start broke; an example keeps the first successful iterate, or the last.
     pub restarts: usize,
-    /// Seed of the random starts: a call draws from `StdRng::seed_from_u64(seed)`.
+    /// Seed of the random starts: example `e`'s start `r` draws from a generator seeded
+    /// by (seed, e, r) alone ([`Attack::run_examples`]), whatever its batch.
     pub seed: u64,
 }
 
@@ -104,14 +105,24 @@ impl Attack for PgdLinf {
         "pgd-linf"
     }
 
-    fn run(
+    fn run_examples(
         &self,
         model: &dyn Classifier,
         images: &Tensor,
         labels: &[u32],
         targeting: &Targeting,
+        examples: &[u64],
     ) -> Result<AttackOutcome> {
-        pgd(&self.0, Norm::Linf, model, images, labels, targeting)
+        check_examples(examples, labels)?;
+        pgd(
+            &self.0,
+            Norm::Linf,
+            model,
+            images,
+            labels,
+            targeting,
+            examples,
+        )
     }
 }
 
@@ -120,34 +131,73 @@ impl Attack for PgdL2 {
         "pgd-l2"
     }
 
-    fn run(
+    fn run_examples(
         &self,
         model: &dyn Classifier,
         images: &Tensor,
         labels: &[u32],
         targeting: &Targeting,
+        examples: &[u64],
     ) -> Result<AttackOutcome> {
-        pgd(&self.0, Norm::L2, model, images, labels, targeting)
+        check_examples(examples, labels)?;
+        pgd(
+            &self.0,
+            Norm::L2,
+            model,
+            images,
+            labels,
+            targeting,
+            examples,
+        )
     }
 }
 
-/// A uniform random point of the ball around `x0` (L2: a uniform direction and a
-/// radius uniform in [0, eps], as torchattacks), inside the box.
-fn random_start(x0: &Tensor, norm: Norm, eps: f64, rng: &mut StdRng) -> Result<Tensor> {
+/// The generator of example `example`'s start `start`: a SplitMix64 mix of the three.
+fn start_rng(seed: u64, example: u64, start: usize) -> StdRng {
+    let mut z = seed
+        ^ example.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (start as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// A uniform random point of the ball around each row of `x0` (L2: a uniform direction
+/// and a radius uniform in [0, eps], as torchattacks), inside the box; row `j` draws
+/// from `rngs[j]`.
+fn random_start(x0: &Tensor, norm: Norm, eps: f64, rngs: &mut [StdRng]) -> Result<Tensor> {
     if eps == 0.0 {
         return Ok(x0.clone());
     }
-    let delta = match norm {
-        Norm::Linf => uniform(rng, x0.shape(), -eps, eps, x0.dtype(), x0.device())?,
-        Norm::L2 => {
-            let n = x0.dim(0)?;
-            let dir = normal(rng, x0.shape(), x0.dtype(), x0.device())?;
-            let radius: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..=eps)).collect();
-            let radius = Tensor::from_vec(radius, n, x0.device())?.to_dtype(x0.dtype())?;
-            let scale = (radius / per_example_l2(&dir)?.maximum(1e-12)?)?;
-            dir.broadcast_mul(&per_example(&scale, x0.rank())?)?
-        }
-    };
+    let mut row_shape = x0.dims().to_vec();
+    row_shape[0] = 1;
+    let rows = rngs
+        .iter_mut()
+        .map(|rng| -> Result<Tensor> {
+            Ok(match norm {
+                Norm::Linf => uniform(
+                    rng,
+                    row_shape.as_slice(),
+                    -eps,
+                    eps,
+                    x0.dtype(),
+                    x0.device(),
+                )?,
+                Norm::L2 => {
+                    let dir = normal(rng, row_shape.as_slice(), x0.dtype(), x0.device())?;
+                    let radius: f64 = rng.random_range(0.0..=eps);
+                    let length = dir
+                        .sqr()?
+                        .sum_all()?
+                        .sqrt()?
+                        .to_dtype(candle_core::DType::F64)?
+                        .to_scalar::<f64>()?;
+                    (dir * (radius / length.max(1e-12)))?
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let delta = Tensor::cat(&rows, 0)?;
     clamp_unit(&(x0 + delta)?)
 }
 
@@ -158,18 +208,18 @@ fn pgd(
     images: &Tensor,
     labels: &[u32],
     targeting: &Targeting,
+    examples: &[u64],
 ) -> Result<AttackOutcome> {
     config.check()?;
     let batch = Batch::new(model, images, labels, targeting)?;
     let n = batch.len();
     let ascent = if batch.targets.is_some() { -1.0 } else { 1.0 };
-    let mut rng = StdRng::seed_from_u64(config.seed);
     let mut best = batch.images.clone();
     // Examples with nothing to attack are never touched.
     let mut done: Vec<bool> = (0..n).map(|i| !batch.is_attackable(i)).collect();
     let mut evaluations = vec![0usize; n];
     let mut degenerate = vec![false; n];
-    for _ in 0..config.restarts {
+    for start in 0..config.restarts {
         let active: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
         if active.is_empty() {
             break;
@@ -178,7 +228,11 @@ fn pgd(
         let goal: Vec<u32> = active.iter().map(|&i| batch.goal_classes()[i]).collect();
         let classes = class_tensor(&goal, images.device())?;
         let mut x = if config.random_start {
-            random_start(&x0, norm, config.eps, &mut rng)?
+            let mut rngs: Vec<StdRng> = active
+                .iter()
+                .map(|&i| start_rng(config.seed, examples[i], start))
+                .collect();
+            random_start(&x0, norm, config.eps, &mut rngs)?
         } else {
             x0.clone()
         };
@@ -240,6 +294,65 @@ mod tests {
                 assert_eq!(g, 12, "a failed example ran every start");
             }
         }
+    }
+
+    #[test]
+    fn an_examples_start_follows_its_identity_not_its_batch() {
+        // Labels are the model's own predictions, so every example is attacked; with no
+        // step the outcome is the random start itself.
+        let (model, images, labels) = setup(5, 4);
+        for norm in [Norm::Linf, Norm::L2] {
+            let config = PgdConfig {
+                eps: 0.2,
+                step_size: 0.0,
+                steps: 0,
+                random_start: true,
+                restarts: 1,
+                seed: 3,
+            };
+            let run = |x: &Tensor, l: &[u32], ids: &[u64]| {
+                let out = pgd(&config, norm, &model, x, l, &Targeting::Untargeted, ids).unwrap();
+                let rows: Vec<Vec<f32>> =
+                    out.adversarial.flatten_from(1).unwrap().to_vec2().unwrap();
+                rows
+            };
+            let ids = [10u64, 11, 12, 13];
+            let all = run(&images, &labels, &ids);
+            // The batch reversed, identities with it: every example starts where it did.
+            let order = Tensor::new(&[3u32, 2, 1, 0], images.device()).unwrap();
+            let reversed = images.index_select(&order, 0).unwrap();
+            let back: Vec<u32> = labels.iter().rev().copied().collect();
+            let ids_back: Vec<u64> = ids.iter().rev().copied().collect();
+            let rev = run(&reversed, &back, &ids_back);
+            for i in 0..4 {
+                assert_eq!(all[i], rev[3 - i], "{norm:?} example {i}");
+            }
+            // Alone in its batch, the same start.
+            let alone = run(&images.narrow(0, 2, 1).unwrap(), &labels[2..3], &[12]);
+            assert_eq!(alone[0], all[2]);
+            // Another identity, another start (inside the ball and the box either way).
+            let other = run(&images, &labels, &[20, 21, 22, 23]);
+            assert_ne!(other[0], all[0]);
+            let x0: Vec<Vec<f32>> = images.flatten_from(1).unwrap().to_vec2().unwrap();
+            for (a, x) in all.iter().zip(&x0) {
+                assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+                let moved: Vec<f64> = a.iter().zip(x).map(|(a, x)| f64::from(a - x)).collect();
+                let size = match norm {
+                    Norm::Linf => moved.iter().fold(0.0f64, |m, v| m.max(v.abs())),
+                    Norm::L2 => moved.iter().map(|v| v * v).sum::<f64>().sqrt(),
+                };
+                assert!(size <= 0.2 + 1e-5 && size > 0.0, "{norm:?} {size}");
+            }
+        }
+        // One identity per example.
+        let wrong = PgdLinf::madry_mnist().run_examples(
+            &model,
+            &images,
+            &labels,
+            &Targeting::Untargeted,
+            &[1, 2],
+        );
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -80,11 +80,13 @@ pub fn roc_population(
         let x = eval
             .images_tensor(idx, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
-        let o = attack.run(
+        let ids: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
+        let o = attack.run_examples(
             &models.gapcnn,
             &x,
             &vec![p; idx.len()],
             &Targeting::Untargeted,
+            &ids,
         )?;
         let probs = softmax_rows(&o.logits_after)?;
         for (row, &pred) in probs.iter().zip(&o.adversarial_predictions) {

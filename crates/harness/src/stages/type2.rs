@@ -127,7 +127,9 @@ pub fn run_type2(
             .iter()
             .map(|&i| u32::from(test.label(i).unwrap_or(0)))
             .collect();
-        let o = attack.run(&models.gapcnn, &x, &labels, &Targeting::Untargeted)?;
+        // Random starts drawn per test index: the same whatever the batching.
+        let ids: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
+        let o = attack.run_examples(&models.gapcnn, &x, &labels, &Targeting::Untargeted, &ids)?;
         if examples.len() < EXAMPLE_ROWS {
             let room = EXAMPLE_ROWS - examples.len();
             examples.extend(examples_of(&models.gapcnn, &x, &o, &idx, &labels, room)?);
