@@ -3,7 +3,7 @@
 
 use crate::cam_change::CamChange;
 use crate::results::Evaluation;
-use crate::stages::league::{Detection, MeanOf};
+use crate::stages::league::{Detection, MeanOf, LEAGUE_ATTACKS};
 
 use super::num;
 
@@ -25,7 +25,16 @@ pub(super) fn league_section(e: &Evaluation) -> (String, Option<String>) {
     let l = &e.league;
     let t = &l.table;
     let p = &t.populations;
-    let attacks: Vec<&String> = p.type2.keys().collect();
+    // The attacks in the league's order, then any other the table holds.
+    let mut attacks: Vec<&String> = LEAGUE_ATTACKS
+        .iter()
+        .filter_map(|a| p.type2.keys().find(|k| k.as_str() == *a))
+        .collect();
+    attacks.extend(
+        p.type2
+            .keys()
+            .filter(|k| !LEAGUE_ATTACKS.contains(&k.as_str())),
+    );
     let mut text = format!(
         "## Which explanation is the most robust? {} methods under Type I and Type II\n\n\
          Every method explains f1 ({}) on the same examples: the {} consensus successes of the \
@@ -35,7 +44,10 @@ pub(super) fn league_section(e: &Evaluation) -> (String, Option<String>) {
          Spearman between the two maps (28 x 28, min-max; 1: the same ranking) over the pairs whose maps \
          are both informative, n in brackets, each beside its noise control of the same L2 norm. \
          Detection AUROC: how well 1 - Spearman separates attacked pairs from their noise controls \
-         (attacked/control pairs in brackets; Type I: G(mu(x)) vs G(z*) against G(mu(x)) + noise).\n\n",
+         (attacked/control pairs in brackets; Type I: G(mu(x)) vs G(z*) against G(mu(x)) + noise). \
+         On f1's GAP + linear head, Grad-CAM and HiResCAM are CAM divided by h w before scaling \
+         (ALGORITHMS.md section 6, tested in `cam`), so their rows repeat CAM's up to float rounding; \
+         they differ on a model without that head (`cargo xtask explain --model oracle`).\n\n",
         l.methods.len(),
         p.model,
         p.type1,
