@@ -152,14 +152,9 @@ impl Attack for PgdL2 {
     }
 }
 
-/// The generator of example `example`'s start `start`: a SplitMix64 mix of the three.
+/// The generator of example `example`'s start `start`.
 fn start_rng(seed: u64, example: u64, start: usize) -> StdRng {
-    let mut z = seed
-        ^ example.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (start as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    StdRng::seed_from_u64(z ^ (z >> 31))
+    StdRng::seed_from_u64(common::seed::identity_seed(seed, example, start as u64))
 }
 
 /// A uniform random point of the ball around each row of `x0` (L2: a uniform direction

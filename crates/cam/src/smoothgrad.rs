@@ -24,6 +24,7 @@
 //! exactly.
 
 use candle_core::{DType, Tensor};
+use common::seed::{fnv1a, splitmix64};
 use models::{random::normal, Classifier};
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -72,22 +73,9 @@ impl<'a, M: ?Sized> SmoothGrad<'a, M> {
     }
 }
 
-/// splitmix64's finaliser: a bijective mix of 64 bits.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// 64-bit FNV-1a of the pixel values as f64 little-endian bytes.
 fn image_hash(pixels: &[f64]) -> u64 {
-    pixels
-        .iter()
-        .flat_map(|p| p.to_le_bytes())
-        .fold(0xCBF2_9CE4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
-        })
+    fnv1a(pixels.iter().flat_map(|p| p.to_le_bytes()))
 }
 
 /// The seed of the noise of sample `sample` of an image whose pixels hash to `hash`.

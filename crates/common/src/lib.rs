@@ -7,6 +7,8 @@
 //!   work (the harness's stages, training epochs, the xtask's commands),
 //!   [`Silent`](progress::Silent) for tests and libraries, and [`Bar`](progress::Bar), an
 //!   `indicatif` bar on a terminal and a plain line at most every 10 s otherwise.
+//! - [`seed`]: seeds mixed from identities (SplitMix64's finaliser, FNV-1a), so a draw
+//!   depends on what it is drawn for, never on batch order or threads.
 //!
 //! ```
 //! use common::progress::{Bar, Progress, Silent};
@@ -25,5 +27,6 @@
 
 mod atomic;
 pub mod progress;
+pub mod seed;
 
 pub use atomic::{write_atomic, WriteError};

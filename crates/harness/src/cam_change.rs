@@ -192,19 +192,12 @@ pub fn pair_figures(a: &ScaledMaps, b: &ScaledMaps) -> Result<Vec<PairFigures>> 
 /// and the example's identity, so the draw does not depend on batch order or threads.
 pub fn noise_seed(seed: u64, stream: &str, example: usize) -> u64 {
     // FNV-1a over the three parts, then a SplitMix64 finaliser.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let bytes = seed
         .to_le_bytes()
         .into_iter()
         .chain(stream.bytes())
         .chain((example as u64).to_le_bytes());
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    common::seed::finalize(common::seed::fnv1a(bytes))
 }
 
 /// `x` plus Gaussian noise (direction drawn from `seed`) scaled so that, after clipping

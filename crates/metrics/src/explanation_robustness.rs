@@ -100,13 +100,7 @@ pub fn linf_ball_noise(
             reason: "must be a finite number >= 0",
         });
     }
-    // SplitMix64-style mixing of the three identities into one seed.
-    let mut z = seed
-        ^ example.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ sample.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    let mut rng = StdRng::seed_from_u64(z ^ (z >> 31));
+    let mut rng = StdRng::seed_from_u64(common::seed::identity_seed(seed, example, sample));
     Ok(pixels
         .iter()
         .map(|&p| {
