@@ -6,7 +6,7 @@ use models::{Classifier, Svae};
 
 use crate::config::{LatentAttackConfig, Objective, Start, Stop};
 use crate::error::{AttackError, Result};
-use crate::loss::{latent_objective, next_k, LossTerms};
+use crate::loss::{f1_terms, latent_objective, latent_terms, next_k, LossTerms};
 use crate::means::ClassMeans;
 
 /// One recorded step of one pair.
@@ -131,7 +131,66 @@ fn validate(images: &Tensor, targets: &[u32], keep: Option<&[u32]>) -> Result<us
     Ok(n)
 }
 
-/// The verdict at some z: success per pair and the arg-max of f2, f1 and the oracle.
+/// The terms of the objective at the current codes of some pairs: row `r` belongs to
+/// pair `rows[r]`.
+struct Iterate {
+    rows: Vec<usize>,
+    j2: Tensor,
+    l_dis: Tensor,
+    z_norm: Tensor,
+    f2_logits: Tensor,
+    j1: Option<Tensor>,
+    margin: Option<Tensor>,
+    f1_logits: Option<Tensor>,
+    f2_image_logits: Option<Tensor>,
+    /// G(z), when it was needed (always with f1).
+    images: Option<Tensor>,
+}
+
+impl Iterate {
+    fn from_terms(rows: Vec<usize>, t: LossTerms) -> Self {
+        Self {
+            rows,
+            j2: t.j2,
+            l_dis: t.l_dis,
+            z_norm: t.z_norm,
+            f2_logits: t.f2_logits,
+            j1: t.j1,
+            margin: t.margin,
+            f1_logits: t.f1_logits,
+            f2_image_logits: t.f2_image_logits,
+            images: Some(t.images),
+        }
+    }
+
+    /// The rows of several groups, one after the other.
+    fn concat(mut parts: Vec<Self>) -> CResult<Self> {
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let cat = |f: &dyn Fn(&Self) -> &Tensor| -> CResult<Tensor> {
+            Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0)
+        };
+        let cat_opt = |f: &dyn Fn(&Self) -> Option<&Tensor>| -> CResult<Option<Tensor>> {
+            let found: Option<Vec<&Tensor>> = parts.iter().map(f).collect();
+            found.map(|v| Tensor::cat(&v, 0)).transpose()
+        };
+        Ok(Self {
+            rows: parts.iter().flat_map(|p| p.rows.clone()).collect(),
+            j2: cat(&|p| &p.j2)?,
+            l_dis: cat(&|p| &p.l_dis)?,
+            z_norm: cat(&|p| &p.z_norm)?,
+            f2_logits: cat(&|p| &p.f2_logits)?,
+            j1: cat_opt(&|p| p.j1.as_ref())?,
+            margin: cat_opt(&|p| p.margin.as_ref())?,
+            f1_logits: cat_opt(&|p| p.f1_logits.as_ref())?,
+            f2_image_logits: cat_opt(&|p| p.f2_image_logits.as_ref())?,
+            images: cat_opt(&|p| p.images.as_ref())?,
+        })
+    }
+}
+
+/// The verdict at some z: success per row and the arg-max of f2, f1 and the oracle.
 struct Verdict {
     success: Vec<bool>,
     f2_pred: Vec<u32>,
@@ -152,44 +211,47 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// Success per pair from the terms at the current z. The oracle (when there is one)
-    /// is asked every iteration only with [`Stop::Oracle`], and always on the final codes.
-    fn verdict(&self, terms: &LossTerms, last: bool) -> Result<Verdict> {
+    /// Whether the oracle is asked at this iterate (every iteration only with
+    /// [`Stop::Oracle`], and always on the final codes).
+    fn asks_oracle(&self, last: bool) -> bool {
+        self.oracle.is_some() && (last || self.stop == Stop::Oracle)
+    }
+
+    /// Success per row of `terms`, from the terms at its current z.
+    fn verdict(&self, terms: &Iterate, last: bool) -> Result<Verdict> {
+        let rows = &terms.rows;
         let f2_pred = argmax_rows(&terms.f2_logits)?;
-        let t = Tensor::from_vec(
-            self.targets.to_vec(),
-            self.targets.len(),
-            terms.f2_logits.device(),
-        )?;
-        let f2_prob = rows_f32(
-            &candle_nn::ops::softmax(&terms.f2_logits, D::Minus1)?
-                .gather(&t.unsqueeze(1)?, 1)?
-                .squeeze(1)?,
-        )?;
+        let targets: Vec<u32> = rows.iter().map(|&i| self.targets[i]).collect();
+        let t = Tensor::from_vec(targets.clone(), rows.len(), terms.f2_logits.device())?;
+        let target_prob = |l: &Tensor| {
+            rows_f32(
+                &candle_nn::ops::softmax(l, D::Minus1)?
+                    .gather(&t.unsqueeze(1)?, 1)?
+                    .squeeze(1)?,
+            )
+        };
+        let f2_prob = target_prob(&terms.f2_logits)?;
         let image_prob = terms
             .f2_image_logits
             .as_ref()
-            .map(|l| {
-                rows_f32(
-                    &candle_nn::ops::softmax(l, D::Minus1)?
-                        .gather(&t.unsqueeze(1)?, 1)?
-                        .squeeze(1)?,
-                )
-            })
+            .map(target_prob)
             .transpose()?;
         let f1_pred = terms.f1_logits.as_ref().map(argmax_rows).transpose()?;
         let margin = terms.margin.as_ref().map(rows_f32).transpose()?;
         let oracle_pred = match self.oracle {
-            Some(o) if last || self.stop == Stop::Oracle => {
-                Some(o.predict(&terms.images.detach())?)
+            Some(o) if self.asks_oracle(last) => {
+                let images = terms.images.as_ref().ok_or_else(|| {
+                    AttackError::InvalidInput("the oracle needs the decoded images".into())
+                })?;
+                Some(o.predict(&images.detach())?)
             }
             _ => None,
         };
-        let ok = (0..self.targets.len())
-            .map(|i| {
-                let target = self.targets[i];
-                let oracle_ok = oracle_pred.as_ref().is_none_or(|p| p[i] == target);
-                let kept = f1_pred.as_ref().is_none_or(|p| p[i] == self.keep[i]);
+        let ok = (0..rows.len())
+            .map(|r| {
+                let target = targets[r];
+                let oracle_ok = oracle_pred.as_ref().is_none_or(|p| p[r] == target);
+                let kept = f1_pred.as_ref().is_none_or(|p| p[r] == self.keep[rows[r]]);
                 match (self.stop, &f1_pred) {
                     (
                         Stop::Confident {
@@ -198,16 +260,16 @@ impl Judge<'_> {
                         },
                         _,
                     ) => {
-                        let margin_ok = margin.as_ref().is_none_or(|v| f64::from(v[i]) >= m);
-                        let image_ok = image_prob.as_ref().is_none_or(|v| f64::from(v[i]) >= p);
-                        f2_pred[i] == target
-                            && f64::from(f2_prob[i]) >= p
+                        let margin_ok = margin.as_ref().is_none_or(|v| f64::from(v[r]) >= m);
+                        let image_ok = image_prob.as_ref().is_none_or(|v| f64::from(v[r]) >= p);
+                        f2_pred[r] == target
+                            && f64::from(f2_prob[r]) >= p
                             && kept
                             && margin_ok
                             && image_ok
                     }
                     (_, Some(_)) => kept && oracle_ok,
-                    (_, None) => f2_pred[i] == target && oracle_ok,
+                    (_, None) => f2_pred[r] == target && oracle_ok,
                 }
             })
             .collect();
@@ -222,7 +284,30 @@ impl Judge<'_> {
     }
 }
 
+/// Pairs whose codes move together in one iteration: the objective's total (to
+/// differentiate) and the code it was computed at.
+struct Group {
+    rows: Vec<usize>,
+    z: Var,
+    total: Tensor,
+}
+
+/// Stacks the rows `rows` of per-pair 1-D tensors.
+fn stack_rows(all: &[Tensor], rows: &[usize]) -> CResult<Tensor> {
+    Tensor::stack(&rows.iter().map(|&i| &all[i]).collect::<Vec<_>>(), 0)
+}
+
 /// Runs the latent optimisation. `f1 = None` is the class transition.
+///
+/// Each iteration computes only what the pairs still running need, and differentiates
+/// only what carries a gradient: stopped pairs leave the batch; a pair whose f1 weight is
+/// zero (the adaptive k starts at 0 and often stays there for hundreds of iterations)
+/// has G(z) and f1 evaluated on a detached code, so the backward through the decoder and
+/// f1 (most of an iteration's work) is skipped. Neither changes the arithmetic: every
+/// operation is row-wise, and the skipped gradient is `0 * dJ1/dz`; only the engine's
+/// choice of kernel by batch size (a GEMM of one or two rows, the fast convolutions below
+/// 26 images) can change the last bits. The transition decodes G(z) only when an oracle
+/// or a frame asks for it.
 fn run(
     svae: &Svae,
     judge: Judge<'_>,
@@ -254,40 +339,92 @@ fn run(
             ((mu.detach() * (1.0 - fraction))? + (target_means * fraction)?)?
         }
     };
-    let z = Var::from_tensor(&z0)?;
-    let t_tensor = Tensor::from_vec(judge.targets.to_vec(), n, device)?;
-    let y_tensor = Tensor::from_vec(judge.keep.clone(), n, device)?;
+    // Per pair: the code and Adam's moments.
+    let mut z: Vec<Tensor> = (0..n).map(|i| z0.get(i)).collect::<CResult<_>>()?;
+    let zeros = z0.get(0)?.zeros_like()?;
+    let mut m = vec![zeros.clone(); n];
+    let mut v = vec![zeros; n];
     let mut k = match config.objective {
         Objective::Paper(_) => vec![0f64; n],
         Objective::Constrained(c) => vec![c.lambda0; n],
     };
-    let mut m = mu.zeros_like()?.detach();
-    let mut v = m.clone();
     let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let mut active = vec![true; n];
     let mut iterations = vec![config.max_iters; n];
     let mut trajectories = vec![Trajectory::default(); n];
+    // The image term of the constrained objective reaches z through G for every pair.
+    let image_term = matches!(config.objective, Objective::Constrained(c) if c.image_weight > 0.0);
+    let labels = |rows: &[usize], of: &[u32]| {
+        Tensor::from_vec(
+            rows.iter().map(|&i| of[i]).collect::<Vec<_>>(),
+            rows.len(),
+            device,
+        )
+    };
 
     for it in 0..=config.max_iters {
-        let k_tensor = Tensor::from_vec(k.clone(), n, device)?.to_dtype(dtype)?;
-        let terms = latent_objective(
-            svae,
-            judge.f1,
-            z.as_tensor(),
-            &t_tensor,
-            &y_tensor,
-            &k_tensor,
-            config,
-        )?;
+        let last = it == config.max_iters;
+        let (heavy, light): (Vec<usize>, Vec<usize>) = (0..n)
+            .filter(|&i| active[i])
+            .partition(|&i| image_term || (judge.f1.is_some() && k[i] != 0.0));
+        let mut groups = Vec::new();
+        let mut parts = Vec::new();
+        for (rows, through_images) in [(heavy, true), (light, false)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let zg = Var::from_tensor(&stack_rows(&z, &rows)?)?;
+            let t = labels(&rows, judge.targets)?;
+            let y = labels(&rows, &judge.keep)?;
+            let (total, part) = if through_images {
+                let w: Vec<f64> = rows.iter().map(|&i| k[i]).collect();
+                let w = Tensor::from_vec(w, rows.len(), device)?.to_dtype(dtype)?;
+                let terms = latent_objective(svae, judge.f1, zg.as_tensor(), &t, &y, &w, config)?;
+                (
+                    terms.total.clone(),
+                    Iterate::from_terms(rows.clone(), terms),
+                )
+            } else {
+                let decode = judge.f1.is_some() || judge.asks_oracle(false);
+                let terms = latent_terms(svae, zg.as_tensor(), &t, config)?;
+                let images = decode
+                    .then(|| svae.decode(&zg.as_tensor().detach()))
+                    .transpose()?;
+                let f1_terms = match (judge.f1, &images) {
+                    (Some(f1), Some(images)) => Some(f1_terms(f1, images, &y)?),
+                    _ => None,
+                };
+                let (j1, margin, f1_logits) = match f1_terms {
+                    Some((j1, margin, logits)) => (Some(j1), Some(margin), Some(logits)),
+                    None => (None, None, None),
+                };
+                let part = Iterate {
+                    rows: rows.clone(),
+                    j2: terms.j2,
+                    l_dis: terms.l_dis,
+                    z_norm: terms.z_norm,
+                    f2_logits: terms.f2_logits,
+                    j1,
+                    margin,
+                    f1_logits,
+                    f2_image_logits: None,
+                    images,
+                };
+                (terms.total, part)
+            };
+            groups.push(Group { rows, z: zg, total });
+            parts.push(part);
+        }
+        let mut terms = Iterate::concat(parts)?;
+        let rows = terms.rows.clone();
         let Verdict {
             success: succeeded,
             f2_pred,
             oracle_pred,
             ..
         } = judge.verdict(&terms, false)?;
-        let last = it == config.max_iters;
-        let stops: Vec<bool> = (0..n)
-            .map(|i| active[i] && (last || (config.stop != Stop::Budget && succeeded[i])))
+        let stops: Vec<bool> = (0..rows.len())
+            .map(|r| last || (config.stop != Stop::Budget && succeeded[r]))
             .collect();
         let j1 = terms.j1.as_ref().map(rows_f32).transpose()?;
         let j2 = rows_f32(&terms.j2)?;
@@ -310,44 +447,43 @@ fn run(
                         .to_vec2()
                 })
                 .transpose()?;
-            let pixels: Option<Vec<Vec<f32>>> = if frame_due || stops.iter().any(|&s| s) {
-                Some(
-                    terms
-                        .images
-                        .flatten_from(1)?
-                        .to_dtype(DType::F32)?
-                        .to_vec2()?,
-                )
-            } else {
-                None
+            let frames = config.frame_every > 0 && (frame_due || any_stop);
+            if frames && terms.images.is_none() {
+                terms.images = Some(svae.decode(&stack_rows(&z, &rows)?)?);
+            }
+            let pixels: Option<Vec<Vec<f32>>> = match (&terms.images, frames) {
+                (Some(images), true) => {
+                    Some(images.flatten_from(1)?.to_dtype(DType::F32)?.to_vec2()?)
+                }
+                _ => None,
             };
-            for i in (0..n).filter(|&i| active[i]) {
-                if (point_due || stops[i]) && config.record_every > 0 {
+            for (r, &i) in rows.iter().enumerate() {
+                if (point_due || stops[r]) && config.record_every > 0 {
                     trajectories[i].points.push(TrajectoryPoint {
                         iteration: it,
-                        z_norm: z_norm[i],
-                        j1: j1.as_ref().map_or(0.0, |j| j[i]),
-                        j2: j2[i],
-                        l_dis: l_dis[i],
+                        z_norm: z_norm[r],
+                        j1: j1.as_ref().map_or(0.0, |j| j[r]),
+                        j2: j2[r],
+                        l_dis: l_dis[r],
                         k: k[i] as f32,
-                        margin: margins.as_ref().map_or(0.0, |m| m[i]),
-                        f1_probs: probs.as_ref().map(|p| p[i].clone()).unwrap_or_default(),
-                        oracle_pred: oracle_pred.as_ref().map(|p| p[i]),
-                        f2_pred: f2_pred[i],
+                        margin: margins.as_ref().map_or(0.0, |m| m[r]),
+                        f1_probs: probs.as_ref().map(|p| p[r].clone()).unwrap_or_default(),
+                        oracle_pred: oracle_pred.as_ref().map(|p| p[r]),
+                        f2_pred: f2_pred[r],
                     });
                 }
                 if let Some(px) = &pixels {
-                    if (frame_due || stops[i]) && config.frame_every > 0 {
+                    if frame_due || stops[r] {
                         trajectories[i].frames.push(Frame {
                             iteration: it,
-                            pixels: px[i].clone(),
+                            pixels: px[r].clone(),
                         });
                     }
                 }
             }
         }
-        for i in 0..n {
-            if stops[i] {
+        for (r, &i) in rows.iter().enumerate() {
+            if stops[r] {
                 active[i] = false;
                 iterations[i] = it;
             }
@@ -355,30 +491,43 @@ fn run(
         if active.iter().all(|a| !a) {
             break;
         }
-        // One Adam step, applied to the rows still active (a stopped pair keeps its z).
-        let grads = terms.total.sum_all()?.backward()?;
-        let g = grads
-            .get(z.as_tensor())
-            .ok_or_else(|| AttackError::InvalidInput("no gradient reached z".into()))?
-            .detach();
+        // One Adam step per group, applied to the pairs still running (a stopped pair
+        // keeps its z).
         let t = (it + 1) as i32;
-        m = ((&m * beta1)? + (&g * (1.0 - beta1))?)?;
-        v = ((&v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-        let step =
-            ((&m / (1.0 - beta1.powi(t)))? / ((&v / (1.0 - beta2.powi(t)))?.sqrt()? + eps)?)?;
-        let mask: Vec<f64> = active.iter().map(|&a| if a { 1.0 } else { 0.0 }).collect();
-        let mask = Tensor::from_vec(mask, (n, 1), device)?.to_dtype(dtype)?;
-        let next = (z.as_tensor() - (step.broadcast_mul(&mask)? * config.lr)?)?;
-        z.set(&next.detach())?;
+        for group in groups {
+            if group.rows.iter().all(|&i| !active[i]) {
+                continue;
+            }
+            let grads = group.total.sum_all()?.backward()?;
+            let g = grads
+                .get(group.z.as_tensor())
+                .ok_or_else(|| AttackError::InvalidInput("no gradient reached z".into()))?
+                .detach();
+            let mg = ((stack_rows(&m, &group.rows)? * beta1)? + (&g * (1.0 - beta1))?)?;
+            let vg = ((stack_rows(&v, &group.rows)? * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+            let step =
+                ((&mg / (1.0 - beta1.powi(t)))? / ((&vg / (1.0 - beta2.powi(t)))?.sqrt()? + eps)?)?;
+            let next = (group.z.as_tensor().detach() - (step * config.lr)?)?;
+            for (r, &i) in group.rows.iter().enumerate() {
+                if active[i] {
+                    z[i] = next.get(r)?;
+                    m[i] = mg.get(r)?;
+                    v[i] = vg.get(r)?;
+                }
+            }
+        }
+        let by_row: std::collections::HashMap<usize, usize> =
+            rows.iter().enumerate().map(|(r, &i)| (i, r)).collect();
         match (&config.objective, &j1, &margins) {
             (Objective::Paper(adaptive), Some(j1), _) => {
                 for i in (0..n).filter(|&i| active[i]) {
-                    k[i] = next_k(k[i], f64::from(j1[i]), f64::from(j2[i]), adaptive);
+                    let r = by_row[&i];
+                    k[i] = next_k(k[i], f64::from(j1[r]), f64::from(j2[r]), adaptive);
                 }
             }
-            (Objective::Constrained(c), _, Some(m)) => {
+            (Objective::Constrained(c), _, Some(mg)) => {
                 for i in (0..n).filter(|&i| active[i]) {
-                    k[i] = c.next_lambda(k[i], f64::from(m[i]));
+                    k[i] = c.next_lambda(k[i], f64::from(mg[by_row[&i]]));
                 }
             }
             _ => {}
@@ -386,11 +535,12 @@ fn run(
     }
 
     // Judge the final codes.
-    let z_final = z.as_tensor().detach();
+    let z_final = Tensor::stack(&z, 0)?;
     let zeros = Tensor::zeros(n, dtype, device)?;
-    let terms = latent_objective(
-        svae, judge.f1, &z_final, &t_tensor, &y_tensor, &zeros, config,
-    )?;
+    let t_all = Tensor::from_vec(judge.targets.to_vec(), n, device)?;
+    let y_all = Tensor::from_vec(judge.keep.clone(), n, device)?;
+    let terms = latent_objective(svae, judge.f1, &z_final, &t_all, &y_all, &zeros, config)?;
+    let terms = Iterate::from_terms((0..n).collect(), terms);
     let Verdict {
         success,
         f2_pred,
@@ -399,7 +549,10 @@ fn run(
         margin,
         oracle_pred,
     } = judge.verdict(&terms, true)?;
-    let out_images = terms.images.detach();
+    let out_images = terms
+        .images
+        .ok_or_else(|| AttackError::InvalidInput("no decoded image".into()))?
+        .detach();
     let diff = (&out_images - images)?.flatten_from(1)?;
     Ok(LatentOutcome {
         z: z_final,

@@ -50,6 +50,50 @@ pub fn logit_margin(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     own - others
 }
 
+/// The latent part of the objective at `z`, which needs neither G nor f1.
+pub(crate) struct LatentTerms {
+    /// `J2 + dis_weight * l_dis + norm_weight * ||z||`.
+    pub total: Tensor,
+    pub j2: Tensor,
+    pub l_dis: Tensor,
+    pub z_norm: Tensor,
+    pub f2_logits: Tensor,
+}
+
+/// `J2 + dis_weight * l_dis + norm_weight * ||z||` at `z` (`N x 32`).
+pub(crate) fn latent_terms(
+    svae: &Svae,
+    z: &Tensor,
+    targets: &Tensor,
+    config: &LatentAttackConfig,
+) -> Result<LatentTerms> {
+    let f2_logits = svae.classify_latent(z)?;
+    let j2 = per_example_cross_entropy(&f2_logits, targets)?;
+    // BCE with logits against 1: softplus(-d).
+    let l_dis = models::layers::softplus(&svae.discriminate(z)?.neg()?)?.squeeze(1)?;
+    let z_norm = z.sqr()?.sum(D::Minus1)?.sqrt()?;
+    let total = ((&j2 + (&l_dis * config.dis_weight)?)? + (&z_norm * config.norm_weight)?)?;
+    Ok(LatentTerms {
+        total,
+        j2,
+        l_dis,
+        z_norm,
+        f2_logits,
+    })
+}
+
+/// f1 on `images`: J1 = CE(f1(images), keep), the logit margin of `keep`, the logits.
+pub(crate) fn f1_terms(
+    f1: &dyn Classifier,
+    images: &Tensor,
+    keep: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let logits = f1.logits(images)?;
+    let j1 = per_example_cross_entropy(&logits, keep)?;
+    let margin = logit_margin(&logits, keep)?;
+    Ok((j1, margin, logits))
+}
+
 /// The objective at `z` (`N x 32`): `J2 + dis_weight * l_dis + norm_weight * ||z||` plus,
 /// when `f1` is given, its term: `weight * J1` for [`Objective::Paper`] (weight = k) or
 /// `weight * relu(kappa - margin)` for [`Objective::Constrained`] (weight = lambda), with
@@ -64,12 +108,13 @@ pub fn latent_objective(
     weight: &Tensor,
     config: &LatentAttackConfig,
 ) -> Result<LossTerms> {
-    let f2_logits = svae.classify_latent(z)?;
-    let j2 = per_example_cross_entropy(&f2_logits, targets)?;
-    // BCE with logits against 1: softplus(-d).
-    let l_dis = models::layers::softplus(&svae.discriminate(z)?.neg()?)?.squeeze(1)?;
-    let z_norm = z.sqr()?.sum(D::Minus1)?.sqrt()?;
-    let mut total = ((&j2 + (&l_dis * config.dis_weight)?)? + (&z_norm * config.norm_weight)?)?;
+    let LatentTerms {
+        mut total,
+        j2,
+        l_dis,
+        z_norm,
+        f2_logits,
+    } = latent_terms(svae, z, targets, config)?;
     let images = svae.decode(z)?;
     let mut f2_image_logits = None;
     if let Objective::Constrained(c) = &config.objective {
@@ -83,9 +128,7 @@ pub fn latent_objective(
     }
     let (j1, margin, f1_logits) = match f1 {
         Some(f1) => {
-            let logits = f1.logits(&images)?;
-            let j1 = per_example_cross_entropy(&logits, keep)?;
-            let margin = logit_margin(&logits, keep)?;
+            let (j1, margin, logits) = f1_terms(f1, &images, keep)?;
             let term = match &config.objective {
                 Objective::Paper(_) => (&j1 * weight)?,
                 Objective::Constrained(c) => (margin.affine(-1.0, c.kappa)?.relu()? * weight)?,

@@ -94,8 +94,10 @@ fn a_pair_that_succeeded_stops_changing() {
         a.iterations
     );
     for &i in &stopped {
-        // The same pairs run without early stop for exactly as many steps reach the very
-        // code at which the early-stopped pair froze.
+        // The same pairs run without early stop for exactly as many steps reach the code
+        // at which the early-stopped pair froze: to rounding, since the stopped pairs
+        // leave the batch and the engine picks its kernels by batch size (one more
+        // step would move the code by about lr = 5e-3).
         let exact = LatentAttackConfig {
             max_iters: a.iterations[i],
             stop: Stop::Budget,
@@ -104,9 +106,14 @@ fn a_pair_that_succeeded_stops_changing() {
         let b = class_transition(&svae, None, &x, &targets, &exact).unwrap();
         let za: Vec<f32> = a.z.get(i).unwrap().to_vec1().unwrap();
         let zb: Vec<f32> = b.z.get(i).unwrap().to_vec1().unwrap();
-        assert_eq!(
-            za, zb,
-            "pair {i} kept moving after its success at {}",
+        let moved = za
+            .iter()
+            .zip(&zb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            moved <= 1e-5,
+            "pair {i} kept moving after its success at {} (by {moved})",
             a.iterations[i]
         );
         assert_eq!(a.f2_pred[i], targets[i]);
