@@ -90,9 +90,9 @@
 //! The only `unsafe` in the workspace's library code is in this crate, each block under
 //! an item-level `#[allow(unsafe_code)]` (the workspace denies it): the bounds-checked
 //! `gemm` call (`gemm_paths::matmul`), the MXCSR read and write and `mallopt`
-//! ([`runtime`]), two AVX paths taken only after `is_x86_feature_detected!` (the
-//! AVX2+FMA builds of the Winograd rounds, and an 8x8 f32 transpose in registers whose
-//! slices are bounds-checked first), and unchecked reads and writes in the Winograd hot
+//! ([`runtime`]), AVX paths taken only after `is_x86_feature_detected!` (the AVX2+FMA
+//! and AVX-512 builds of the Winograd rounds, see [`simd_path`], and an 8x8 f32
+//! transpose in registers whose slices are bounds-checked first), and unchecked reads and writes in the Winograd hot
 //! loops (`small_gemm`'s blocks, the tile transforms, the output transform), each
 //! behind one assert of the largest index it can reach. The Winograd passes and the
 //! im2col forward (whose `gemm` call does not read its destination) write their outputs
@@ -130,6 +130,7 @@ pub use ops::conv2d_relu_pool::{conv2d_relu_pool, conv2d_relu_pool_nhwc};
 pub use ops::max_pool::max_pool2d;
 pub use ops::pair::conv2d_pair_relu_pool_nhwc;
 pub use options::{Activation, ConvLayer, ConvOptions};
+pub use kernels::{cpu_simd_path, limit_simd_path, simd_path, SimdPath};
 pub use switch::{
     enabled, prefers_channels_last, runs_fast, set_enabled, set_winograd, winograd_enabled,
 };

@@ -15,6 +15,9 @@
 //! a profiler. `matmul` is a 2048 x 2048 f32 matrix product through candle (the `gemm`
 //! crate), printed in GFLOP/s: the machine's own scale for the other three figures,
 //! which drift with whatever else shares the machine.
+//!
+//! `FASTCONV_SIMD=avx2` (or `baseline`) caps the Winograd rounds' instruction set below
+//! the CPU's best (see `fastconv::limit_simd_path`); the first line names the path.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use models::{init_model, Adam, AdamConfig, Classifier, GapCnn};
@@ -56,6 +59,20 @@ fn report(
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     fastconv::runtime::tune_cpu_runtime();
+    match std::env::var("FASTCONV_SIMD").as_deref() {
+        Err(_) | Ok("") => {}
+        Ok("baseline") => fastconv::limit_simd_path(Some(fastconv::SimdPath::Baseline)),
+        Ok("avx2") => fastconv::limit_simd_path(Some(fastconv::SimdPath::Avx2)),
+        Ok("avx512") => fastconv::limit_simd_path(None),
+        Ok(other) => {
+            return Err(format!("FASTCONV_SIMD is baseline, avx2 or avx512, got {other}").into())
+        }
+    }
+    println!(
+        "winograd simd path: {} (cpu: {})",
+        fastconv::simd_path(),
+        fastconv::cpu_simd_path()
+    );
     let reps = match std::env::args().nth(1) {
         Some(n) => n
             .parse()

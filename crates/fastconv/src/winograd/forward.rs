@@ -97,7 +97,7 @@ pub(crate) fn forward<V: Variant, T: Elem>(
 #[allow(clippy::needless_range_loop)]
 // The output transform reads and writes without per-access bounds checks.
 #[allow(unsafe_code)]
-pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool>(
+pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bool>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,

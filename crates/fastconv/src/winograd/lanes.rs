@@ -19,10 +19,14 @@ macro_rules! lanes_op {
             type Output = Self;
             #[inline(always)]
             #[allow(clippy::assign_op_pattern)] // `$op=` is not an operator token
+            #[allow(clippy::needless_range_loop)] // index loops on purpose, see below
             fn $f(self, o: Self) -> Self {
+                // Index loops, not iterator adaptors: those are separate generic
+                // functions that the compiler may keep out of line, without the
+                // AVX features of the round that calls them.
                 let mut r = self.0;
-                for (a, b) in r.iter_mut().zip(o.0) {
-                    *a = *a $op b;
+                for i in 0..LANES {
+                    r[i] = r[i] $op o.0[i];
                 }
                 Lanes(r)
             }
@@ -48,10 +52,11 @@ impl<T: Elem> Elem for Lanes<T> {
     }
 
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // index loops on purpose (see `lanes_op!`)
     fn fused_mul_add(self, a: Self, b: Self) -> Self {
         let mut r = self.0;
-        for ((e, a), b) in r.iter_mut().zip(a.0).zip(b.0) {
-            *e = e.fused_mul_add(a, b);
+        for i in 0..LANES {
+            r[i] = r[i].fused_mul_add(a.0[i], b.0[i]);
         }
         Lanes(r)
     }

@@ -21,7 +21,7 @@ use crate::kernels::{Elem, Geometry};
 #[allow(clippy::needless_range_loop)]
 // transform_tiles! reads and writes without per-access bounds checks.
 #[allow(unsafe_code)]
-pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool>(
+pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bool>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,

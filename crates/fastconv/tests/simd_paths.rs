@@ -1,0 +1,132 @@
+//! Every instruction set the Winograd rounds are built for that this CPU runs
+//! (`fastconv::cpu_simd_path`: the baseline, AVX2+FMA, AVX-512), on the forward pass,
+//! the input gradient and the weight gradient, plain and with ReLU and a 2x2 pool. The
+//! two AVX builds run the same fused multiply-adds in the same order, so they agree to
+//! the bit; the baseline rounds each multiply-add twice, so it agrees to f32 rounding.
+//! All three stay within Winograd's 1e-5 (of the output's scale) of the f64 result.
+//! Its own test binary: the path limit is process-wide.
+
+use candle_core::{DType, Device, Tensor, Var};
+use fastconv::{
+    conv2d, conv2d_relu_pool, cpu_simd_path, limit_simd_path, simd_path, Activation, ConvOptions,
+    SimdPath,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+fn uniform(rng: &mut StdRng, shape: (usize, usize, usize, usize)) -> Tensor {
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Forward values, input gradient and weight gradient of `sum(conv(x) * r)` (with ReLU
+/// and a 2x2 pool when `pool`), flattened, in `x`'s dtype.
+fn conv_and_grads(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor, pool: bool) -> [Vec<f64>; 3] {
+    let xv = Var::from_tensor(x).unwrap();
+    let wv = Var::from_tensor(w).unwrap();
+    let same = ConvOptions::new(1, 1);
+    let y = if pool {
+        conv2d_relu_pool(xv.as_tensor(), wv.as_tensor(), b, same, 2).unwrap()
+    } else {
+        conv2d(
+            xv.as_tensor(),
+            wv.as_tensor(),
+            b,
+            same,
+            Activation::Identity,
+        )
+        .unwrap()
+    };
+    let r = r
+        .narrow(2, 0, y.dim(2).unwrap())
+        .unwrap()
+        .narrow(3, 0, y.dim(3).unwrap())
+        .unwrap();
+    let grads = (&y * r.to_dtype(y.dtype()).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    [
+        flat(&y),
+        flat(grads.get(&xv).unwrap()),
+        flat(grads.get(&wv).unwrap()),
+    ]
+}
+
+fn worst_relative(got: &[f64], exact: &[f64]) -> f64 {
+    let scale = exact.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(exact)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    err / scale
+}
+
+#[test]
+fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
+    let best = cpu_simd_path();
+    let paths: Vec<SimdPath> = [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
+        .into_iter()
+        .filter(|&p| p <= best)
+        .collect();
+    println!("this CPU runs the Winograd rounds on: {paths:?}");
+    let mut rng = StdRng::seed_from_u64(7);
+    // 16 -> 24 channels on 12 x 12 maps, a batch of 3: Winograd's shape (both channel
+    // counts multiples of 8), several tiles per image and a partial tile block.
+    let x = uniform(&mut rng, (3, 16, 12, 12));
+    let w = (uniform(&mut rng, (24, 16, 3, 3)) * 0.3).unwrap();
+    let b = (uniform(&mut rng, (24, 1, 1, 1)) * 0.1)
+        .unwrap()
+        .flatten_all()
+        .unwrap();
+    let r = uniform(&mut rng, (3, 24, 12, 12));
+    let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    for pool in [false, true] {
+        let exact = conv_and_grads(&x, &w, &b, &r, pool);
+        let mut by_path = Vec::new();
+        for &p in &paths {
+            limit_simd_path(Some(p));
+            assert_eq!(simd_path(), p);
+            let got = conv_and_grads(&f32s(&x), &f32s(&w), &f32s(&b), &r, pool);
+            for (what, (g, e)) in ["value", "input gradient", "weight gradient"]
+                .iter()
+                .zip(got.iter().zip(&exact))
+            {
+                let err = worst_relative(g, e);
+                assert!(
+                    err < 1e-5,
+                    "{p} pool {pool}: {what} off by {err:e} of its scale"
+                );
+            }
+            by_path.push((p, got));
+        }
+        limit_simd_path(None);
+        assert_eq!(simd_path(), best);
+        if let (Some(avx2), Some(avx512)) = (
+            by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
+            by_path.iter().find(|(p, _)| *p == SimdPath::Avx512),
+        ) {
+            assert!(avx2.1 == avx512.1, "pool {pool}: AVX2 and AVX-512 differ");
+        }
+        if let (Some(base), Some(avx2)) = (
+            by_path.iter().find(|(p, _)| *p == SimdPath::Baseline),
+            by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
+        ) {
+            // Fused and unfused multiply-adds: the same sums, rounded differently.
+            assert!(
+                base.1 != avx2.1,
+                "pool {pool}: the baseline did not run its own code"
+            );
+        }
+    }
+}
