@@ -11,8 +11,8 @@ same 90 pairs: the first fixture test image of each class towards its 9 other
 classes, f1's prediction of the clean image as the label to keep. The trajectory
 records and frames of the Rust attack are not reproduced, only the math.
 
-    python3 bench/type1_peer.py [--iters N] [--reps R] [--type1 | --transition]
-    python3 bench/type1_peer.py --check DUMP
+    python3 bench/type1_peer.py [--iters N] [--reps R] [--type1 | --transition] [--channels-last]
+    python3 bench/type1_peer.py --check DUMP [--channels-last]
 
 Prints the same lines as type1_throughput (pair-iterations per second: the
 iterations every pair ran, summed, over the wall time of the attack), best and median
@@ -22,7 +22,9 @@ and codes (max abs diff < 1e-4), then runs both attacks at the dump's iteration 
 and compares every pair's iterations, success and classes (must be equal) and its
 final z (max abs diff reported); it prints PASS or FAIL and exits 1 on FAIL.
 
-Eager, f32, 2 threads unless TORCH_NUM_THREADS says otherwise, flush-to-zero on.
+Eager, f32, 2 threads unless TORCH_NUM_THREADS says otherwise, flush-to-zero on;
+NCHW unless --channels-last (the convolutions' weights and inputs channels-last, as a
+PyTorch expert runs convolutions on a CPU; the lines then end in "channels-last").
 Needs `pip install torch` (the weights are read by a small reader here, no other
 package); not part of the tests.
 """
@@ -91,14 +93,25 @@ def bilinear_matrix(inp, out):
 
 
 class Models:
-    def __init__(self):
+    """The three models as functions of their weights. With channels_last, every
+    convolution's weight and input are in PyTorch's channels-last memory format (the
+    values, shapes and results are the same; oneDNN's kernels differ)."""
+
+    def __init__(self, channels_last=False):
         self.svae = read_safetensors(os.path.join(WEIGHTS, "svae.safetensors"))
         self.gapcnn = read_safetensors(os.path.join(WEIGHTS, "gapcnn.safetensors"))
         self.oracle_w = read_safetensors(os.path.join(WEIGHTS, "oracle.safetensors"))
         self.up14 = (bilinear_matrix(7, 14), bilinear_matrix(7, 14))
         self.up28 = (bilinear_matrix(14, 28), bilinear_matrix(14, 28))
+        self.format = torch.channels_last if channels_last else torch.contiguous_format
+        for w in (self.svae, self.gapcnn, self.oracle_w):
+            for name, p in w.items():
+                p.requires_grad_(False)
+                if p.dim() == 4:
+                    w[name] = p.contiguous(memory_format=self.format)
 
     def _conv(self, w, name, x, stride=1, padding=1):
+        x = x.contiguous(memory_format=self.format)
         return F.conv2d(x, w[name + ".weight"], w[name + ".bias"], stride=stride, padding=padding)
 
     def _dense(self, w, name, x):
@@ -264,7 +277,7 @@ def attack(models, binary, targets, keep, iters, type1):
     return out, z
 
 
-def race(name, reps, warm_up, run):
+def race(name, reps, warm_up, run, note=""):
     warm_up()
     secs, result = [], None
     for _ in range(reps):
@@ -276,7 +289,7 @@ def race(name, reps, warm_up, run):
     median = secs[reps // 2]
     print(
         f"{name:28} best {work / secs[0]:7.0f} pair-it/s   median {work / median:7.0f} pair-it/s"
-        f"   {work} pair-iterations, wall {median:.2f} s (best {secs[0]:.2f} s)",
+        f"   {work} pair-iterations, wall {median:.2f} s (best {secs[0]:.2f} s){note}",
         flush=True,
     )
     return result
@@ -367,12 +380,10 @@ def main():
     reps = max(int(value("--reps", "3")), 1)
     dump = value("--check", None)
     only_type1, only_transition = "--type1" in args, "--transition" in args
+    channels_last = "--channels-last" in args
     torch.set_num_threads(int(os.environ.get("TORCH_NUM_THREADS", "2")))
     torch.set_flush_denormal(True)
-    models = Models()
-    for w in (models.svae, models.gapcnn, models.oracle_w):
-        for p in w.values():
-            p.requires_grad_(False)
+    models = Models(channels_last)
     if dump is not None:
         check(models, dump)
         return
@@ -389,6 +400,7 @@ def main():
             reps,
             lambda: attack(models, binary, targets, keep, 2, type1),
             lambda: attack(models, binary, targets, keep, iters, type1),
+            ", channels-last" if channels_last else "",
         )
 
 
