@@ -5,14 +5,19 @@ supervised VAE (encoder, decoder with its two bilinear resizes in TF1's legacy
 convention, latent classifier f2, discriminator D), the attacked classifier f1 = GapCnn
 and the oracle. The same attack (crates/vae-attack): Adam on the latent code z only
 (lr 5e-3, betas 0.9 / 0.999, eps 1e-8, bias corrections at the batch's step count),
-stopped pairs masked out of the step, the paper's adaptive k per pair, and the early
-stop asked of f1 and the oracle at every iterate (f2 alone for the transition). The
-same 90 pairs: the first fixture test image of each class towards its 9 other
-classes, f1's prediction of the clean image as the label to keep. The trajectory
-records and frames of the Rust attack are not reproduced, only the math.
+the paper's adaptive k per pair, and the early stop asked of f1 and the oracle at
+every iterate (f2 alone for the transition). The same work per iteration: stopped
+pairs leave the batch, pairs whose k is 0 skip the backward through the decoder and
+f1, the transition never decodes (--whole-batch: every pair through everything,
+stopped pairs masked out of the step, as the Rust attack did before commit b24ffaf;
+the arithmetic is the same). The same 90 pairs: the first fixture test image of each
+class towards its 9 other classes, f1's prediction of the clean image as the label to
+keep. The trajectory records and frames of the Rust attack are not reproduced, only
+the math.
 
-    python3 bench/type1_peer.py [--iters N] [--reps R] [--type1 | --transition] [--channels-last]
-    python3 bench/type1_peer.py --check DUMP [--channels-last]
+    python3 bench/type1_peer.py [--iters N] [--reps R] [--type1 | --transition]
+                                [--channels-last] [--whole-batch]
+    python3 bench/type1_peer.py --check DUMP [--channels-last] [--whole-batch]
 
 Prints the same lines as type1_throughput (pair-iterations per second: the
 iterations every pair ran, summed, over the wall time of the attack), best and median
@@ -24,7 +29,7 @@ final z (max abs diff reported); it prints PASS or FAIL and exits 1 on FAIL.
 
 Eager, f32, 2 threads unless TORCH_NUM_THREADS says otherwise, flush-to-zero on;
 NCHW unless --channels-last (the convolutions' weights and inputs channels-last, as a
-PyTorch expert runs convolutions on a CPU; the lines then end in "channels-last").
+PyTorch expert runs convolutions on a CPU); the lines end in the options used.
 Needs `pip install torch` (the weights are read by a small reader here, no other
 package); not part of the tests.
 """
@@ -173,14 +178,19 @@ def softplus(x):
     return F.relu(x) + torch.log(torch.exp(-x.abs()) + 1.0)
 
 
-def objective(models, z, targets, keep, k, type1):
-    """vae_attack::latent_objective for the paper's objective (type1) or the transition."""
+def latent_terms(models, z, targets, type1):
+    """J2 + dis_weight * l_dis + norm_weight * ||z||, and J2 and f2's logits."""
     f2_logits = models.f2(z)
     j2 = F.cross_entropy(f2_logits, targets, reduction="none")
     l_dis = softplus(-models.discriminate(z)).squeeze(1)
     z_norm = z.square().sum(-1).sqrt()
     norm_weight = 1e-4 if type1 else 5e-4
-    total = j2 + l_dis * DIS_WEIGHT + z_norm * norm_weight
+    return j2 + l_dis * DIS_WEIGHT + z_norm * norm_weight, j2, f2_logits
+
+
+def objective(models, z, targets, keep, k, type1):
+    """vae_attack::latent_objective for the paper's objective (type1) or the transition."""
+    total, j2, f2_logits = latent_terms(models, z, targets, type1)
     images = models.decode(z)
     j1 = f1_logits = None
     if type1:
@@ -209,9 +219,17 @@ def pairs():
     return chosen, index, targets, x, binary
 
 
-def attack(models, binary, targets, keep, iters, type1):
+def attack(models, binary, targets, keep, iters, type1, whole_batch=False):
     """The latent optimisation of crates/vae-attack's `run` with Stop::Oracle: returns
-    per pair (iterations, success, f1_pred, oracle_pred, f2_pred) and the final z."""
+    per pair (iterations, success, f1_pred, oracle_pred, f2_pred) and the final z.
+
+    As the Rust attack computes it: stopped pairs leave the batch, and a pair whose k is
+    0 (k starts at 0 and often stays there) has G(z) and f1 evaluated on a detached code,
+    so no backward runs through the decoder and f1 (its gradient there is 0 * dJ1/dz);
+    the transition, judged by f2 alone, never decodes. With whole_batch, every pair's
+    objective is computed and differentiated through G and f1 at every iteration and
+    stopped pairs are masked out of the step (the Rust attack before commit b24ffaf);
+    the arithmetic is the same either way."""
     n = binary.shape[0]
     t = torch.tensor(targets, dtype=torch.long)
     y = torch.tensor(keep, dtype=torch.long)
@@ -222,34 +240,67 @@ def attack(models, binary, targets, keep, iters, type1):
     active = np.ones(n, dtype=bool)
     iterations = np.full(n, iters)
     for it in range(iters + 1):
-        zv = z.detach().requires_grad_(True)
-        k_t = torch.from_numpy(k.astype(np.float32))
-        total, j2, j1, f1_logits, f2_logits, images = objective(models, zv, t, y, k_t, type1)
+        running = np.flatnonzero(active)
+        if whole_batch:
+            groups = [(np.arange(n), True)]
+        elif type1:
+            weighted = k[running] != 0
+            groups = [(running[weighted], True), (running[~weighted], False)]
+        else:
+            groups = [(running, False)]
+        parts = []
+        for rows, through_images in groups:
+            if len(rows) == 0:
+                continue
+            index = torch.from_numpy(rows)
+            zv = z[index].requires_grad_(True)
+            if through_images:
+                k_t = torch.from_numpy(k[rows].astype(np.float32))
+                total, j2, j1, f1_logits, f2_logits, images = objective(
+                    models, zv, t[index], y[index], k_t, type1
+                )
+            else:
+                total, j2, f2_logits = latent_terms(models, zv, t[index], type1)
+                j1 = f1_logits = images = None
+                if type1:
+                    with torch.no_grad():
+                        images = models.decode(zv.detach())
+                        f1_logits = models.f1(images)
+                        j1 = F.cross_entropy(f1_logits, y[index], reduction="none")
+            parts.append((rows, index, zv, total, j2, j1, f1_logits, f2_logits, images))
+        rows = np.concatenate([p[0] for p in parts])
+        cat = lambda i: torch.cat([p[i] for p in parts]).detach()
         with torch.no_grad():
             if type1:
-                oracle_pred = models.oracle(images).argmax(1)
-                success = (f1_logits.argmax(1) == y) & (oracle_pred == t)
+                oracle_pred = models.oracle(cat(8)).argmax(1)
+                success = (cat(6).argmax(1) == y[rows]) & (oracle_pred == t[rows])
             else:
-                success = f2_logits.argmax(1) == t
+                success = cat(7).argmax(1) == t[rows]
         last = it == iters
-        stops = active & (last | success.numpy())
-        iterations[stops] = it
-        active &= ~stops
+        stops = active[rows] & (last | success.numpy())
+        iterations[rows[stops]] = it
+        active[rows[stops]] = False
         if not active.any():
             break
-        (g,) = torch.autograd.grad(total.sum(), zv)
         step = it + 1
-        with torch.no_grad():
-            m = m * BETA1 + g * (1.0 - BETA1)
-            v = v * BETA2 + g.square() * (1.0 - BETA2)
-            update = (m * (1.0 / (1.0 - BETA1**step))) / (
-                (v * (1.0 / (1.0 - BETA2**step))).sqrt() + EPS
-            )
-            mask = torch.from_numpy(active.astype(np.float32)).unsqueeze(1)
-            z = z - (update * mask) * LR
+        for rows_g, index, zv, total, *_ in parts:
+            keep_rows = torch.from_numpy(active[rows_g])
+            if not keep_rows.any():
+                continue
+            (g,) = torch.autograd.grad(total.sum(), zv)
+            with torch.no_grad():
+                mg = m[index] * BETA1 + g * (1.0 - BETA1)
+                vg = v[index] * BETA2 + g.square() * (1.0 - BETA2)
+                update = (mg * (1.0 / (1.0 - BETA1**step))) / (
+                    (vg * (1.0 / (1.0 - BETA2**step))).sqrt() + EPS
+                )
+                moved = index[keep_rows]
+                z[moved] = (zv - update * LR)[keep_rows]
+                m[moved], v[moved] = mg[keep_rows], vg[keep_rows]
         if type1:
-            j1n = j1.detach().numpy().astype(np.float64)
-            j2n = j2.detach().numpy().astype(np.float64)
+            j1n, j2n = np.zeros(n), np.zeros(n)
+            j1n[rows] = cat(5).numpy()
+            j2n[rows] = cat(4).numpy()
             delta = K_J1 * j1n - j2n + np.maximum(j1n - K_MARGIN, 0.0)
             k = np.where(active, np.clip(k + K_LR * delta, 0.0, K_MAX), k)
     # Judge the final codes.
@@ -301,7 +352,7 @@ def max_diff(a, b):
     return float((a - b).abs().max()), float(b.abs().max())
 
 
-def check(models, dump_path):
+def check(models, dump_path, whole_batch):
     with open(dump_path) as f:
         dump = json.load(f)
     chosen, index, targets, x, binary = pairs()
@@ -352,7 +403,7 @@ def check(models, dump_path):
             continue
         print(f"{label}, {len(index)} pairs, {iters} iterations:")
         start = time.perf_counter()
-        ours, z = attack(models, binary, targets, keep, iters, type1)
+        ours, z = attack(models, binary, targets, keep, iters, type1, whole_batch)
         secs = time.perf_counter() - start
         theirs = dump[label]
         fields = ("iterations", "success", "f1_pred", "oracle_pred", "f2_pred")
@@ -381,11 +432,12 @@ def main():
     dump = value("--check", None)
     only_type1, only_transition = "--type1" in args, "--transition" in args
     channels_last = "--channels-last" in args
+    whole_batch = "--whole-batch" in args
     torch.set_num_threads(int(os.environ.get("TORCH_NUM_THREADS", "2")))
     torch.set_flush_denormal(True)
     models = Models(channels_last)
     if dump is not None:
-        check(models, dump)
+        check(models, dump, whole_batch)
         return
     chosen, index, targets, x, binary = pairs()
     with torch.no_grad():
@@ -398,9 +450,9 @@ def main():
         race(
             f"{label} ({n} pairs, {iters} it)",
             reps,
-            lambda: attack(models, binary, targets, keep, 2, type1),
-            lambda: attack(models, binary, targets, keep, iters, type1),
-            ", channels-last" if channels_last else "",
+            lambda: attack(models, binary, targets, keep, 2, type1, whole_batch),
+            lambda: attack(models, binary, targets, keep, iters, type1, whole_batch),
+            (", channels-last" if channels_last else "") + (", whole batch" if whole_batch else ""),
         )
 
 
