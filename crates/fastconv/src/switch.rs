@@ -58,4 +58,3 @@ pub fn runs_fast(x: &Tensor) -> bool {
 pub fn prefers_channels_last(x: &Tensor) -> bool {
     runs_fast(x) && winograd_enabled()
 }
-
