@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo build --release -p vae-attack --example type1_throughput
-//! target/release/examples/type1_throughput [--iters N] [--reps R] [--type1 | --transition] [--dump FILE]
+//! target/release/examples/type1_throughput [--iters N] [--reps R] [--type1 | --transition]
+//!     [--no-records] [--dump FILE]
 //! ```
 //!
 //! The pairs: the first fixture test image of each class (test image 0, the strip
@@ -16,7 +17,9 @@
 //! the stage's `max_iters` (default 500), `record_every` 10 and `frame_every`
 //! `max_iters / 5`; the class transition `LatentAttackConfig::transition()` with the
 //! same three, without f1 and without an oracle. Each is warmed up by a 2-iteration
-//! run, then timed R times (default 3).
+//! run, then timed R times (default 3). `--no-records` sets `record_every` and
+//! `frame_every` to 0 (the attack without its trajectory bookkeeping, as the PyTorch
+//! peer runs it).
 //!
 //! Two threads unless `RAYON_NUM_THREADS` says otherwise. `--dump FILE` writes, as
 //! JSON, every pair's outcome (iterations, success, f1's, the oracle's and f2's
@@ -42,6 +45,7 @@ struct Args {
     type1: bool,
     transition: bool,
     dump: Option<PathBuf>,
+    records: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -51,6 +55,7 @@ fn parse_args() -> Result<Args, Error> {
         type1: true,
         transition: true,
         dump: None,
+        records: true,
     };
     let (mut only_type1, mut only_transition) = (false, false);
     let mut it = std::env::args().skip(1);
@@ -62,9 +67,10 @@ fn parse_args() -> Result<Args, Error> {
             "--dump" => args.dump = Some(PathBuf::from(value("--dump")?)),
             "--type1" => only_type1 = true,
             "--transition" => only_transition = true,
+            "--no-records" => args.records = false,
             "-h" | "--help" => {
                 println!(
-                    "type1_throughput [--iters N] [--reps R] [--type1 | --transition] [--dump FILE]"
+                    "type1_throughput [--iters N] [--reps R] [--type1 | --transition] [--no-records] [--dump FILE]"
                 );
                 std::process::exit(0);
             }
@@ -78,12 +84,13 @@ fn parse_args() -> Result<Args, Error> {
     Ok(args)
 }
 
-/// The harness's settings for a stage of `iters` iterations.
-fn harness_config(base: LatentAttackConfig, iters: usize) -> LatentAttackConfig {
+/// The harness's settings for a stage of `iters` iterations (without trajectory
+/// records and frames when `records` is false).
+fn harness_config(base: LatentAttackConfig, iters: usize, records: bool) -> LatentAttackConfig {
     LatentAttackConfig {
         max_iters: iters,
-        record_every: 10,
-        frame_every: (iters / 5).max(1),
+        record_every: if records { 10 } else { 0 },
+        frame_every: if records { (iters / 5).max(1) } else { 0 },
         ..base
     }
 }
@@ -169,8 +176,9 @@ fn main() -> Result<(), Error> {
     let x = test.images_tensor(&pair_image, PixelFormat::Gray, &dev)?;
     let keep = f1.predict(&x)?;
 
-    let type1_config = harness_config(LatentAttackConfig::type_one(), args.iters);
-    let transition_config = harness_config(LatentAttackConfig::transition(), args.iters);
+    let type1_config = harness_config(LatentAttackConfig::type_one(), args.iters, args.records);
+    let transition_config =
+        harness_config(LatentAttackConfig::transition(), args.iters, args.records);
     let warm = |c: &LatentAttackConfig| LatentAttackConfig {
         max_iters: 2,
         ..c.clone()
