@@ -15,7 +15,7 @@ the rotation and a last column gives this build's rate over it (a refactor's
 before/after, interleaved). Needs `pip install torch`; not part of the tests.
 
     cargo build --release -p vae-attack --example type1_throughput -p models --example step_throughput
-    python3 bench/race.py --type1 [--iters I] [PAIRS] [N]
+    python3 bench/race.py --type1 [--iters I] [--no-records] [PAIRS] [N]
 
 races the Type I attack instead: `type1_throughput` (the Rust attack and class
 transition on the harness's batch of 90 pairs, I iterations at most, default 500)
@@ -24,6 +24,8 @@ runs each (default 1), PAIRS alternations of the three (default 3), in
 pair-iterations per second, with the ratio Rust / PyTorch for each layout; each
 program's slot ends with its matmul line (`step_throughput 5 matmul`,
 `peer_pytorch.py 5 matmul`). At 500 iterations one round takes several minutes.
+--no-records runs the Rust attack without its trajectory records and frames, which the
+peer never keeps (they are most of the Rust transition's time).
 """
 
 import os
@@ -77,6 +79,9 @@ def alternate(programs, pairs):
 def type1_race(args):
     """Type I attack and class transition: the Rust example against the PyTorch peer."""
     iters = take_option(args, "--iters") or "500"
+    no_records = ["--no-records"] if "--no-records" in args else []
+    if no_records:
+        args.remove("--no-records")
     pairs = int(args[0]) if len(args) > 0 else 3
     reps = args[1] if len(args) > 1 else "1"
     for path in (TYPE1, RUST):
@@ -89,7 +94,10 @@ def type1_race(args):
     peer = [sys.executable, os.path.join(HERE, "type1_peer.py"), "--iters", iters, "--reps", reps]
     matmul = [sys.executable, os.path.join(HERE, "peer_pytorch.py"), matmul_reps, "matmul"]
     programs = {
-        "rust": [[TYPE1, "--iters", iters, "--reps", reps], [RUST, matmul_reps, "matmul"]],
+        "rust": [
+            [TYPE1, "--iters", iters, "--reps", reps] + no_records,
+            [RUST, matmul_reps, "matmul"],
+        ],
         "pytorch": [peer, matmul],
         "pytorch-cl": [peer + ["--channels-last"], matmul],
     }
