@@ -59,6 +59,11 @@ pub struct DataArgs {
     /// Also write the counts as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Refuse an IDX file (with --data-dir) whose header announces more than this many
+    /// decoded bytes, header included, before reading its data (full MNIST's largest
+    /// file: 47,040,016 bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_bytes: Option<u64>,
 }
 
 /// Image counts of one split.
@@ -100,8 +105,8 @@ impl DataSummary {
     }
 }
 
-fn summarise(args: &SourceArgs) -> Result<DataSummary> {
-    let splits = args.source().load()?;
+fn summarise(args: &SourceArgs, max_bytes: Option<u64>) -> Result<DataSummary> {
+    let splits = args.source().load_capped(max_bytes)?;
     let counts = |d: &mnist_data::Dataset| SplitCounts {
         per_class: d.class_counts(),
         total: d.len(),
@@ -116,7 +121,7 @@ fn summarise(args: &SourceArgs) -> Result<DataSummary> {
 /// Prints the origin, then a table of per-class counts for both splits (and writes
 /// `--json`).
 pub fn print_counts(args: &DataArgs) -> Result<()> {
-    let summary = summarise(&args.source)?;
+    let summary = summarise(&args.source, args.max_bytes)?;
     print!("{}", summary.table());
     crate::output::write_json(args.json.as_deref(), &summary)
 }
@@ -209,15 +214,50 @@ pub fn make_fixtures(args: &FixturesArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// `--max-bytes` reaches the IDX reader: a header announcing 3,000,000 images is
+    /// refused under the cap before any data is read, naming the file, the announced
+    /// size and the cap; without a cap the same file is refused as truncated.
     #[test]
-    fn counts_add_up_and_the_table_prints_the_json_numbers() {
-        let s = summarise(&SourceArgs {
-            data_dir: None,
+    fn max_bytes_refuses_a_lying_header_before_reading_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut header = Vec::new();
+        for v in [0x803u32, 3_000_000, 28, 28] {
+            header.extend_from_slice(&v.to_be_bytes());
+        }
+        header.extend_from_slice(&[0u8; 784]);
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), &header).unwrap();
+        let labels = [0, 0, 8, 1, 0, 0, 0, 1, 7];
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte"), labels).unwrap();
+        let args = SourceArgs {
+            data_dir: Some(dir.path().to_path_buf()),
             hub: None,
-            fixtures: true,
+            fixtures: false,
             revision: "main".into(),
             endpoint: None,
-        })
+        };
+        let e = format!("{:#}", summarise(&args, Some(47_040_016)).unwrap_err());
+        assert!(
+            e.contains("train-images-idx3-ubyte")
+                && e.contains("2352000016")
+                && e.contains("47040016"),
+            "{e}"
+        );
+        let e = format!("{:#}", summarise(&args, None).unwrap_err());
+        assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn counts_add_up_and_the_table_prints_the_json_numbers() {
+        let s = summarise(
+            &SourceArgs {
+                data_dir: None,
+                hub: None,
+                fixtures: true,
+                revision: "main".into(),
+                endpoint: None,
+            },
+            None,
+        )
         .unwrap();
         for split in [&s.train, &s.test] {
             assert_eq!(split.per_class.iter().sum::<usize>(), split.total);

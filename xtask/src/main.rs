@@ -5,6 +5,7 @@ mod attack;
 mod cam;
 mod certify;
 mod clever;
+mod compare;
 mod data;
 mod explain;
 mod load;
@@ -44,8 +45,13 @@ enum Command {
     /// Explain one test image with one method or all ten (CAM family, gradients,
     /// occlusion), on GapCnn, the oracle or the MLP, as a PNG strip.
     Explain(explain::ExplainArgs),
+    /// Compare two result directories: every artifact, up to timings (summary.json's
+    /// timing fields, the report's timings section); exit status 1 when they differ.
+    Compare(compare::CompareArgs),
     /// Build fixtures/mnist-mini from the full MNIST files.
     Fixtures(data::FixturesArgs),
+    /// Assemble the shards of `reproduce --shard K/N` into what one process writes.
+    Merge(reproduce::MergeArgs),
     /// The main job: every attack, map, metric and figure, and the report.
     Reproduce(reproduce::ReproduceArgs),
     /// Train a model and checkpoint it every epoch.
@@ -67,9 +73,11 @@ fn main() -> ExitCode {
         Command::Cam(args) => cam::render(&args),
         Command::Clever(args) => clever::clever(&args),
         Command::Certify(args) => certify::certify(&args),
+        Command::Compare(args) => compare::compare(&args),
         Command::Data(args) => data::print_counts(&args),
         Command::Explain(args) => explain::explain(&args),
         Command::Fixtures(args) => data::make_fixtures(&args),
+        Command::Merge(args) => reproduce::merge(&args),
         Command::Reproduce(args) => reproduce::reproduce(&args),
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),

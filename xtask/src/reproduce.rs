@@ -8,8 +8,8 @@ use candle_core::Device;
 use clap::Args;
 use common::progress::Bar;
 use harness::{
-    fetch_weights, load_models, run_evaluation, ExperimentConfig, InputFingerprint, Provenance,
-    WEIGHT_FILES,
+    fetch_weights, load_models, merge_shards, run_evaluation, run_shard, ExperimentConfig,
+    InputFingerprint, Provenance, WEIGHT_FILES,
 };
 use mnist_data::{HubFiles, HubSource, Source};
 use models::train::{train_classifier, train_svae, ProgressBars, TrainConfig};
@@ -48,6 +48,34 @@ pub struct ReproduceArgs {
     /// Output directory.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Compute shard K of N only (K from 0): this shard's batches of the sharded stages,
+    /// into `--out` (one directory per shard); `cargo xtask merge` assembles them
+    /// (docs/SCALE.md).
+    #[arg(long, value_name = "K/N", conflicts_with = "train")]
+    pub shard: Option<harness::Shard>,
+}
+
+/// Flags of `cargo xtask merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Where the merged results go.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The shards' output directories (every shard of one run, any order).
+    #[arg(value_name = "DIR", required = true, num_args = 1..)]
+    pub shards: Vec<PathBuf>,
+    /// The data the shards ran on (as given to `reproduce`; default: the fixtures).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A Hub dataset repository, as given to `reproduce`.
+    #[arg(long, value_name = "REPO")]
+    pub hub: Option<String>,
+    /// The weights the shards ran with, as given to `reproduce`.
+    #[arg(long, value_name = "DIR")]
+    pub weights_dir: Option<PathBuf>,
+    /// A Hub model repository, as given to `reproduce`.
+    #[arg(long, value_name = "REPO")]
+    pub weights_repo: Option<String>,
 }
 
 fn fixtures_weights() -> PathBuf {
@@ -203,16 +231,29 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         weights_dir
     };
     eprintln!("weights: {weights}");
-    let models = load_models(&weights_dir, &device)?;
-    // The files just loaded and the test set evaluated: stages cached in `--out` under
-    // other weights or data are recomputed.
-    let inputs = InputFingerprint::of_weights_dir(&weights_dir, &splits.test)?;
-    eprintln!("inputs: {} (sha256 {})", inputs.short(), inputs.sha256());
-    let provenance = Provenance {
-        data,
-        weights,
-        inputs,
-    };
+    let (models, provenance) = load_inputs(&weights_dir, weights, data, &splits.test, &device)?;
+    if let Some(shard) = args.shard {
+        let m = run_shard(
+            &models,
+            &splits.train,
+            &splits.test,
+            &config,
+            &provenance,
+            shard,
+            &args.out,
+            &device,
+            &mut Bar::new().with_start_lines(),
+        )?;
+        println!(
+            "shard {} finished in {:.1} s: units of {} in {}; merge every shard with \
+             `cargo xtask merge OUT DIR...`",
+            m.shard,
+            m.seconds,
+            m.stages.join(", "),
+            args.out.display()
+        );
+        return Ok(());
+    }
     let evaluation = run_evaluation(
         &models,
         &splits.train,
@@ -224,6 +265,76 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         // A line per stage, which a terminal keeps when its bar is cleared.
         &mut Bar::new().with_start_lines(),
     )?;
+    print_evaluation(&evaluation, &args.out);
+    Ok(())
+}
+
+/// The models of `weights_dir` and the provenance of a run on them and `test`.
+fn load_inputs(
+    weights_dir: &Path,
+    weights: String,
+    data: String,
+    test: &mnist_data::Dataset,
+    device: &Device,
+) -> Result<(harness::Models, Provenance)> {
+    let models = load_models(weights_dir, device)?;
+    // The files just loaded and the test set evaluated: stages cached in `--out` under
+    // other weights or data are recomputed.
+    let inputs = InputFingerprint::of_weights_dir(weights_dir, test)?;
+    eprintln!("inputs: {} (sha256 {})", inputs.short(), inputs.sha256());
+    Ok((
+        models,
+        Provenance {
+            data,
+            weights,
+            inputs,
+        },
+    ))
+}
+
+/// `cargo xtask merge OUT DIR...`: the shards assembled into OUT.
+pub fn merge(args: &MergeArgs) -> Result<()> {
+    let device = Device::Cpu;
+    // The shards' own check first: it needs no data.
+    harness::check_shards(&args.shards)?;
+    let as_reproduce = ReproduceArgs {
+        quick: args.data_dir.is_none() && args.hub.is_none(),
+        paper: false,
+        train: false,
+        epochs: 0,
+        data_dir: args.data_dir.clone(),
+        hub: args.hub.clone(),
+        weights_dir: args.weights_dir.clone(),
+        weights_repo: args.weights_repo.clone(),
+        config: None,
+        out: args.out.clone(),
+        shard: None,
+    };
+    let (splits, data_note) = resolve_data(&as_reproduce)?;
+    let mut data = splits.origin.clone();
+    if let Some(note) = data_note {
+        data = format!("{data} ({note})");
+    }
+    eprintln!("data: {data}");
+    let (weights_dir, weights) = resolve_weights(&as_reproduce, &device);
+    eprintln!("weights: {weights}");
+    let (models, provenance) = load_inputs(&weights_dir, weights, data, &splits.test, &device)?;
+    let evaluation = merge_shards(
+        &models,
+        &splits.train,
+        &splits.test,
+        &provenance,
+        &args.shards,
+        &args.out,
+        &device,
+        &mut Bar::new().with_start_lines(),
+    )?;
+    print_evaluation(&evaluation, &args.out);
+    Ok(())
+}
+
+/// The headline tables of a finished evaluation, and where its artifacts are.
+fn print_evaluation(evaluation: &harness::Evaluation, out: &Path) {
     let r = &evaluation.roc;
     println!(
         "ROC class {} over {} images ({} positives): clean AUC {:.4} (TPR {:.3}, FPR {:.3}); Type II AUC {:.4} (TPR {:.3}); \
@@ -287,7 +398,6 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
     }
     println!(
         "artifacts in {} (report.md, report.html, summary.json)",
-        args.out.display()
+        out.display()
     );
-    Ok(())
 }

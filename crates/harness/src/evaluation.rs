@@ -1,8 +1,9 @@
 //! The one entry point: [`run_evaluation`] runs the stages in order (each loaded from the
 //! stage cache when it finished before under the same configuration and inputs), then
-//! writes `summary.json`, the figures and the report.
+//! writes `summary.json`, the figures and the report; [`run_shard`] computes one shard's
+//! units and [`merge_shards`] assembles the shards into what one process writes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -17,8 +18,10 @@ use crate::inputs::Provenance;
 use crate::progress::Progress;
 use crate::results::Evaluation;
 use crate::roc::roc_comparison;
+use crate::shard::{check_shards, units_path, Shard, ShardManifest, Units, Work, SHARD_FILE};
+use crate::stages::type2::{assemble_type2, type2_units};
 use crate::stages::{
-    evaluate_models, roc_population, run_clever, run_league, run_sandwich, run_type1, run_type2,
+    evaluate_models, roc_population, run_clever, run_league, run_sandwich, run_type1,
 };
 use crate::summary::{StageResults, Summary};
 
@@ -42,9 +45,164 @@ pub fn run_evaluation(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<Evaluation> {
+    evaluate(
+        &Work::All,
+        models,
+        train,
+        test,
+        config,
+        provenance,
+        out,
+        device,
+        progress,
+    )?
+    .ok_or_else(|| HarnessError::Other("the evaluation assembled nothing".into()))
+}
+
+/// Shard `shard` of the evaluation: computes this shard's units of every sharded stage
+/// into `out/stages/*.units.jsonl` (resuming where a killed run stopped), then writes
+/// `out/shard.json`. Nothing is assembled: [`merge_shards`] does that.
+#[allow(clippy::too_many_arguments)]
+pub fn run_shard(
+    models: &Models,
+    train: &Dataset,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    provenance: &Provenance,
+    shard: Shard,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<ShardManifest> {
+    let t0 = Instant::now();
+    evaluate(
+        &Work::Shard(shard),
+        models,
+        train,
+        test,
+        config,
+        provenance,
+        out,
+        device,
+        progress,
+    )?;
+    let manifest = ShardManifest {
+        shard,
+        config: config.clone(),
+        inputs: provenance.inputs.clone(),
+        stages: sharded_stages(config),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    let text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| HarnessError::Other(e.to_string()))?;
+    write_atomic(&out.join(SHARD_FILE), text.as_bytes())?;
+    Ok(manifest)
+}
+
+/// Merges the finished shards in `shards` (any order; see [`check_shards`]) into `out`:
+/// the summary, tables, figures and report one process writes with the shards'
+/// configuration. `provenance.inputs` must be the shards' inputs (the same weights and
+/// test set); the stages that are not sharded run here.
+#[allow(clippy::too_many_arguments)]
+pub fn merge_shards(
+    models: &Models,
+    train: &Dataset,
+    test: &Dataset,
+    provenance: &Provenance,
+    shards: &[PathBuf],
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Evaluation> {
+    let (ordered, manifest) = check_shards(shards)?;
+    if manifest.inputs != provenance.inputs {
+        return Err(HarnessError::Other(format!(
+            "the shards were computed on other inputs than these weights and test set \
+             (fingerprints {} and {}): give merge the shards' --data-dir and --weights-dir",
+            manifest.inputs.short(),
+            provenance.inputs.short()
+        )));
+    }
+    evaluate(
+        &Work::Merge(ordered),
+        models,
+        train,
+        test,
+        &manifest.config,
+        provenance,
+        out,
+        device,
+        progress,
+    )?
+    .ok_or_else(|| HarnessError::Other("the merge assembled nothing".into()))
+}
+
+/// The stages a shard computes units of, in order.
+fn sharded_stages(config: &ExperimentConfig) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .type2_attacks()
+        .iter()
+        .map(|a| format!("type2_{}", a.name()))
+        .collect();
+    names.extend(["type1_paper".to_string(), "type1_constrained".to_string()]);
+    names
+}
+
+/// Runs `compute` unless the stage cache has the stage, then drops its units file (a
+/// single run's; a merge's units stay in the shards' directories).
+fn assembled<T: serde::Serialize + serde::de::DeserializeOwned>(
+    out: &Path,
+    name: &str,
+    unit_files: &[String],
+    config: &ExperimentConfig,
+    inputs: &crate::inputs::InputFingerprint,
+    compute: impl FnOnce() -> Result<Option<T>>,
+) -> Result<(T, StageTime)> {
+    let r = stage(out, name, config, inputs, || {
+        compute()?.ok_or_else(|| HarnessError::Other(format!("stage {name}: no units")))
+    })?;
+    for f in unit_files {
+        let _ = std::fs::remove_file(units_path(out, f));
+    }
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    work: &Work,
+    models: &Models,
+    train: &Dataset,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    provenance: &Provenance,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Option<Evaluation>> {
     config.validate_for_test_split(test.len())?;
     let t0 = Instant::now();
     let inputs = &provenance.inputs;
+    let units = Units {
+        out,
+        config,
+        inputs,
+        work,
+    };
+    if let Work::Shard(_) = work {
+        for attack in config.type2_attacks() {
+            type2_units(
+                attack.as_ref(),
+                models,
+                test,
+                config,
+                &units,
+                device,
+                progress,
+            )?;
+        }
+        run_type1(models, train, test, config, &units, out, device, progress)?;
+        return Ok(None);
+    }
     let eval_set = if config.eval_images == 0 {
         test.clone()
     } else {
@@ -62,19 +220,41 @@ pub fn run_evaluation(
         let name = format!("type2_{}", attack.name());
         type2.push(timed(
             &mut times,
-            stage(out, &name, config, inputs, || {
-                run_type2(attack.as_ref(), models, test, config, out, device, progress)
-            })?,
+            assembled(
+                out,
+                &name,
+                std::slice::from_ref(&name),
+                config,
+                inputs,
+                || {
+                    let Some(u) = type2_units(
+                        attack.as_ref(),
+                        models,
+                        test,
+                        config,
+                        &units,
+                        device,
+                        progress,
+                    )?
+                    else {
+                        return Ok(None);
+                    };
+                    assemble_type2(attack.name(), u, models, config, out, device).map(Some)
+                },
+            )?,
         ));
     }
     let type1 = timed(
         &mut times,
-        stage(out, "type1", config, inputs, || {
-            run_type1(models, train, test, config, inputs, out, device, progress)
-        })?,
+        assembled(
+            out,
+            "type1",
+            &["type1_paper".into(), "type1_constrained".into()],
+            config,
+            inputs,
+            || run_type1(models, train, test, config, &units, out, device, progress),
+        )?,
     );
-    // Cached now: the finished batches kept for a resume are no longer needed.
-    let _ = std::fs::remove_file(out.join(crate::stages::type1::PARTIAL_FILE));
     let clever = timed(
         &mut times,
         stage(out, "clever", config, inputs, || {
@@ -143,5 +323,5 @@ pub fn run_evaluation(
         &evaluation.league,
     )?;
     crate::report::write_reports(&evaluation, config, provenance, out)?;
-    Ok(evaluation)
+    Ok(Some(evaluation))
 }

@@ -47,6 +47,7 @@ mod artifact;
 mod bundle;
 mod cache;
 mod cam_change;
+mod compare;
 mod config;
 mod error;
 mod evaluation;
@@ -57,6 +58,7 @@ mod progress;
 mod report;
 mod results;
 mod roc;
+mod shard;
 mod stages;
 mod summary;
 mod weights;
@@ -65,13 +67,15 @@ pub use artifact::{csv, write_atomic};
 pub use bundle::Models;
 pub use cache::StageTime;
 pub use cam_change::{CamChange, MapChange};
+pub use compare::{compare_runs, FileComparison, TIMING_KEYS};
 pub use config::ExperimentConfig;
 pub use error::{HarnessError, Result, Violation};
-pub use evaluation::run_evaluation;
+pub use evaluation::{merge_shards, run_evaluation, run_shard};
 pub use inputs::{InputFingerprint, Provenance};
 pub use progress::{Progress, Silent};
 pub use results::Evaluation;
 pub use roc::{RocComparison, Scored};
+pub use shard::{check_shards, owner, Shard, ShardManifest, SHARD_FILE};
 pub use stages::league::{
     Detection, FigureCell, LeagueTable, MeanOf, MethodScores, Populations, Ranked, Type1Cell,
     Type2Cell, Verdict, LEAGUE_ATTACKS,

@@ -48,7 +48,7 @@ enum Rule {
     Positive { unit: bool },
 }
 
-const SETTINGS: [(&str, Rule); 31] = [
+const SETTINGS: [(&str, Rule); 32] = [
     ("profile", Rule::Text),
     ("seed", Rule::Seed),
     ("positive_class", Rule::Class),
@@ -68,6 +68,7 @@ const SETTINGS: [(&str, Rule); 31] = [
     ("type1_per_class", Rule::AtLeast(0)),
     ("type1_positive_images", Rule::AtLeast(0)),
     ("type1_iters", Rule::AtLeast(1)),
+    ("type1_batch", Rule::AtLeast(1)),
     ("strip_index", Rule::AtLeast(0)),
     ("cam_images", Rule::AtLeast(1)),
     ("clever_images", Rule::AtLeast(1)),

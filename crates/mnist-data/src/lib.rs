@@ -40,5 +40,8 @@ pub use dataset::{shuffle, Batch, BatchOptions, Batches, Dataset, PixelFormat, N
 pub use error::{DataError, Defect, Result};
 pub use hub::{FetchedFiles, HubFiles, HubSource, RepoKind};
 pub use parquet::load_parquet;
-pub use source::{fixtures_dir, load_dir, load_fixtures, load_split, Source, FIXTURES_ENV};
-pub use splits::{load_pair, standard_file_names, Split, Splits};
+pub use source::{
+    fixtures_dir, load_dir, load_dir_capped, load_fixtures, load_split, load_split_capped, Source,
+    FIXTURES_ENV,
+};
+pub use splits::{load_pair, load_pair_capped, standard_file_names, Split, Splits};

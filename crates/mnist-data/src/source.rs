@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::hub::HubSource;
-use crate::splits::{load_pair, standard_file_names, Split, Splits};
+use crate::splits::{load_pair_capped, standard_file_names, Split, Splits};
 
 /// Where to load data from.
 #[derive(Debug, Clone)]
@@ -22,8 +22,15 @@ pub enum Source {
 impl Source {
     /// Loads both splits.
     pub fn load(&self) -> Result<Splits> {
+        self.load_capped(None)
+    }
+
+    /// Loads both splits; a directory's IDX files with their decoded size capped at
+    /// `max_bytes` each (header included), refused before their data is read when the
+    /// header announces more. The Hub's and the fixtures' files are not capped.
+    pub fn load_capped(&self, max_bytes: Option<u64>) -> Result<Splits> {
         match self {
-            Source::Dir(dir) => load_dir(dir),
+            Source::Dir(dir) => load_dir_capped(dir, max_bytes),
             Source::Hub(hub) => hub.load(),
             Source::Fixtures => load_fixtures(),
         }
@@ -48,6 +55,11 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
 
 /// Loads one split from a directory with the standard file names.
 pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
+    load_split_capped(dir, split, None)
+}
+
+/// [`load_split`] with each file's decoded size capped at `max_bytes`.
+pub fn load_split_capped(dir: &Path, split: Split, max_bytes: Option<u64>) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(DataError::Missing {
             path: dir.to_path_buf(),
@@ -55,15 +67,20 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
         });
     }
     let (img, lab) = standard_file_names(split);
-    load_pair(&find(dir, &img)?, &find(dir, &lab)?)
+    load_pair_capped(&find(dir, &img)?, &find(dir, &lab)?, max_bytes)
 }
 
 /// Loads both splits from a directory with the standard file names (MNIST or
 /// Fashion-MNIST).
 pub fn load_dir(dir: &Path) -> Result<Splits> {
+    load_dir_capped(dir, None)
+}
+
+/// [`load_dir`] with each file's decoded size capped at `max_bytes`.
+pub fn load_dir_capped(dir: &Path, max_bytes: Option<u64>) -> Result<Splits> {
     Ok(Splits {
-        train: load_split(dir, Split::Train)?,
-        test: load_split(dir, Split::Test)?,
+        train: load_split_capped(dir, Split::Train, max_bytes)?,
+        test: load_split_capped(dir, Split::Test, max_bytes)?,
         origin: format!("directory {}", dir.display()),
     })
 }

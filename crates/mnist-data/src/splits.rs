@@ -49,8 +49,18 @@ pub fn standard_file_names(split: Split) -> (String, String) {
 
 /// Loads one split from an images file and a labels file that must agree in count.
 pub fn load_pair(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
-    let images = idx::read_images(images_path)?;
-    let labels = idx::read_labels(labels_path)?;
+    load_pair_capped(images_path, labels_path, None)
+}
+
+/// [`load_pair`] with each file's decoded size (header included) capped at `max_bytes`:
+/// a header announcing more is refused before any data is read.
+pub fn load_pair_capped(
+    images_path: &Path,
+    labels_path: &Path,
+    max_bytes: Option<u64>,
+) -> Result<Dataset> {
+    let images = idx::read_images_capped(images_path, max_bytes)?;
+    let labels = idx::read_labels_capped(labels_path, max_bytes)?;
     if images.count != labels.len() {
         return Err(DataError::CountMismatch {
             images_path: images_path.to_path_buf(),

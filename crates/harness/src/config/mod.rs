@@ -68,6 +68,10 @@ pub struct ExperimentConfig {
     pub type1_positive_images: usize,
     /// Type I iterations at most per pair (the authors ran 20,000).
     pub type1_iters: usize,
+    /// Type I pairs attacked together (a batch; the unit a shard computes). Results
+    /// depend on it in their last bits (the engine picks kernels by batch size).
+    #[serde(default = "default_type1_batch")]
+    pub type1_batch: usize,
     /// Test images whose transition strips are drawn (MNIST test image 0 is the study's 7).
     pub strip_index: usize,
     /// Images whose CAM change is measured per Type II attack.
@@ -97,6 +101,10 @@ pub struct ExperimentConfig {
     pub league_pixels_per_step: usize,
 }
 
+fn default_type1_batch() -> usize {
+    90
+}
+
 impl ExperimentConfig {
     /// Fixtures only, sized for CI (run times: docs/PERFORMANCE.md).
     pub fn quick() -> Self {
@@ -122,6 +130,7 @@ impl ExperimentConfig {
             type1_per_class: 0,
             type1_positive_images: 1,
             type1_iters: 300,
+            type1_batch: 90,
             strip_index: 0,
             cam_images: 40,
             clever_images: 3,
@@ -151,6 +160,7 @@ impl ExperimentConfig {
             type1_per_class: 5,
             type1_positive_images: 5,
             type1_iters: 1000,
+            type1_batch: 90,
             cam_images: 200,
             clever_images: 10,
             clever_nb: 50,
@@ -173,6 +183,7 @@ impl ExperimentConfig {
             cw_binary_steps: 9,
             type1_per_class: 10,
             type1_iters: 20_000,
+            type1_batch: 90,
             clever_images: 20,
             clever_nb: 500,
             clever_ns: 1024,

@@ -34,6 +34,7 @@ impl ExperimentConfig {
             ("cw_binary_steps", self.cw_binary_steps),
             ("deepfool_steps", self.deepfool_steps),
             ("type1_iters", self.type1_iters),
+            ("type1_batch", self.type1_batch),
             ("cam_images", self.cam_images),
             ("clever_images", self.clever_images),
             ("clever_ns", self.clever_ns),

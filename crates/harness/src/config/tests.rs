@@ -69,6 +69,7 @@ fn each_range_is_checked_and_named() {
         "cw_binary_steps",
         "deepfool_steps",
         "type1_iters",
+        "type1_batch",
         "cam_images",
         "clever_images",
         "clever_ns",
@@ -195,7 +196,7 @@ fn the_test_split_bounds_the_indices() {
     assert!(ExperimentConfig::quick().validate().is_ok());
 }
 
-const KEYS: [&str; 31] = [
+const KEYS: [&str; 32] = [
     "profile",
     "seed",
     "positive_class",
@@ -215,6 +216,7 @@ const KEYS: [&str; 31] = [
     "type1_per_class",
     "type1_positive_images",
     "type1_iters",
+    "type1_batch",
     "strip_index",
     "cam_images",
     "clever_images",

@@ -38,7 +38,7 @@ pub use models::{evaluate_models, ModelAccuracies};
 pub use roc_population::{roc_population, RocPopulation};
 pub use sandwich::{run_sandwich, SandwichResult};
 pub use type1::{run_type1, Type1Result};
-pub use type2::{run_type2, Type2Result};
+pub use type2::Type2Result;
 pub use type2_examples::Type2Example;
 
 /// Softmax of each row of `logits`, as f32.

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use attacks::{Attack, AttackOutcome, Targeting};
+use attacks::{Attack, Targeting};
 use candle_core::{Device, Tensor};
 use mnist_data::{Dataset, PixelFormat};
 use models::Classifier;
@@ -18,6 +18,7 @@ use crate::cam_change::{cam_28, noised_batch, pair_figures, rows, CamChange, Map
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::shard::Units;
 use crate::stages::kept::KeptExample;
 use crate::stages::softmax_rows;
 use crate::stages::type2_examples::{examples_of, Type2Example, EXAMPLE_ROWS};
@@ -91,35 +92,81 @@ pub fn smallest_found(
         })
 }
 
-/// Runs one Type II attack on the first `config.type2_images` test images, in batches;
-/// writes `type2_<attack>.csv`.
-pub fn run_type2(
-    attack: &dyn Attack,
-    models: &Models,
-    test: &Dataset,
-    config: &ExperimentConfig,
-    out: &Path,
-    device: &Device,
-    progress: &mut dyn Progress,
-) -> Result<Type2Result> {
-    let wanted = if attack.name() == "cw-l2" {
+/// One batch of a Type II stage, as a shard computes it and a merge reads it back.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Type2Unit {
+    /// Seconds the batch took.
+    seconds: f64,
+    /// Images in the batch.
+    images: usize,
+    /// Of them, correctly classified (attackable).
+    attackable: usize,
+    /// Of them, broken.
+    successes: usize,
+    /// Correct and not broken.
+    robust: usize,
+    /// Some gradient was zero or not finite.
+    masking: bool,
+    /// `type2_<attack>.csv`'s rows.
+    rows: Vec<Vec<String>>,
+    /// Per image: (L2, Linf, L0) of a successful perturbation.
+    found: Vec<Option<(f64, f64, f64)>>,
+    /// The figure's examples among this batch (positions below `EXAMPLE_ROWS`).
+    examples: Vec<Type2Example>,
+    /// This batch's successes, when fewer than `league_successes` came before it.
+    kept: Vec<KeptExample>,
+    /// The images below position `cam_images`, for the CAM comparison.
+    cam: Option<CamRows>,
+}
+
+/// The first `cam_images` examples of one batch as pixels, for the CAM comparison.
+#[derive(Serialize, Deserialize)]
+struct CamRows {
+    clean: Vec<f32>,
+    adversarial: Vec<f32>,
+    before: Vec<usize>,
+    after: Vec<usize>,
+    success: Vec<bool>,
+    #[serde(with = "crate::nan::floats")]
+    l2: Vec<f64>,
+    index: Vec<usize>,
+}
+
+/// The images one Type II attack runs on: the first `type2_images` (CW-L2: `cw_images`).
+fn type2_images(attack: &str, config: &ExperimentConfig, test: &Dataset) -> usize {
+    let wanted = if attack == "cw-l2" {
         config.cw_images.min(config.type2_images)
     } else {
         config.type2_images
     };
-    let n = wanted.min(test.len());
+    wanted.min(test.len())
+}
+
+/// The units (batches of `batch_size` images, in test order) of one Type II attack on the
+/// first `config.type2_images` test images; `None` in a shard run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn type2_units(
+    attack: &dyn Attack,
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    units: &Units<'_>,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Option<Vec<Type2Unit>>> {
+    let n = type2_images(attack.name(), config, test);
+    let batch = config.batch_size.max(1);
+    let count = n.div_ceil(batch);
     let p = config.positive_class;
     progress.start(&format!("type II {}", attack.name()), n as u64, "images");
-    let t0 = Instant::now();
-    let mut outcomes: Vec<AttackOutcome> = Vec::new();
-    let mut csv_rows = Vec::new();
-    let mut cam_set: Vec<CamBatch> = Vec::new();
-    let mut l2_per_image = Vec::with_capacity(n);
-    let mut linf_per_image = Vec::with_capacity(n);
-    let mut examples = Vec::new();
-    let mut kept = Vec::new();
-    for start in (0..n).step_by(config.batch_size.max(1)) {
-        let idx: Vec<usize> = (start..(start + config.batch_size.max(1)).min(n)).collect();
+    // Successes this run has seen in the batches before (a shard: its own batches);
+    // a batch's successes are kept while fewer than `league_successes` came before.
+    let mut successes_before = 0usize;
+    let stage = format!("type2_{}", attack.name());
+    let result = units.run(&stage, count, |u| {
+        let t0 = Instant::now();
+        let start = u * batch;
+        let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
         let x = test
             .images_tensor(&idx, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
@@ -130,14 +177,19 @@ pub fn run_type2(
         // Random starts drawn per test index: the same whatever the batching.
         let ids: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
         let o = attack.run_examples(&models.gapcnn, &x, &labels, &Targeting::Untargeted, &ids)?;
-        if examples.len() < EXAMPLE_ROWS {
-            let room = EXAMPLE_ROWS - examples.len();
-            examples.extend(examples_of(&models.gapcnn, &x, &o, &idx, &labels, room)?);
-        }
-        if kept.len() < config.league_successes && o.success.iter().any(|&s| s) {
+        let examples = examples_of(
+            &models.gapcnn,
+            &x,
+            &o,
+            &idx,
+            &labels,
+            EXAMPLE_ROWS.saturating_sub(start),
+        )?;
+        let mut kept = Vec::new();
+        if successes_before < config.league_successes && o.success.iter().any(|&s| s) {
             let pixels = rows(&o.adversarial)?;
             for (j, &i) in idx.iter().enumerate() {
-                if o.success[j] && kept.len() < config.league_successes {
+                if o.success[j] {
                     kept.push(KeptExample {
                         id: i,
                         index: i,
@@ -150,8 +202,11 @@ pub fn run_type2(
                 }
             }
         }
+        successes_before += o.successes();
         let probs_before = softmax_rows(&o.logits_before)?;
         let probs_after = softmax_rows(&o.logits_after)?;
+        let mut csv_rows = Vec::new();
+        let mut found = Vec::new();
         for (j, &i) in idx.iter().enumerate() {
             csv_rows.push(vec![
                 i.to_string(),
@@ -165,16 +220,17 @@ pub fn run_type2(
                 format!("{:.6}", probs_before[j][p as usize]),
                 format!("{:.6}", probs_after[j][p as usize]),
             ]);
-            l2_per_image.push(o.success[j].then_some(o.l2[j]));
-            linf_per_image.push(o.success[j].then_some(o.linf[j]));
+            found.push(o.success[j].then_some((o.l2[j], o.linf[j], o.l0[j] as f64)));
         }
         // CAM of the class f1 decides, before and after, on the first `cam_images`.
-        let room = config.cam_images.saturating_sub(cam_set.len());
-        let take = room.min(idx.len());
-        if take > 0 {
-            cam_set.push(CamBatch {
-                clean: x.narrow(0, 0, take)?,
-                adversarial: o.adversarial.narrow(0, 0, take)?,
+        let take = config.cam_images.saturating_sub(start).min(idx.len());
+        let cam = if take > 0 {
+            let pixels = |t: &Tensor| -> Result<Vec<f32>> {
+                Ok(t.narrow(0, 0, take)?.flatten_all()?.to_vec1::<f32>()?)
+            };
+            Some(CamRows {
+                clean: pixels(&x)?,
+                adversarial: pixels(&o.adversarial)?,
                 before: o.clean_predictions[..take]
                     .iter()
                     .map(|&c| c as usize)
@@ -186,15 +242,46 @@ pub fn run_type2(
                 success: o.success[..take].to_vec(),
                 l2: o.l2[..take].to_vec(),
                 index: idx[..take].to_vec(),
-            });
-        }
+            })
+        } else {
+            None
+        };
+        let robust = (0..o.len())
+            .filter(|&j| o.adversarial_predictions[j] == o.labels[j])
+            .count();
         progress.advance(idx.len() as u64);
-        outcomes.push(o);
-    }
+        Ok(Type2Unit {
+            seconds: t0.elapsed().as_secs_f64(),
+            images: idx.len(),
+            attackable: o.attackable(),
+            successes: o.successes(),
+            robust,
+            masking: o.gradient_masking_suspected(),
+            rows: csv_rows,
+            found,
+            examples,
+            kept,
+            cam,
+        })
+    });
     progress.finish();
-    let seconds = t0.elapsed().as_secs_f64();
+    result
+}
+
+/// One Type II stage's result from its units (in order); writes `type2_<attack>.csv`.
+pub(crate) fn assemble_type2(
+    attack: &str,
+    units: Vec<Type2Unit>,
+    models: &Models,
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &Device,
+) -> Result<Type2Result> {
+    let n: usize = units.iter().map(|u| u.images).sum();
+    let seconds: f64 = units.iter().map(|u| u.seconds).sum();
+    let csv_rows: Vec<Vec<String>> = units.iter().flat_map(|u| u.rows.clone()).collect();
     write_atomic(
-        &out.join(format!("type2_{}.csv", attack.name())),
+        &out.join(format!("type2_{attack}.csv")),
         csv(
             &[
                 "index",
@@ -212,24 +299,11 @@ pub fn run_type2(
         )
         .as_bytes(),
     )?;
-    // Pool the batches' outcomes.
-    let total = outcomes.iter().map(|o| o.len()).sum::<usize>().max(1) as f64;
-    let correct: usize = outcomes.iter().map(|o| o.attackable()).sum();
-    let successes: usize = outcomes.iter().map(|o| o.successes()).sum();
-    let robust: f64 = outcomes
-        .iter()
-        .map(|o| o.robust_accuracy() * o.len() as f64)
-        .sum::<f64>()
-        / total;
-    let succ: Vec<(f64, f64, f64)> = outcomes
-        .iter()
-        .flat_map(|o| {
-            (0..o.len())
-                .filter(|&i| o.success[i])
-                .map(|i| (o.l2[i], o.linf[i], o.l0[i] as f64))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let correct: usize = units.iter().map(|u| u.attackable).sum();
+    let successes: usize = units.iter().map(|u| u.successes).sum();
+    let robust: usize = units.iter().map(|u| u.robust).sum();
+    let found: Vec<Option<(f64, f64, f64)>> = units.iter().flat_map(|u| u.found.clone()).collect();
+    let succ: Vec<(f64, f64, f64)> = found.iter().flatten().copied().collect();
     let mean = |f: fn(&(f64, f64, f64)) -> f64| {
         if succ.is_empty() {
             f64::NAN
@@ -237,9 +311,27 @@ pub fn run_type2(
             succ.iter().map(f).sum::<f64>() / succ.len() as f64
         }
     };
-    let cam = type2_map_change(models, &cam_set, attack.name(), config.seed)?;
+    let image = |v: Vec<f32>, k: usize| Tensor::from_vec(v, (k, 1, 28, 28), device);
+    let mut cam_set = Vec::new();
+    for c in units.iter().filter_map(|u| u.cam.as_ref()) {
+        let k = c.index.len();
+        cam_set.push(CamBatch {
+            clean: image(c.clean.clone(), k)?,
+            adversarial: image(c.adversarial.clone(), k)?,
+            before: c.before.clone(),
+            after: c.after.clone(),
+            success: c.success.clone(),
+            l2: c.l2.clone(),
+            index: c.index.clone(),
+        });
+    }
+    let cam = type2_map_change(models, &cam_set, attack, config.seed)?;
+    let mut examples: Vec<Type2Example> = units.iter().flat_map(|u| u.examples.clone()).collect();
+    examples.truncate(EXAMPLE_ROWS);
+    let mut kept: Vec<KeptExample> = units.iter().flat_map(|u| u.kept.clone()).collect();
+    kept.truncate(config.league_successes);
     Ok(Type2Result {
-        attack: attack.name().to_string(),
+        attack: attack.to_string(),
         summary: Type2Summary {
             images: n,
             success_rate: if correct == 0 {
@@ -247,16 +339,16 @@ pub fn run_type2(
             } else {
                 successes as f64 / correct as f64
             },
-            robust_accuracy: robust,
+            robust_accuracy: robust as f64 / n.max(1) as f64,
             mean_l2: mean(|s| s.0),
             mean_linf: mean(|s| s.1),
             mean_l0: mean(|s| s.2),
-            gradient_masking_suspected: outcomes.iter().any(|o| o.gradient_masking_suspected()),
+            gradient_masking_suspected: units.iter().any(|u| u.masking),
             images_per_second: n as f64 / seconds.max(1e-9),
         },
         cam,
-        l2_per_image,
-        linf_per_image,
+        l2_per_image: found.iter().map(|f| f.map(|f| f.0)).collect(),
+        linf_per_image: found.iter().map(|f| f.map(|f| f.1)).collect(),
         examples,
         successes: kept,
     })

@@ -7,16 +7,16 @@ use candle_core::{Device, Tensor};
 use mnist_data::{Dataset, PixelFormat};
 use models::Classifier;
 use serde::{Deserialize, Serialize};
-use vae_attack::{type_one_attack, ClassMeans, Judges, LatentAttackConfig, LatentOutcome};
+use vae_attack::{type_one_attack, ClassMeans, Judges, LatentAttackConfig};
 
 use crate::artifact::{csv, write_atomic};
 use crate::bundle::Models;
 use crate::cam_change::{cam_28, l2_distances, noised_batch, pair_figures, rows, CamChange};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
-use crate::inputs::InputFingerprint;
 use crate::progress::Progress;
 use crate::roc::Scored;
+use crate::shard::Units;
 use crate::stages::kept::KeptExample;
 
 pub mod artifacts;
@@ -26,6 +26,7 @@ pub mod strips;
 
 pub use artifacts::{rows_csv, success_grid};
 pub use judging::{judge_accuracy, JudgeAccuracy, ModeSummary, Rate};
+use panel::mode_batch;
 pub use panel::{
     judged_rows, pixel_rows, run_mode, Checkpoint, ModeRun, PairRow, PanelInputs, Type1Pairs,
 };
@@ -37,16 +38,39 @@ pub use strips::{
 /// The success grid of the constrained attack, written by the stage.
 pub const GRID_FILE: &str = "type1_grid.png";
 
-/// One batch of pairs and its outcome.
-struct PairBatch {
+/// The frames of one transition of the strip image (iteration, G(z) pixels).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StripFrames {
+    /// The pair's target.
+    pub target: u32,
+    /// Every frame the attack recorded.
+    pub frames: Vec<(usize, Vec<f32>)>,
+}
+
+/// One batch of the paper's attack, as a shard computes it and a merge reads it back.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PaperUnit {
+    seconds: f64,
+    /// Attack iterations run over the batch's pairs.
+    iterations: usize,
     /// Test index of each pair's image.
     images: Vec<usize>,
     /// Target of each pair.
     targets: Vec<u32>,
     /// The label f1 must keep (its clean arg-max).
     keep: Vec<u32>,
-    /// What the attack did.
-    outcome: LatentOutcome,
+    f1_pred: Vec<u32>,
+    oracle_pred: Vec<u32>,
+    success: Vec<bool>,
+    iters: Vec<usize>,
+    l2: Vec<f32>,
+    linf: Vec<f32>,
+    /// The panel's rows.
+    judged: Vec<PairRow>,
+    /// The final images.
+    pixels: Vec<Vec<f32>>,
+    /// The strip image's transitions in this batch.
+    strips: Vec<StripFrames>,
 }
 
 /// Figures of the Type I stage. The top-level rates are the paper's attack as the study
@@ -185,26 +209,22 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// The constrained attack's finished batches while the stage runs (removed once the
-/// stage's result is cached).
-pub const PARTIAL_FILE: &str = "stages/type1_constrained.partial.jsonl";
-
 /// Runs the stage; writes `type1_pairs.csv`, `type1_constrained.csv`, the success grid
 /// and the strips of `config.strip_index`. `train` gives the kNN judge its neighbours and
-/// the constrained attack its class means; finished batches of the constrained attack
-/// are kept in [`PARTIAL_FILE`] under `out`, keyed by `inputs_fingerprint`, the pairs and
-/// the attack's settings, so a killed run resumes inside the stage.
+/// the constrained attack its class means. Both modes run in units of `type1_batch`
+/// pairs ([`Units`]: a killed run resumes after its last finished batch, a shard runs
+/// its own); `None` in a shard run.
 #[allow(clippy::too_many_arguments)]
 pub fn run_type1(
     models: &Models,
     train: &Dataset,
     test: &Dataset,
     config: &ExperimentConfig,
-    inputs_fingerprint: &InputFingerprint,
+    units: &Units<'_>,
     out: &Path,
     device: &Device,
     progress: &mut dyn Progress,
-) -> Result<Type1Result> {
+) -> Result<Option<Type1Result>> {
     let mut chosen = test
         .balanced_indices(config.type1_per_class)
         .map_err(models::ModelError::from)?;
@@ -232,12 +252,18 @@ pub fn run_type1(
         frame_every: (config.type1_iters / 5).max(1),
         ..LatentAttackConfig::type_one()
     };
+    let batch = config.type1_batch.max(1);
+    // The panel judges both modes (on each batch's final images).
+    let knn = models::Knn::new(train, 3, device)?;
+    let judges = Judges {
+        standard: &models.oracle,
+        robust: &models.robust_oracle,
+        knn: &knn,
+    };
     progress.start("type I", pair_index.len() as u64, "pairs");
-    let t0 = std::time::Instant::now();
-    let batch = 90;
-    let mut outcomes: Vec<PairBatch> = Vec::new();
-    let mut iterations_done = 0usize;
-    for start in (0..pair_index.len()).step_by(batch) {
+    let paper_units = units.run("type1_paper", pair_index.len().div_ceil(batch), |u| {
+        let t = std::time::Instant::now();
+        let start = u * batch;
         let end = (start + batch).min(pair_index.len());
         let idx = pair_index[start..end].to_vec();
         let tg = targets[start..end].to_vec();
@@ -255,17 +281,74 @@ pub fn run_type1(
             None,
             &attack,
         )?;
-        iterations_done += o.iterations.iter().sum::<usize>();
+        let v = judges.judge(&o.images)?;
+        let judged = judged_rows(&models.gapcnn, &o, &v, &idx, &keep, &tg)?;
+        let strips = (0..idx.len())
+            .filter(|&j| idx[j] == config.strip_index)
+            .map(|j| StripFrames {
+                target: tg[j],
+                frames: o.trajectories[j]
+                    .frames
+                    .iter()
+                    .map(|f| (f.iteration, f.pixels.clone()))
+                    .collect(),
+            })
+            .collect();
         progress.advance(idx.len() as u64);
-        outcomes.push(PairBatch {
+        Ok(PaperUnit {
+            seconds: t.elapsed().as_secs_f64(),
+            iterations: o.iterations.iter().sum(),
             images: idx,
             targets: tg,
             keep,
-            outcome: o,
-        });
-    }
+            f1_pred: o.f1_pred.clone(),
+            oracle_pred: o.oracle_pred.clone(),
+            success: o.success.clone(),
+            iters: o.iterations.clone(),
+            l2: o.l2.clone(),
+            linf: o.linf.clone(),
+            judged,
+            pixels: pixel_rows(&o.images)?,
+            strips,
+        })
+    })?;
     progress.finish();
-    let seconds = t0.elapsed().as_secs_f64();
+
+    // The constrained attack, judge-free, on the same images with f1's clean labels.
+    let means = ClassMeans::from_training(&models.svae, train, device)?;
+    let inputs = PanelInputs {
+        f1: &models.gapcnn,
+        svae: &models.svae,
+        means: &means,
+        judges,
+    };
+    let pairs = Type1Pairs::from_f1(&models.gapcnn, test, &chosen, device)?;
+    let constrained_config = LatentAttackConfig {
+        max_iters: config.type1_iters,
+        record_every: 0,
+        frame_every: 0,
+        ..LatentAttackConfig::constrained()
+    };
+    progress.start("type I constrained", pairs.len() as u64, "pairs");
+    let constrained_units = units.run("type1_constrained", pairs.len().div_ceil(batch), |u| {
+        let b = mode_batch(
+            &inputs,
+            test,
+            &pairs,
+            &constrained_config,
+            u * batch,
+            batch,
+            device,
+        )?;
+        progress.advance(b.rows.len() as u64);
+        Ok(b)
+    })?;
+    progress.finish();
+    let (Some(outcomes), Some(constrained_units)) = (paper_units, constrained_units) else {
+        return Ok(None);
+    };
+    let seconds: f64 = outcomes.iter().map(|b| b.seconds).sum();
+    let iterations_done: usize = outcomes.iter().map(|b| b.iterations).sum();
 
     let mut csv_rows = Vec::new();
     let (mut succ, mut oracle_ok, mut kept) = (0usize, 0usize, 0usize);
@@ -273,13 +356,8 @@ pub fn run_type1(
     let mut linf = Vec::new();
     let mut iters = Vec::new();
     let mut per_target = [(0usize, 0usize); 10];
-    for PairBatch {
-        images: idx,
-        targets: tg,
-        keep,
-        outcome: o,
-    } in &outcomes
-    {
+    for o in &outcomes {
+        let (idx, tg, keep) = (&o.images, &o.targets, &o.keep);
         for j in 0..idx.len() {
             let s = o.success[j];
             csv_rows.push(vec![
@@ -290,7 +368,7 @@ pub fn run_type1(
                 o.f1_pred[j].to_string(),
                 o.oracle_pred[j].to_string(),
                 s.to_string(),
-                o.iterations[j].to_string(),
+                o.iters[j].to_string(),
                 format!("{:.5}", o.l2[j]),
                 format!("{:.5}", o.linf[j]),
             ]);
@@ -302,7 +380,7 @@ pub fn run_type1(
                 per_target[tg[j] as usize].0 += 1;
                 l2.push(f64::from(o.l2[j]));
                 linf.push(f64::from(o.linf[j]));
-                iters.push(o.iterations[j] as f64);
+                iters.push(o.iters[j] as f64);
             }
         }
     }
@@ -325,32 +403,10 @@ pub fn run_type1(
         )
         .as_bytes(),
     )?;
-    let defective_vs_real = draw_strips(models, test, config, &outcomes[0], out, device)?;
-
-    // The panel, which judges both modes after they ran.
-    let knn = models::Knn::new(train, 3, device)?;
-    let judges = Judges {
-        standard: &models.oracle,
-        robust: &models.robust_oracle,
-        knn: &knn,
-    };
-    let paper_images: Vec<Vec<f32>> = outcomes
-        .iter()
-        .map(|b| pixel_rows(&b.outcome.images))
-        .collect::<Result<Vec<_>>>()?
-        .concat();
-    let mut paper_rows = Vec::new();
-    for b in &outcomes {
-        let v = judges.judge(&b.outcome.images)?;
-        paper_rows.extend(judged_rows(
-            &models.gapcnn,
-            &b.outcome,
-            &v,
-            &b.images,
-            &b.keep,
-            &b.targets,
-        )?);
-    }
+    let strips: Vec<&StripFrames> = outcomes.iter().flat_map(|o| &o.strips).collect();
+    let defective_vs_real = draw_strips(models, test, config, &strips, out, device)?;
+    let paper_images: Vec<Vec<f32>> = outcomes.iter().flat_map(|b| b.pixels.clone()).collect();
+    let paper_rows: Vec<PairRow> = outcomes.iter().flat_map(|b| b.judged.clone()).collect();
     let paper = ModeSummary::new(
         "paper, stopped by the standard oracle",
         &ModeRun {
@@ -360,42 +416,17 @@ pub fn run_type1(
         },
     );
 
-    // The constrained attack, judge-free, on the same images with f1's clean labels.
-    let means = ClassMeans::from_training(&models.svae, train, device)?;
-    let inputs = PanelInputs {
-        f1: &models.gapcnn,
-        svae: &models.svae,
-        means: &means,
-        judges,
+    let run = ModeRun {
+        seconds: constrained_units.iter().map(|b| b.seconds).sum(),
+        rows: constrained_units
+            .iter()
+            .flat_map(|b| b.rows.clone())
+            .collect(),
+        images: constrained_units
+            .into_iter()
+            .flat_map(|b| b.images)
+            .collect(),
     };
-    let pairs = Type1Pairs::from_f1(&models.gapcnn, test, &chosen, device)?;
-    let constrained_config = LatentAttackConfig {
-        max_iters: config.type1_iters,
-        record_every: 0,
-        frame_every: 0,
-        ..LatentAttackConfig::constrained()
-    };
-    progress.start("type I constrained", pairs.len() as u64, "pairs");
-    // Finished batches are kept, so a killed run resumes inside this long stage.
-    let checkpoint = Checkpoint {
-        path: out.join(PARTIAL_FILE),
-        key: format!(
-            "inputs {} | pairs {} | batch {batch} | {constrained_config:?}",
-            inputs_fingerprint.sha256(),
-            pairs.digest()
-        ),
-    };
-    let run = run_mode(
-        &inputs,
-        test,
-        &pairs,
-        &constrained_config,
-        batch,
-        device,
-        Some(&checkpoint),
-        &mut |n| progress.advance(n as u64),
-    )?;
-    progress.finish();
     let constrained = ModeSummary::new(
         "constrained, half-way to the target mean, image term, judge-free",
         &run,
@@ -460,7 +491,7 @@ pub fn run_type1(
     let accuracy_images = test.first(test.len().min(1000));
     let judges_accuracy = judge_accuracy(&judges, &models.svae, &accuracy_images, device)?;
     let n = pair_index.len().max(1) as f64;
-    Ok(Type1Result {
+    Ok(Some(Type1Result {
         pairs: pair_index.len(),
         success_rate: succ as f64 / n,
         oracle_agreement: oracle_ok as f64 / n,
@@ -487,5 +518,5 @@ pub fn run_type1(
         constrained,
         images_left_out: pairs.left_out,
         judges: judges_accuracy,
-    })
+    }))
 }

@@ -167,11 +167,11 @@ struct CheckpointHeader {
 }
 
 #[derive(Serialize, Deserialize)]
-struct FinishedBatch {
-    start: usize,
-    rows: Vec<PairRow>,
-    images: Vec<Vec<f32>>,
-    seconds: f64,
+pub(crate) struct FinishedBatch {
+    pub start: usize,
+    pub rows: Vec<PairRow>,
+    pub images: Vec<Vec<f32>>,
+    pub seconds: f64,
 }
 
 impl Checkpoint {
@@ -242,6 +242,42 @@ fn json_line<T: Serialize>(v: &T) -> String {
     s
 }
 
+/// One batch of an attack mode: pairs `start..start + batch` attacked, then judged.
+pub(crate) fn mode_batch(
+    inputs: &PanelInputs<'_>,
+    test: &Dataset,
+    pairs: &Type1Pairs,
+    config: &LatentAttackConfig,
+    start: usize,
+    batch: usize,
+    device: &Device,
+) -> Result<FinishedBatch> {
+    let t = std::time::Instant::now();
+    let end = (start + batch.max(1)).min(pairs.len());
+    let idx = &pairs.index[start..end];
+    let keep = &pairs.keep[start..end];
+    let targets = &pairs.target[start..end];
+    let x = test
+        .images_tensor(idx, PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let (o, v) = attack_then_judge(
+        inputs.svae,
+        inputs.f1,
+        &inputs.judges,
+        &x,
+        keep,
+        targets,
+        Some(inputs.means),
+        config,
+    )?;
+    Ok(FinishedBatch {
+        start,
+        rows: judged_rows(inputs.f1, &o, &v, idx, keep, targets)?,
+        images: pixel_rows(&o.images)?,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
 /// Runs `config` over `pairs` in batches of `batch`, calling `advance` after each batch
 /// with the pairs it finished (at the start, with those a checkpoint already held).
 /// With a [`Checkpoint`], finished batches are kept and an interrupted run resumes;
@@ -275,36 +311,13 @@ pub fn run_mode(
         earlier += b.seconds;
     }
     for start in (rows.len()..pairs.len()).step_by(batch) {
-        let t = std::time::Instant::now();
-        let end = (start + batch).min(pairs.len());
-        let idx = &pairs.index[start..end];
-        let keep = &pairs.keep[start..end];
-        let targets = &pairs.target[start..end];
-        let x = test
-            .images_tensor(idx, PixelFormat::Gray, device)
-            .map_err(models::ModelError::from)?;
-        let (o, v) = attack_then_judge(
-            inputs.svae,
-            inputs.f1,
-            &inputs.judges,
-            &x,
-            keep,
-            targets,
-            Some(inputs.means),
-            config,
-        )?;
-        let finished = FinishedBatch {
-            start,
-            rows: judged_rows(inputs.f1, &o, &v, idx, keep, targets)?,
-            images: pixel_rows(&o.images)?,
-            seconds: t.elapsed().as_secs_f64(),
-        };
+        let finished = mode_batch(inputs, test, pairs, config, start, batch, device)?;
         if let (Some(c), Some(f)) = (checkpoint, file.as_mut()) {
             c.append(f, &finished)?;
         }
+        advance(finished.rows.len());
         rows.extend(finished.rows);
         images.extend(finished.images);
-        advance(idx.len());
     }
     Ok(ModeRun {
         rows,

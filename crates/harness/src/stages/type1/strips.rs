@@ -10,7 +10,7 @@ use mnist_data::Dataset;
 use models::{Classifier, GapCnn};
 use serde::{Deserialize, Serialize};
 
-use super::PairBatch;
+use super::StripFrames;
 use crate::bundle::Models;
 use crate::cam_change::{cam_28, rows};
 use crate::config::ExperimentConfig;
@@ -28,25 +28,31 @@ pub(super) fn draw_strips(
     models: &Models,
     test: &Dataset,
     config: &ExperimentConfig,
-    first: &PairBatch,
+    strips: &[&StripFrames],
     out: &Path,
     device: &Device,
 ) -> Result<(f64, f64, usize)> {
-    let (idx, tg, o) = (&first.images, &first.targets, &first.outcome);
     let from = test.label(config.strip_index).unwrap_or(0);
     let (mut sp, mut pe, mut frames_seen) = (0.0, 0.0, 0usize);
-    for j in (0..idx.len()).filter(|&j| idx[j] == config.strip_index) {
-        let frames = &o.trajectories[j].frames;
-        if frames.is_empty() {
+    for s in strips {
+        if s.frames.is_empty() {
             continue;
         }
-        let strip = transition_strip(&models.gapcnn, &models.oracle, frames, true, device)?;
+        let frames: Vec<vae_attack::Frame> = s
+            .frames
+            .iter()
+            .map(|(iteration, pixels)| vae_attack::Frame {
+                iteration: *iteration,
+                pixels: pixels.clone(),
+            })
+            .collect();
+        let strip = transition_strip(&models.gapcnn, &models.oracle, &frames, true, device)?;
         for &(s, p) in &strip.study_map_agreement {
             sp += s;
             pe += p;
             frames_seen += 1;
         }
-        cam::write_png(&strip.image, &strip_path(out, from, tg[j]))?;
+        cam::write_png(&strip.image, &strip_path(out, from, s.target))?;
     }
     let n = frames_seen.max(1) as f64;
     Ok((sp / n, pe / n, frames_seen))
