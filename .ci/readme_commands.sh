@@ -8,7 +8,7 @@
 # Data: the data-reading commands use $MNIST_DIR when set and the bundled fixtures'
 # directory otherwise; train and the Type I panel always use the fixtures (one epoch on
 # 60,000 images, or the panel's kNN judge and class means over them, take minutes).
-# Not run here: `reproduce` (.ci/run runs it), `data --hub` (needs the network),
+# Not run here: `reproduce`, `merge`, `compare` (.ci/run runs them), `data --hub` (needs the network),
 # `data --data-dir <Fashion-MNIST>` unless /usr/share/datasets/fashion-mnist exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -255,8 +255,9 @@ check(j["certified_at_eps"] == all(m["lower"] > 0 for m in j["margins_at_eps"]),
 check(j["certified_at_eps"] == (j["radius"] >= 0.2) or j["not_certified"] > 0.2 > j["radius"], "certify: radius vs eps")
 check(load("certify_crown")["radius"] >= load("certify_ibp")["radius"], "certify: CROWN looser than IBP")
 
-# Every subcommand and flag of README's command lines was run here (reproduce: .ci/run;
-# data --hub and --revision: the network).
+# Every subcommand and flag of README's command lines was run here (reproduce, merge and
+# compare: .ci/run, which runs docs/SCALE.md's shards; data --hub and --revision: the
+# network).
 def form(words):
     sub = words[0]
     if sub == "type1" and "--index" in words:
@@ -281,7 +282,7 @@ for line in lines:
         continue
     words = [m.group(1)] + m.group(2).split()
     f = form(words)
-    if f == "reproduce":
+    if f in ("reproduce", "merge", "compare"):
         continue
     flags = set(re.findall(r"--[a-z][a-z0-9-]*", m.group(2))) - skip.get(f, set())
     missing = flags - used.get(f, set())

@@ -89,6 +89,12 @@ pub struct AttackArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Attack shard K of N only (K from 0): batch b of the run belongs to shard
+    /// `harness::owner("attack", b, N)`; the table, `--json` and `--per-image` then cover
+    /// this shard's images, and the shards' `--per-image` rows together are the whole
+    /// run's, number for number (docs/SCALE.md).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<harness::Shard>,
     /// Also write the table's numbers as JSON here (rates as fractions, not percent).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -207,7 +213,12 @@ fn run(args: &AttackArgs) -> Result<AttackSummary> {
     let start = Instant::now();
     let mut tally = Tally::default();
     let mut csv = String::from(CSV_HEADER);
+    let owned = |b: usize| args.shard.is_none_or(|s| s.owns("attack", b));
     for (b, batch) in test.batches(&options, &device).enumerate() {
+        if !owned(b) {
+            bar.advance(1);
+            continue;
+        }
         let batch = batch?;
         let labels: Vec<u32> = batch.labels.to_vec1()?;
         let targeting = if args.targeted {
@@ -280,8 +291,10 @@ pub struct AttackSummary {
     pub data: String,
     /// The attacked checkpoint.
     pub weights: String,
-    /// Test index of the first image attacked.
+    /// Test index of the first image of the run (`--skip`).
     pub first_index: usize,
+    /// The shard (`K/N`) these numbers cover, if sharded.
+    pub shard: Option<String>,
     /// Images attacked.
     pub images: usize,
     /// Fraction f1 classifies correctly before the attack.
@@ -317,6 +330,7 @@ impl AttackSummary {
             data: data.to_string(),
             weights: args.weights.display().to_string(),
             first_index: args.skip,
+            shard: args.shard.map(|s| s.to_string()),
             images: t.n,
             clean_accuracy: frac(t.clean_right, t.n),
             robust_accuracy: frac(t.robust_right, t.n),
@@ -336,7 +350,7 @@ impl AttackSummary {
     pub fn rows(&self) -> Vec<(&'static str, String)> {
         let pct = |v: f64| format!("{:.2}%", 100.0 * v);
         let opt = |v: Option<f64>, d: usize| v.map_or("NaN".to_string(), |v| format!("{v:.d$}"));
-        vec![
+        let mut rows = vec![
             ("images", self.images.to_string()),
             ("clean accuracy", pct(self.clean_accuracy)),
             ("robust accuracy", pct(self.robust_accuracy)),
@@ -368,7 +382,11 @@ impl AttackSummary {
                     self.images as f64 / self.seconds.max(1e-9)
                 ),
             ),
-        ]
+        ];
+        if let Some(shard) = &self.shard {
+            rows.insert(0, ("shard", shard.clone()));
+        }
+        rows
     }
 }
 
@@ -376,6 +394,58 @@ impl AttackSummary {
 mod tests {
     use super::*;
     use crate::tests::{parse, weights};
+
+    /// PGD-Linf (random starts) on 10 fixture images in batches of 3, whole and as 3
+    /// shards: the shards attack disjoint batches, and their `--per-image` rows together
+    /// are the whole run's, byte for byte.
+    #[test]
+    fn shards_together_write_the_whole_runs_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = weights("gapcnn.safetensors");
+        let run_to = |file: &str, shard: Option<&str>| {
+            let path = dir.path().join(file);
+            let mut line = vec![
+                "attack",
+                "--attack",
+                "pgd-linf",
+                "--steps",
+                "3",
+                "--n",
+                "10",
+                "--skip",
+                "4",
+                "--batch-size",
+                "3",
+                "--weights",
+                &w,
+                "--per-image",
+            ];
+            let p = path.to_str().unwrap().to_string();
+            line.push(&p);
+            if let Some(s) = shard {
+                line.extend(["--shard", s]);
+            }
+            let crate::Command::Attack(args) = parse(&line) else {
+                panic!("not attack")
+            };
+            let summary = run(&args).unwrap();
+            (summary, std::fs::read_to_string(path).unwrap())
+        };
+        let (whole, all_rows) = run_to("all.csv", None);
+        let mut rows: Vec<String> = Vec::new();
+        let mut images = 0;
+        for k in 0..3 {
+            let (s, text) = run_to(&format!("s{k}.csv"), Some(&format!("{k}/3")));
+            assert_eq!(s.shard.as_deref(), Some(format!("{k}/3").as_str()));
+            assert_eq!(s.rows()[0], ("shard", format!("{k}/3")));
+            images += s.images;
+            rows.extend(text.lines().skip(1).map(str::to_string));
+        }
+        assert_eq!(images, whole.images, "each image in exactly one shard");
+        rows.sort_by_key(|r| r.split(',').next().unwrap().parse::<usize>().unwrap());
+        let expected: Vec<String> = all_rows.lines().skip(1).map(str::to_string).collect();
+        assert_eq!(rows, expected);
+    }
 
     /// FGSM on 20 fixture images: the counts are consistent, every success moved some
     /// pixel by eps (and none by more), and the table prints the JSON's numbers.

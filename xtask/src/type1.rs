@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use common::progress::{Bar, Progress};
 use harness::{
@@ -71,8 +71,30 @@ struct Type1Json {
     images: usize,
     images_left_out: usize,
     max_iterations: usize,
+    /// The shard (`K/N`) the modes' numbers cover, if sharded.
+    shard: Option<String>,
     judges: Vec<JudgeAccuracy>,
     modes: Vec<ModeSummary>,
+}
+
+/// The pairs of `shard`'s batches (batches of `batch` pairs, in order): whole batches,
+/// so each is attacked exactly as in the whole run.
+fn shard_pairs(pairs: &Type1Pairs, batch: usize, shard: harness::Shard) -> Type1Pairs {
+    let mut mine = Type1Pairs {
+        images: pairs.images,
+        left_out: pairs.left_out,
+        ..Type1Pairs::default()
+    };
+    for (b, start) in (0..pairs.len()).step_by(batch.max(1)).enumerate() {
+        if !shard.owns("type1", b) {
+            continue;
+        }
+        let end = (start + batch.max(1)).min(pairs.len());
+        mine.index.extend_from_slice(&pairs.index[start..end]);
+        mine.keep.extend_from_slice(&pairs.keep[start..end]);
+        mine.target.extend_from_slice(&pairs.target[start..end]);
+    }
+    mine
 }
 
 /// Runs the requested modes over the same pairs, then prints one table per mode.
@@ -110,6 +132,13 @@ pub fn type1(args: &Type1Args) -> Result<()> {
     let n = args.n.min(splits.test.len());
     let indices: Vec<usize> = (0..n).collect();
     let pairs = Type1Pairs::from_f1(f1.as_ref(), &splits.test, &indices, &device)?;
+    let pairs = match args.shard {
+        Some(s) => shard_pairs(&pairs, args.batch_size, s),
+        None => pairs,
+    };
+    if let Some(s) = args.shard {
+        println!("shard {s}: {} of the pairs", pairs.len());
+    }
     let accuracy_images = splits.test.first(splits.test.len().min(1000));
     let judges_accuracy = judge_accuracy(&judges, &svae, &accuracy_images, &device)?;
     let iters = args.iters.unwrap_or(1000);
@@ -241,6 +270,13 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         bar.finish();
         let summary = ModeSummary::new(name, &run);
         print_mode(&summary);
+        if let Some(dir) = &args.rows_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating --rows-dir {}", dir.display()))?;
+            let path = dir.join(format!("mode{k}.csv"));
+            harness::write_atomic(&path, harness::rows_csv(&run.rows).as_bytes())?;
+            println!("per-pair rows: {}", path.display());
+        }
         if k == 0 {
             success_grid(&run, &splits.test, f1.as_ref(), 36, &args.grid, &device)?;
             println!("grid of examples: {}", args.grid.display());
@@ -254,6 +290,7 @@ pub fn type1(args: &Type1Args) -> Result<()> {
                 images: n,
                 images_left_out: pairs.left_out,
                 max_iterations: iters,
+                shard: args.shard.map(|s| s.to_string()),
                 judges: judges_accuracy.clone(),
                 modes: summaries.clone(),
             };
@@ -457,5 +494,62 @@ impl TransitionSummary {
             ),
             ("success by target", per_target.join(", ")),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::parse;
+
+    /// The constrained mode on 3 fixture images (27 pairs) in batches of 7, whole and as
+    /// 2 shards: each pair runs in exactly one shard and the shards' rows together are
+    /// the whole run's, byte for byte.
+    #[test]
+    fn shards_together_write_the_whole_runs_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = format!("{}/../fixtures/weights", env!("CARGO_MANIFEST_DIR"));
+        let run = |name: &str, shard: Option<&str>| -> Vec<String> {
+            let rows = dir.path().join(name);
+            let grid = dir.path().join(format!("{name}.png"));
+            let (r, g) = (rows.to_str().unwrap(), grid.to_str().unwrap());
+            let mut line = vec![
+                "type1",
+                "--n",
+                "3",
+                "--iters",
+                "4",
+                "--batch-size",
+                "7",
+                "--skip-paper",
+                "--weights-dir",
+                &weights,
+                "--rows-dir",
+                r,
+                "--grid",
+                g,
+            ];
+            if let Some(s) = shard {
+                line.extend(["--shard", s]);
+            }
+            let crate::Command::Type1(args) = parse(&line) else {
+                panic!("not type1")
+            };
+            super::type1(&args).unwrap();
+            let text = std::fs::read_to_string(rows.join("mode0.csv")).unwrap();
+            text.lines().skip(1).map(str::to_string).collect()
+        };
+        let whole = run("whole", None);
+        assert!(whole.len() > 14, "at least 3 batches: {}", whole.len());
+        let (a, b) = (run("s0", Some("0/2")), run("s1", Some("1/2")));
+        assert!(!a.is_empty() && !b.is_empty());
+        let key = |r: &String| {
+            let f: Vec<usize> = r.split(',').take(3).map(|v| v.parse().unwrap()).collect();
+            (f[0], f[2])
+        };
+        let mut together: Vec<String> = a.into_iter().chain(b).collect();
+        together.sort_by_key(key);
+        let mut expected = whole;
+        expected.sort_by_key(key);
+        assert_eq!(together, expected);
     }
 }

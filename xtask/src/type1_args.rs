@@ -122,6 +122,16 @@ pub struct Type1Args {
     /// (image, target) pairs per batch.
     #[arg(long, default_value_t = 90, conflicts_with = "strip")]
     pub batch_size: usize,
+    /// Run shard K of N only (K from 0): batch b of the pairs belongs to shard
+    /// `harness::owner("type1", b, N)`; the tables, `--json` and `--rows-dir` then cover
+    /// this shard's pairs, and the shards' rows together are the whole run's, number for
+    /// number (docs/SCALE.md).
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["strip", "transition"])]
+    pub shard: Option<harness::Shard>,
+    /// Write each mode's per-pair rows (every judge's verdict, iterations, norms) as
+    /// `DIR/mode<k>.csv`, k in the order the modes run.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["strip", "transition"])]
+    pub rows_dir: Option<PathBuf>,
 }
 
 /// Target classes of `--targets`, in the order given, without repeats.
