@@ -19,10 +19,10 @@ use crate::progress::Progress;
 use crate::results::Evaluation;
 use crate::roc::roc_comparison;
 use crate::shard::{check_shards, units_path, Shard, ShardManifest, Units, Work, SHARD_FILE};
+use crate::stages::clever::{assemble_clever, clever_images, clever_units};
+use crate::stages::sandwich::{assemble_sandwich, sandwich_units};
 use crate::stages::type2::{assemble_type2, type2_units};
-use crate::stages::{
-    evaluate_models, roc_population, run_clever, run_league, run_sandwich, run_type1,
-};
+use crate::stages::{evaluate_models, roc_population, run_league, run_type1};
 use crate::summary::{StageResults, Summary};
 
 /// A stage's result, its time kept in `times`.
@@ -144,7 +144,7 @@ fn sharded_stages(config: &ExperimentConfig) -> Vec<String> {
         .iter()
         .map(|a| format!("type2_{}", a.name()))
         .collect();
-    names.extend(["type1_paper".to_string(), "type1_constrained".to_string()]);
+    names.extend(["type1_paper", "type1_constrained", "clever", "sandwich"].map(String::from));
     names
 }
 
@@ -201,6 +201,9 @@ fn evaluate(
             )?;
         }
         run_type1(models, train, test, config, &units, out, device, progress)?;
+        clever_units(models, test, config, &units, device, progress)?;
+        let indices = clever_images(models, test, config, device)?;
+        sandwich_units(models, test, &indices, config, &units, device, progress)?;
         return Ok(None);
     }
     let eval_set = if config.eval_images == 0 {
@@ -257,15 +260,34 @@ fn evaluate(
     );
     let clever = timed(
         &mut times,
-        stage(out, "clever", config, inputs, || {
-            run_clever(models, test, &type2, config, out, device, progress)
+        assembled(out, "clever", &["clever".into()], config, inputs, || {
+            let Some(rows) = clever_units(models, test, config, &units, device, progress)? else {
+                return Ok(None);
+            };
+            assemble_clever(rows, &type2, config, out).map(Some)
         })?,
     );
     let sandwich = timed(
         &mut times,
-        stage(out, "sandwich", config, inputs, || {
-            run_sandwich(models, test, &type2, &clever, config, out, device, progress)
-        })?,
+        assembled(
+            out,
+            "sandwich",
+            &["sandwich".into()],
+            config,
+            inputs,
+            || {
+                let indices: Vec<usize> = clever.rows.iter().map(|r| r.index).collect();
+                let Some(mut u) =
+                    sandwich_units(models, test, &indices, config, &units, device, progress)?
+                else {
+                    return Ok(None);
+                };
+                let unit = u
+                    .pop()
+                    .ok_or_else(|| HarnessError::Other("sandwich: no unit".into()))?;
+                assemble_sandwich(unit, &type2, &clever, out).map(Some)
+            },
+        )?,
     );
     let population = timed(
         &mut times,

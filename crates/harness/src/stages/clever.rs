@@ -12,6 +12,7 @@ use crate::bundle::Models;
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::shard::Units;
 use crate::stages::type2::{smallest_found, Type2Result};
 
 /// One image's CLEVER scores and found perturbations.
@@ -90,20 +91,15 @@ fn decisive_fallback(report: &metrics::CleverReport) -> Option<Fallback> {
         .and_then(|(_, e)| e.fallback)
 }
 
-/// Scores the first `config.clever_images` test images f1 classifies correctly (among the
-/// Type II images) with the untargeted CLEVER score, the one the untargeted attacks'
-/// smallest perturbations are compared with.
-pub fn run_clever(
+/// The first `config.clever_images` test images f1 classifies correctly, among the Type
+/// II images (like with like: an attack on the others has nothing to flip, and each has
+/// its found perturbations).
+pub(crate) fn clever_images(
     models: &Models,
     test: &Dataset,
-    type2: &[Type2Result],
     config: &ExperimentConfig,
-    out: &Path,
     device: &Device,
-    progress: &mut dyn Progress,
-) -> Result<CleverResult> {
-    // Like with like: only images f1 classifies correctly (an attack on the others has
-    // nothing to flip), among the Type II images so each has its found perturbations.
+) -> Result<Vec<usize>> {
     let pool = config.type2_images.min(test.len());
     let mut chosen = Vec::new();
     for start in (0..pool).step_by(500) {
@@ -123,9 +119,25 @@ pub fn run_clever(
         );
     }
     chosen.truncate(config.clever_images);
+    Ok(chosen)
+}
+
+/// The untargeted CLEVER score (the one the untargeted attacks' smallest perturbations
+/// are compared with) of each of [`clever_images`], one unit per image (its samples
+/// seeded by the run's seed and the test index); the found perturbations are left for
+/// [`assemble_clever`]. `None` in a shard run.
+pub(crate) fn clever_units(
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    units: &Units<'_>,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Option<Vec<CleverRow>>> {
+    let chosen = clever_images(models, test, config, device)?;
     progress.start("CLEVER", chosen.len() as u64, "images");
-    let mut rows = Vec::new();
-    for &i in &chosen {
+    let rows = units.run("clever", chosen.len(), |u| {
+        let i = chosen[u];
         let x = test
             .images_tensor(&[i], PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
@@ -146,23 +158,38 @@ pub fn run_clever(
         };
         let l2 = score(Norm::L2, config.clever_radius_l2)?;
         let linf = score(Norm::Linf, config.clever_radius_linf)?;
-        let pick = |names: &[&str], f: fn(&Type2Result) -> &Vec<Option<f64>>| {
-            smallest_found(type2, names, i, f).map(|(v, _)| v)
-        };
-        rows.push(CleverRow {
+        progress.advance(1);
+        Ok(CleverRow {
             index: i,
             clever_l2: l2.score,
             clever_linf: linf.score,
             l2_fallback: decisive_fallback(&l2),
             linf_fallback: decisive_fallback(&linf),
-            found_l2: pick(&["cw-l2", "deepfool"], |t| &t.l2_per_image),
-            found_linf: pick(&["fgsm", "pgd-linf", "pgd-l2", "cw-l2", "deepfool"], |t| {
-                &t.linf_per_image
-            }),
-        });
-        progress.advance(1);
-    }
+            found_l2: None,
+            found_linf: None,
+        })
+    });
     progress.finish();
+    rows
+}
+
+/// The CLEVER stage from its rows (in order), beside the smallest perturbations the
+/// Type II stages found; writes `clever.csv`.
+pub(crate) fn assemble_clever(
+    mut rows: Vec<CleverRow>,
+    type2: &[Type2Result],
+    config: &ExperimentConfig,
+    out: &Path,
+) -> Result<CleverResult> {
+    for r in &mut rows {
+        let pick = |names: &[&str], f: fn(&Type2Result) -> &Vec<Option<f64>>| {
+            smallest_found(type2, names, r.index, f).map(|(v, _)| v)
+        };
+        r.found_l2 = pick(&["cw-l2", "deepfool"], |t| &t.l2_per_image);
+        r.found_linf = pick(&["fgsm", "pgd-linf", "pgd-l2", "cw-l2", "deepfool"], |t| {
+            &t.linf_per_image
+        });
+    }
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {

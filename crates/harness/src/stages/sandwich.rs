@@ -26,6 +26,7 @@ use crate::bundle::Models;
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
 use crate::progress::Progress;
+use crate::shard::Units;
 use crate::stages::clever::CleverResult;
 use crate::stages::type2::{smallest_found, Type2Result};
 
@@ -179,73 +180,129 @@ pub fn smallest_pgd_linf(
     Ok(Some((hi, linf)))
 }
 
-/// Runs the sandwich on the CLEVER stage's images; writes `sandwich.csv` (the figure,
-/// `sandwich.png`, is drawn from the result by the evaluation, cached or not).
-#[allow(clippy::too_many_arguments)]
-pub fn run_sandwich(
+/// The sandwich's one unit: every CLEVER image's certified radii (both norms, all
+/// images' bisections in lockstep, batched) and its PGD-Linf bisection.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SandwichUnit {
+    /// The certification method's name.
+    method: String,
+    /// Seconds the certified radii took.
+    certify_seconds: f64,
+    /// The test images, in order.
+    indices: Vec<usize>,
+    /// Per image: (certified, not certified) L2 radii, then Linf.
+    radii: Vec<[f64; 4]>,
+    /// Per image: [`smallest_pgd_linf`].
+    pgd: Vec<Option<(f64, f64)>>,
+}
+
+/// The sandwich's computation on the CLEVER stage's images (`indices`, from
+/// [`crate::stages::clever::clever_images`]), one unit; `None` in a shard run.
+pub(crate) fn sandwich_units(
     models: &Models,
     test: &Dataset,
-    type2: &[Type2Result],
-    clever: &CleverResult,
+    indices: &[usize],
     config: &ExperimentConfig,
-    out: &Path,
+    units: &Units<'_>,
     device: &Device,
     progress: &mut dyn Progress,
-) -> Result<SandwichResult> {
-    let certify_err = |e: certify::CertifyError| HarnessError::Other(format!("certify: {e}"));
-    let net = Network::from_model(&models.gapcnn).map_err(certify_err)?;
-    let method = Method::crown();
-    let method_name = if method.crown_intermediate_layers(&net).is_empty() {
-        Method::crown_ibp().name()
-    } else {
-        method.name()
-    };
+) -> Result<Option<Vec<SandwichUnit>>> {
     progress.start(
         "certified <= CLEVER <= found",
-        clever.rows.len() as u64 + 2,
+        indices.len() as u64 + 2,
         "steps",
     );
-    let indices: Vec<usize> = clever.rows.iter().map(|c| c.index).collect();
-    let images = test
-        .images_tensor(&indices, PixelFormat::Gray, device)
-        .map_err(models::ModelError::from)?;
-    let labels = indices
-        .iter()
-        .map(|&i| {
-            test.label(i)
-                .map(u32::from)
-                .ok_or_else(|| HarnessError::Other(format!("test image {i} has no label")))
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    // Every image's bisection in lockstep, batched (certify keeps each image's bounds
-    // its own): one pass per norm.
-    let t = Instant::now();
-    let classes: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-    let mut radii = |norm: Norm| {
-        let search = RadiusSearch::default_for(norm, net.input_len());
-        let r = if indices.is_empty() {
-            Ok(Vec::new())
+    let r = units.run("sandwich", 1, |_| {
+        let certify_err = |e: certify::CertifyError| HarnessError::Other(format!("certify: {e}"));
+        let net = Network::from_model(&models.gapcnn).map_err(certify_err)?;
+        let method = Method::crown();
+        let method_name = if method.crown_intermediate_layers(&net).is_empty() {
+            Method::crown_ibp().name()
         } else {
-            certified_radii(&net, &images, &classes, norm, method, search).map_err(certify_err)
+            method.name()
         };
-        progress.advance(1);
-        r
-    };
-    let (radii_l2, radii_linf) = (radii(Norm::L2)?, radii(Norm::Linf)?);
-    let certify_time = t.elapsed().as_secs_f64();
+        let images = test
+            .images_tensor(indices, PixelFormat::Gray, device)
+            .map_err(models::ModelError::from)?;
+        let labels = indices
+            .iter()
+            .map(|&i| {
+                test.label(i)
+                    .map(u32::from)
+                    .ok_or_else(|| HarnessError::Other(format!("test image {i} has no label")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        // Every image's bisection in lockstep, batched (certify keeps each image's bounds
+        // its own): one pass per norm.
+        let t = Instant::now();
+        let classes: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+        let mut radii = |norm: Norm| {
+            let search = RadiusSearch::default_for(norm, net.input_len());
+            let r = if indices.is_empty() {
+                Ok(Vec::new())
+            } else {
+                certified_radii(&net, &images, &classes, norm, method, search).map_err(certify_err)
+            };
+            progress.advance(1);
+            r
+        };
+        let (radii_l2, radii_linf) = (radii(Norm::L2)?, radii(Norm::Linf)?);
+        let certify_seconds = t.elapsed().as_secs_f64();
+        let mut pgd = Vec::new();
+        for (k, &i) in indices.iter().enumerate() {
+            let x = images.narrow(0, k, 1)?;
+            pgd.push(smallest_pgd_linf(
+                &models.gapcnn,
+                &x,
+                labels[k],
+                config.pgd_steps,
+                config.seed.wrapping_add(i as u64),
+            )?);
+            progress.advance(1);
+        }
+        Ok(SandwichUnit {
+            method: method_name.to_string(),
+            certify_seconds,
+            indices: indices.to_vec(),
+            radii: radii_l2
+                .iter()
+                .zip(&radii_linf)
+                .map(|(a, b)| [a.radius, a.not_certified, b.radius, b.not_certified])
+                .collect(),
+            pgd,
+        })
+    });
+    progress.finish();
+    r
+}
+
+/// The sandwich from its unit, the CLEVER stage and the Type II stages' found
+/// perturbations; writes `sandwich.csv` (the figure, `sandwich.png`, is drawn from the
+/// result by the evaluation, cached or not).
+pub(crate) fn assemble_sandwich(
+    unit: SandwichUnit,
+    type2: &[Type2Result],
+    clever: &CleverResult,
+    out: &Path,
+) -> Result<SandwichResult> {
+    let clever_indices: Vec<usize> = clever.rows.iter().map(|r| r.index).collect();
+    if unit.indices != clever_indices
+        || unit.radii.len() != clever.rows.len()
+        || unit.pgd.len() != clever.rows.len()
+    {
+        return Err(HarnessError::Other(format!(
+            "sandwich: certified images {:?} are not the CLEVER images {clever_indices:?}",
+            unit.indices
+        )));
+    }
+    let method_name = unit.method.clone();
+    let certify_time = unit.certify_seconds;
     let mut rows = Vec::new();
     for (k, c) in clever.rows.iter().enumerate() {
         let i = c.index;
-        let (label, r2, rinf) = (labels[k], &radii_l2[k], &radii_linf[k]);
-        let x = images.narrow(0, k, 1)?;
+        let [r2, n2, rinf, ninf] = unit.radii[k];
         let found_l2 = smallest_found(type2, &["cw-l2", "deepfool"], i, |t| &t.l2_per_image);
-        let pgd = smallest_pgd_linf(
-            &models.gapcnn,
-            &x,
-            label,
-            config.pgd_steps,
-            config.seed.wrapping_add(i as u64),
-        )?;
+        let pgd = unit.pgd[k];
         let from_type2 = smallest_found(type2, &[], i, |t| &t.linf_per_image);
         let found_linf = match (
             pgd.map(|(_, l)| (l, "pgd-linf bisection".to_string())),
@@ -257,14 +314,14 @@ pub fn run_sandwich(
         rows.push(SandwichRow {
             index: i,
             l2: Bounds {
-                certified: r2.radius,
-                not_certified: r2.not_certified,
+                certified: r2,
+                not_certified: n2,
                 clever: c.clever_l2,
                 found: found_l2.as_ref().map(|f| f.0),
             },
             linf: Bounds {
-                certified: rinf.radius,
-                not_certified: rinf.not_certified,
+                certified: rinf,
+                not_certified: ninf,
                 clever: c.clever_linf,
                 found: found_linf.as_ref().map(|f| f.0),
             },
@@ -272,9 +329,7 @@ pub fn run_sandwich(
             found_linf_by: found_linf.map(|f| f.1),
             pgd_linf_eps: pgd.map(|p| p.0),
         });
-        progress.advance(1);
     }
-    progress.finish();
     let o = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     let table: Vec<Vec<String>> = rows
         .iter()
