@@ -30,18 +30,9 @@ pub struct ReproduceArgs {
     /// Epochs per model with --train (the SVAE: epochs of its first stage).
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    /// A directory with the four standard MNIST files.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// A Hub dataset repository for the data (default: ylecun/mnist, cache first).
-    #[arg(long, value_name = "REPO")]
-    pub hub: Option<String>,
-    /// A directory with gapcnn/mlp/oracle/svae/robust-oracle.safetensors.
-    #[arg(long, value_name = "DIR")]
-    pub weights_dir: Option<PathBuf>,
-    /// A Hub model repository with the four checkpoints (cache first).
-    #[arg(long, value_name = "REPO")]
-    pub weights_repo: Option<String>,
+    /// Data and weights.
+    #[command(flatten)]
+    pub inputs: InputArgs,
     /// A TOML file overriding the profile's settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -64,16 +55,25 @@ pub struct MergeArgs {
     /// The shards' output directories (every shard of one run, any order).
     #[arg(value_name = "DIR", required = true, num_args = 1..)]
     pub shards: Vec<PathBuf>,
-    /// The data the shards ran on (as given to `reproduce`; default: the fixtures).
+    /// The data and weights the shards ran on, as given to `reproduce` (checked against
+    /// the shards' fingerprint).
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+/// Where the data and the weights come from (`reproduce` and `merge`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// A directory with the four standard MNIST files.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A Hub dataset repository, as given to `reproduce`.
+    /// A Hub dataset repository for the data (default: ylecun/mnist, cache first).
     #[arg(long, value_name = "REPO")]
     pub hub: Option<String>,
-    /// The weights the shards ran with, as given to `reproduce`.
+    /// A directory with gapcnn/mlp/oracle/svae/robust-oracle.safetensors.
     #[arg(long, value_name = "DIR")]
     pub weights_dir: Option<PathBuf>,
-    /// A Hub model repository, as given to `reproduce`.
+    /// A Hub model repository with the four checkpoints (cache first).
     #[arg(long, value_name = "REPO")]
     pub weights_repo: Option<String>,
 }
@@ -84,7 +84,7 @@ fn fixtures_weights() -> PathBuf {
 
 /// Data: `--data-dir`, `--hub`, else (not quick) the Hub's ylecun/mnist if cached or
 /// reachable, else the fixtures.
-fn resolve_data(args: &ReproduceArgs) -> Result<(mnist_data::Splits, Option<String>)> {
+fn resolve_data(args: &InputArgs, quick: bool) -> Result<(mnist_data::Splits, Option<String>)> {
     if let Some(dir) = &args.data_dir {
         return Ok((Source::Dir(dir.clone()).load()?, None));
     }
@@ -98,7 +98,7 @@ fn resolve_data(args: &ReproduceArgs) -> Result<(mnist_data::Splits, Option<Stri
             None,
         ));
     }
-    if !args.quick {
+    if !quick {
         match Source::Hub(HubSource {
             progress: true,
             ..HubSource::new(mnist_data::hub::DEFAULT_REPO)
@@ -117,9 +117,21 @@ fn resolve_data(args: &ReproduceArgs) -> Result<(mnist_data::Splits, Option<Stri
     Ok((Source::Fixtures.load()?, None))
 }
 
+/// The data as [`resolve_data`] finds it, and where it came from (with the fallback's
+/// note), printed.
+fn described_data(args: &InputArgs, quick: bool) -> Result<(mnist_data::Splits, String)> {
+    let (splits, data_note) = resolve_data(args, quick)?;
+    let mut data = splits.origin.clone();
+    if let Some(note) = data_note {
+        data = format!("{data} ({note})");
+    }
+    eprintln!("data: {data}");
+    Ok((splits, data))
+}
+
 /// Weights: `--weights-dir`, `--weights-repo` (cache, then network; verified by loading),
 /// else the fixtures. Returns the directory and where it came from, for the report.
-fn resolve_weights(args: &ReproduceArgs, device: &Device) -> (PathBuf, String) {
+fn resolve_weights(args: &InputArgs, device: &Device) -> (PathBuf, String) {
     if let Some(dir) = &args.weights_dir {
         return (dir.clone(), format!("directory {}", dir.display()));
     }
@@ -157,14 +169,9 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<()> {
         Some(path) => ExperimentConfig::from_toml_file(path, &base)?,
         None => base,
     };
-    let (splits, data_note) = resolve_data(args)?;
+    let (splits, data) = described_data(&args.inputs, args.quick)?;
     config.validate_for_test_split(splits.test.len())?;
-    let mut data = splits.origin.clone();
-    if let Some(note) = data_note {
-        data = format!("{data} ({note})");
-    }
-    eprintln!("data: {data}");
-    let (weights_dir, mut weights) = resolve_weights(args, &device);
+    let (weights_dir, mut weights) = resolve_weights(&args.inputs, &device);
     let weights_dir = if args.train {
         let dir = args.out.join("weights");
         let mut bars = ProgressBars::default();
@@ -296,27 +303,11 @@ fn load_inputs(
 pub fn merge(args: &MergeArgs) -> Result<()> {
     let device = Device::Cpu;
     // The shards' own check first: it needs no data.
-    harness::check_shards(&args.shards)?;
-    let as_reproduce = ReproduceArgs {
-        quick: args.data_dir.is_none() && args.hub.is_none(),
-        paper: false,
-        train: false,
-        epochs: 0,
-        data_dir: args.data_dir.clone(),
-        hub: args.hub.clone(),
-        weights_dir: args.weights_dir.clone(),
-        weights_repo: args.weights_repo.clone(),
-        config: None,
-        out: args.out.clone(),
-        shard: None,
-    };
-    let (splits, data_note) = resolve_data(&as_reproduce)?;
-    let mut data = splits.origin.clone();
-    if let Some(note) = data_note {
-        data = format!("{data} ({note})");
-    }
-    eprintln!("data: {data}");
-    let (weights_dir, weights) = resolve_weights(&as_reproduce, &device);
+    let (_, manifest) = harness::check_shards(&args.shards)?;
+    // As `reproduce` resolved them: the quick profile never tries the Hub.
+    let quick = manifest.config.profile == "quick";
+    let (splits, data) = described_data(&args.inputs, quick)?;
+    let (weights_dir, weights) = resolve_weights(&args.inputs, &device);
     eprintln!("weights: {weights}");
     let (models, provenance) = load_inputs(&weights_dir, weights, data, &splits.test, &device)?;
     let evaluation = merge_shards(
