@@ -20,9 +20,11 @@ use crate::results::Evaluation;
 use crate::roc::roc_comparison;
 use crate::shard::{check_shards, units_path, Shard, ShardManifest, Units, Work, SHARD_FILE};
 use crate::stages::clever::{assemble_clever, clever_images, clever_units};
+use crate::stages::league::{run_league, LeagueInputs, LEAGUE_ATTACKS};
+use crate::stages::roc_population::roc_population;
 use crate::stages::sandwich::{assemble_sandwich, sandwich_units};
 use crate::stages::type2::{assemble_type2, type2_units};
-use crate::stages::{evaluate_models, roc_population, run_league, run_type1};
+use crate::stages::{evaluate_models, run_type1};
 use crate::summary::{StageResults, Summary};
 
 /// A stage's result, its time kept in `times`.
@@ -144,7 +146,31 @@ fn sharded_stages(config: &ExperimentConfig) -> Vec<String> {
         .iter()
         .map(|a| format!("type2_{}", a.name()))
         .collect();
-    names.extend(["type1_paper", "type1_constrained", "clever", "sandwich"].map(String::from));
+    names.extend(
+        [
+            "type1_paper",
+            "type1_constrained",
+            "clever",
+            "sandwich",
+            "roc_clean",
+            "roc_positives",
+        ]
+        .map(String::from),
+    );
+    names.extend(league_stages(config));
+    names
+}
+
+/// The league's unit streams: one per league attack the configuration runs, the Type I
+/// population, the clean images.
+fn league_stages(config: &ExperimentConfig) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .type2_attacks()
+        .iter()
+        .filter(|a| LEAGUE_ATTACKS.contains(&a.name()))
+        .map(|a| format!("league_{}", a.name()))
+        .collect();
+    names.extend(["league_type1", "league_clean"].map(String::from));
     names
 }
 
@@ -188,6 +214,11 @@ fn evaluate(
         inputs,
         work,
     };
+    let eval_set = if config.eval_images == 0 {
+        test.clone()
+    } else {
+        test.first(config.eval_images)
+    };
     if let Work::Shard(_) = work {
         for attack in config.type2_attacks() {
             type2_units(
@@ -204,13 +235,18 @@ fn evaluate(
         clever_units(models, test, config, &units, device, progress)?;
         let indices = clever_images(models, test, config, device)?;
         sandwich_units(models, test, &indices, config, &units, device, progress)?;
+        roc_population(models, &eval_set, config, &units, device, progress)?;
+        run_league(
+            models,
+            test,
+            LeagueInputs::Shard,
+            config,
+            &units,
+            device,
+            progress,
+        )?;
         return Ok(None);
     }
-    let eval_set = if config.eval_images == 0 {
-        test.clone()
-    } else {
-        test.first(config.eval_images)
-    };
     let mut times = Vec::new();
     let model_accuracies = timed(
         &mut times,
@@ -291,14 +327,31 @@ fn evaluate(
     );
     let population = timed(
         &mut times,
-        stage(out, "roc", config, inputs, || {
-            roc_population(models, &eval_set, config, device, progress)
-        })?,
+        assembled(
+            out,
+            "roc",
+            &["roc_clean".into(), "roc_positives".into()],
+            config,
+            inputs,
+            || roc_population(models, &eval_set, config, &units, device, progress),
+        )?,
     );
+    let league_files = league_stages(config);
     let league = timed(
         &mut times,
-        stage(out, "league", config, inputs, || {
-            run_league(models, test, &type2, &type1, config, device, progress)
+        assembled(out, "league", &league_files, config, inputs, || {
+            run_league(
+                models,
+                test,
+                LeagueInputs::Results {
+                    type2: &type2,
+                    type1: &type1,
+                },
+                config,
+                &units,
+                device,
+                progress,
+            )
         })?,
     );
     let roc = roc_comparison(

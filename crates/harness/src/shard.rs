@@ -176,10 +176,22 @@ impl Units<'_> {
         &self,
         stage: &str,
         count: usize,
+        compute: impl FnMut(usize) -> Result<R>,
+    ) -> Result<Option<Vec<R>>> {
+        self.run_owned_as(stage, stage, count, compute)
+    }
+
+    /// [`Units::run`] with unit `u` owned by the shard that owns unit `u` of `owner_stage`
+    /// (a stage whose units need that stage's units of the same index).
+    pub fn run_owned_as<R: Serialize + DeserializeOwned>(
+        &self,
+        stage: &str,
+        owner_stage: &str,
+        count: usize,
         mut compute: impl FnMut(usize) -> Result<R>,
     ) -> Result<Option<Vec<R>>> {
         let shard = match self.work {
-            Work::Merge(dirs) => return self.merged(stage, count, dirs).map(Some),
+            Work::Merge(dirs) => return self.merged(stage, owner_stage, count, dirs).map(Some),
             Work::All => None,
             Work::Shard(s) => Some(*s),
         };
@@ -191,7 +203,7 @@ impl Units<'_> {
             inputs: self.inputs.clone(),
         };
         let path = units_path(self.out, stage);
-        let mine = |u: usize| shard.is_none_or(|s| s.owns(stage, u));
+        let mine = |u: usize| shard.is_none_or(|s| s.owns(owner_stage, u));
         let mut done: BTreeMap<usize, String> = BTreeMap::new();
         for (u, text) in read_lines(&path, &header).unwrap_or_default() {
             if u < count && mine(u) {
@@ -229,11 +241,42 @@ impl Units<'_> {
             .map(Some)
     }
 
+    /// The units of `stage` this run has written under its own directory (a shard: its
+    /// own), by unit, as parsed back from their lines, and the stage's unit count; none
+    /// when there are none.
+    pub fn written<R: DeserializeOwned>(&self, stage: &str) -> Result<(usize, BTreeMap<usize, R>)> {
+        let shard = match self.work {
+            Work::Shard(s) => Some(*s),
+            _ => None,
+        };
+        let path = units_path(self.out, stage);
+        let Some(count) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<UnitsHeader>(t.lines().next()?).ok())
+            .map(|h| h.units)
+        else {
+            return Ok((0, BTreeMap::new()));
+        };
+        let header = UnitsHeader {
+            stage: stage.to_string(),
+            units: count,
+            shard,
+            config: self.config.clone(),
+            inputs: self.inputs.clone(),
+        };
+        let mut out = BTreeMap::new();
+        for (u, text) in read_lines(&path, &header).unwrap_or_default() {
+            out.insert(u, parse(&text, &path)?);
+        }
+        Ok((count, out))
+    }
+
     /// Every unit of `stage` from the shards' directories (`dirs[k]` is shard k), each
     /// from the shard that owns it.
     fn merged<R: DeserializeOwned>(
         &self,
         stage: &str,
+        owner_stage: &str,
         count: usize,
         dirs: &[PathBuf],
     ) -> Result<Vec<R>> {
@@ -256,19 +299,22 @@ impl Units<'_> {
                 ))
             })?;
             for (u, text) in lines {
-                if u < count && owner(stage, u, n) == k {
+                if u < count && owner(owner_stage, u, n) == k {
                     records[u] = Some(parse(&text, &path)?);
                 }
             }
         }
         let missing: Vec<usize> = (0..count).filter(|&u| records[u].is_none()).collect();
         if let Some(&u) = missing.first() {
-            let k = owner(stage, u, n);
+            let k = owner(owner_stage, u, n);
             return Err(HarnessError::Other(format!(
                 "stage {stage}: shard {k}/{n} ({}) lacks {} of its units (unit {u} first): \
                  run it to the end",
                 dirs[k].display(),
-                missing.iter().filter(|&&m| owner(stage, m, n) == k).count()
+                missing
+                    .iter()
+                    .filter(|&&m| owner(owner_stage, m, n) == k)
+                    .count()
             )));
         }
         Ok(records.into_iter().flatten().collect())

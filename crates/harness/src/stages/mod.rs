@@ -33,9 +33,9 @@ pub mod type2_examples;
 
 pub use clever::{CleverResult, CleverRow};
 pub use kept::KeptExample;
-pub use league::{run_league, LeagueResult};
+pub use league::LeagueResult;
 pub use models::{evaluate_models, ModelAccuracies};
-pub use roc_population::{roc_population, RocPopulation};
+pub use roc_population::RocPopulation;
 pub use sandwich::SandwichResult;
 pub use type1::{run_type1, Type1Result};
 pub use type2::Type2Result;

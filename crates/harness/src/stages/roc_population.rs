@@ -13,6 +13,7 @@ use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
 use crate::progress::Progress;
 use crate::roc::Scored;
+use crate::shard::Units;
 use crate::stages::softmax_rows;
 
 /// The ROC comparison's population: f1's clean scores of every image of the evaluation
@@ -29,15 +30,17 @@ pub struct RocPopulation {
     pub flipped: usize,
 }
 
-/// Scores every image of `eval` with f1 and runs `config.roc_type2_attack` on every
-/// positive (in batches of `config.batch_size`).
-pub fn roc_population(
+/// Scores every image of `eval` with f1 (a unit per 500 images, or `batch_size` if
+/// larger) and runs `config.roc_type2_attack` on every positive (a unit per
+/// `batch_size` positives); `None` in a shard run.
+pub(crate) fn roc_population(
     models: &Models,
     eval: &Dataset,
     config: &ExperimentConfig,
+    units: &Units<'_>,
     device: &Device,
     progress: &mut dyn Progress,
-) -> Result<RocPopulation> {
+) -> Result<Option<RocPopulation>> {
     let p = config.positive_class;
     let attack = config
         .type2_attacks()
@@ -50,23 +53,25 @@ pub fn roc_population(
             ))
         })?;
     let batch = config.batch_size.max(1);
-    let mut clean = Vec::with_capacity(eval.len());
-    for start in (0..eval.len()).step_by(batch.max(500)) {
-        let idx: Vec<usize> = (start..(start + batch.max(500)).min(eval.len())).collect();
+    let chunk = batch.max(500);
+    let clean = units.run("roc_clean", eval.len().div_ceil(chunk), |u| {
+        let idx: Vec<usize> = (u * chunk..((u + 1) * chunk).min(eval.len())).collect();
         let x = eval
             .images_tensor(&idx, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
         let logits = models.gapcnn.logits(&x)?;
         let probs = softmax_rows(&logits)?;
         let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-        for (j, &i) in idx.iter().enumerate() {
-            clean.push(Scored {
+        Ok(idx
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| Scored {
                 score: f64::from(probs[j][p as usize]),
                 predicted_positive: pred[j] == p,
                 positive: eval.label(i) == Some(p as u8),
-            });
-        }
-    }
+            })
+            .collect::<Vec<Scored>>())
+    })?;
     let positives: Vec<usize> = (0..eval.len())
         .filter(|&i| eval.label(i) == Some(p as u8))
         .collect();
@@ -75,8 +80,8 @@ pub fn roc_population(
         positives.len() as u64,
         "images",
     );
-    let mut type2_of_positives = Vec::with_capacity(positives.len());
-    for idx in positives.chunks(batch) {
+    let attacked = units.run("roc_positives", positives.len().div_ceil(batch), |u| {
+        let idx = &positives[u * batch..((u + 1) * batch).min(positives.len())];
         let x = eval
             .images_tensor(idx, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
@@ -89,25 +94,32 @@ pub fn roc_population(
             &ids,
         )?;
         let probs = softmax_rows(&o.logits_after)?;
-        for (row, &pred) in probs.iter().zip(&o.adversarial_predictions) {
-            type2_of_positives.push(Scored {
+        progress.advance(idx.len() as u64);
+        Ok(probs
+            .iter()
+            .zip(&o.adversarial_predictions)
+            .map(|(row, &pred)| Scored {
                 score: f64::from(row[p as usize]),
                 predicted_positive: pred == p,
                 positive: true,
-            });
-        }
-        progress.advance(idx.len() as u64);
-    }
+            })
+            .collect::<Vec<Scored>>())
+    })?;
     progress.finish();
+    let (Some(clean), Some(attacked)) = (clean, attacked) else {
+        return Ok(None);
+    };
+    let clean: Vec<Scored> = clean.into_iter().flatten().collect();
+    let type2_of_positives: Vec<Scored> = attacked.into_iter().flatten().collect();
     let flipped = positives
         .iter()
         .zip(&type2_of_positives)
         .filter(|(&i, a)| clean[i].predicted_positive && !a.predicted_positive)
         .count();
-    Ok(RocPopulation {
+    Ok(Some(RocPopulation {
         clean,
         type2_of_positives,
         attack: attack.name().to_string(),
         flipped,
-    })
+    }))
 }

@@ -64,7 +64,9 @@ pub struct Type2Result {
     pub linf_per_image: Vec<Option<f64>>,
     /// The first few adversarial examples, for `type2_examples.png`.
     pub examples: Vec<Type2Example>,
-    /// The first `league_successes` successes (in test-image order), for the league.
+    /// The successes of the batches that hold the first `league_successes` successes (in
+    /// test-image order; whole batches), for the league, which explains the first
+    /// `league_successes` of them.
     pub successes: Vec<KeptExample>,
 }
 
@@ -102,7 +104,7 @@ pub(crate) struct Type2Unit {
     /// Of them, correctly classified (attackable).
     attackable: usize,
     /// Of them, broken.
-    successes: usize,
+    pub(crate) successes: usize,
     /// Correct and not broken.
     robust: usize,
     /// Some gradient was zero or not finite.
@@ -113,8 +115,9 @@ pub(crate) struct Type2Unit {
     found: Vec<Option<(f64, f64, f64)>>,
     /// The figure's examples among this batch (positions below `EXAMPLE_ROWS`).
     examples: Vec<Type2Example>,
-    /// This batch's successes, when fewer than `league_successes` came before it.
-    kept: Vec<KeptExample>,
+    /// This batch's successes, when fewer than `league_successes` came before it (in
+    /// this run's batches: a shard may keep more than the assembly takes).
+    pub(crate) kept: Vec<KeptExample>,
     /// The images below position `cam_images`, for the CAM comparison.
     cam: Option<CamRows>,
 }
@@ -133,7 +136,7 @@ struct CamRows {
 }
 
 /// The images one Type II attack runs on: the first `type2_images` (CW-L2: `cw_images`).
-fn type2_images(attack: &str, config: &ExperimentConfig, test: &Dataset) -> usize {
+pub(crate) fn type2_images(attack: &str, config: &ExperimentConfig, test: &Dataset) -> usize {
     let wanted = if attack == "cw-l2" {
         config.cw_images.min(config.type2_images)
     } else {
@@ -328,8 +331,16 @@ pub(crate) fn assemble_type2(
     let cam = type2_map_change(models, &cam_set, attack, config.seed)?;
     let mut examples: Vec<Type2Example> = units.iter().flat_map(|u| u.examples.clone()).collect();
     examples.truncate(EXAMPLE_ROWS);
-    let mut kept: Vec<KeptExample> = units.iter().flat_map(|u| u.kept.clone()).collect();
-    kept.truncate(config.league_successes);
+    // Whole batches, up to the one that holds the `league_successes`-th success (the
+    // league explains the first `league_successes` of them, batch by batch).
+    let mut kept: Vec<KeptExample> = Vec::new();
+    let mut before = 0;
+    for u in &units {
+        if before < config.league_successes {
+            kept.extend(u.kept.iter().cloned());
+        }
+        before += u.successes;
+    }
     Ok(Type2Result {
         attack: attack.to_string(),
         summary: Type2Summary {

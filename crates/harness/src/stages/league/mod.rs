@@ -6,8 +6,11 @@
 //! The verdict ([`verdict`]) says which method is the most robust in the study's sense.
 //!
 //! Every random draw is seeded by the run's seed and the example's identity (the noise
-//! controls share the CAM stages' streams, so CAM's row repeats their noise), and every
-//! map of an image is independent of its batch: slicing the populations changes no number.
+//! controls share the CAM stages' streams, so CAM's row repeats their noise). The league
+//! runs in units ([`crate::shard`]): the kept successes of one attack batch, the consensus
+//! successes of one constrained Type I batch, one batch of clean images; a shard and the
+//! single run compute every map in the same batch (the engine picks kernels by batch size,
+//! so only the same batch gives the same last bits).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,11 +22,14 @@ use mnist_data::{Dataset, PixelFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Models;
-use crate::cam_change::{l2_distances, noised_batch, rows, CamChange};
+use crate::cam_change::{l2_distances, noised_batch, rows, CamChange, PairFigures};
 use crate::config::ExperimentConfig;
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::shard::Units;
 use crate::stages::kept::KeptExample;
+use crate::stages::type1::kept_of_batch;
+use crate::stages::type1::panel::FinishedBatch;
 use crate::stages::{Type1Result, Type2Result};
 
 pub mod drivers;
@@ -193,7 +199,6 @@ pub struct LeagueResult {
 
 /// A population of kept examples as tensors.
 struct Population {
-    ids: Vec<usize>,
     clean: Tensor,
     clean_classes: Vec<usize>,
     adversarial: Tensor,
@@ -255,7 +260,6 @@ fn population(
             &ids,
         )?;
         return Ok(Some(Population {
-            ids,
             clean,
             noised_classes: clean_classes.clone(),
             clean_classes,
@@ -273,7 +277,6 @@ fn population(
         .map(|c| c as usize)
         .collect();
     Ok(Some(Population {
-        ids,
         clean,
         clean_classes,
         adversarial,
@@ -285,16 +288,54 @@ fn population(
     }))
 }
 
-fn type1_cell(m: &dyn Explainer, p: Option<&Population>, batch: usize) -> Result<Type1Cell> {
-    let Some(p) = p else {
-        return Ok(Type1Cell {
-            vs_x: CamChange::none(),
-            vs_reconstruction: CamChange::none(),
-            noise_x: CamChange::none(),
-            noise_reconstruction: CamChange::none(),
-            detection: Detection::of(&[], &[]),
-        });
-    };
+/// A number per example that may be missing, as JSON keeps it (NaN included): `[]`
+/// none, `[v]` one value, `[a, b, c, d, e]` a pair's five figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cell(#[serde(with = "crate::nan::floats")] Vec<f64>);
+
+impl Cell {
+    fn value(v: Option<f64>) -> Self {
+        Self(v.into_iter().collect())
+    }
+    fn figures(f: &PairFigures) -> Self {
+        Self(f.map_or_else(Vec::new, |a| a.to_vec()))
+    }
+    fn as_value(&self) -> Option<f64> {
+        self.0.first().copied()
+    }
+    fn as_figures(&self) -> PairFigures {
+        (self.0.len() == 5).then(|| [self.0[0], self.0[1], self.0[2], self.0[3], self.0[4]])
+    }
+}
+
+/// One unit of the league: every method's per-example figures over one batch of a
+/// population (Type II: a Type II batch's successes, compared clean vs attacked and
+/// clean vs noise; Type I: a constrained batch's consensus successes, four comparisons;
+/// clean: a batch of the first `league_images` images, Max-Sensitivity, the Lipschitz
+/// estimate, deletion and insertion AUC).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LeagueUnit {
+    /// Examples in the unit.
+    examples: usize,
+    /// Per method (in order), per measure, per example.
+    cells: Vec<Vec<Vec<Cell>>>,
+    /// Per method: seconds.
+    seconds: Vec<f64>,
+}
+
+impl LeagueUnit {
+    fn empty(methods: usize) -> Self {
+        Self {
+            examples: 0,
+            cells: vec![Vec::new(); methods],
+            seconds: vec![0.0; methods],
+        }
+    }
+}
+
+/// The figures of a Type I population: map(x) vs map(G(z*)), map(G(mu(x))) vs
+/// map(G(z*)), and each against its noise control.
+fn type1_figures(m: &dyn Explainer, p: &Population, batch: usize) -> Result<Vec<Vec<PairFigures>>> {
     let keep = &p.clean_classes;
     let map = |t: &Tensor| maps_28(m, t, keep, batch);
     let (m_x, m_adv) = (map(&p.clean)?, map(&p.adversarial)?);
@@ -307,37 +348,165 @@ fn type1_cell(m: &dyn Explainer, p: Option<&Population>, batch: usize) -> Result
         Some(t) => map(t)?,
         None => m_x.clone(),
     };
-    let attacked = change_figures(&m_rec, &m_adv)?;
-    let control = change_figures(&m_rec, &m_noise)?;
-    let all = |f: &[crate::cam_change::PairFigures]| CamChange::over(f, |_| true);
-    Ok(Type1Cell {
-        vs_x: all(&change_figures(&m_x, &m_adv)?),
-        vs_reconstruction: all(&attacked),
-        noise_x: all(&change_figures(&m_x, &m_noise_x)?),
-        noise_reconstruction: all(&control),
-        detection: Detection::of(&change_scores(&attacked), &change_scores(&control)),
-    })
+    Ok(vec![
+        change_figures(&m_x, &m_adv)?,
+        change_figures(&m_rec, &m_adv)?,
+        change_figures(&m_x, &m_noise_x)?,
+        change_figures(&m_rec, &m_noise)?,
+    ])
 }
 
-fn type2_cell(m: &dyn Explainer, p: Option<&Population>, batch: usize) -> Result<Type2Cell> {
-    let Some(p) = p else {
-        return Ok(Type2Cell {
-            change: CamChange::none(),
-            noise: CamChange::none(),
-            detection: Detection::of(&[], &[]),
-        });
-    };
+/// The figures of a Type II population: map(x) vs map(x'), and vs its noise control.
+fn type2_figures(m: &dyn Explainer, p: &Population, batch: usize) -> Result<Vec<Vec<PairFigures>>> {
     let m_x = maps_28(m, &p.clean, &p.clean_classes, batch)?;
-    let attacked = change_figures(
-        &m_x,
-        &maps_28(m, &p.adversarial, &p.adversarial_classes, batch)?,
-    )?;
-    let control = change_figures(&m_x, &maps_28(m, &p.noised, &p.noised_classes, batch)?)?;
-    Ok(Type2Cell {
+    Ok(vec![
+        change_figures(
+            &m_x,
+            &maps_28(m, &p.adversarial, &p.adversarial_classes, batch)?,
+        )?,
+        change_figures(&m_x, &maps_28(m, &p.noised, &p.noised_classes, batch)?)?,
+    ])
+}
+
+/// The league unit of a population of kept examples (empty: no examples).
+fn population_unit(
+    kept: &[KeptExample],
+    stream: &str,
+    methods: &[Box<dyn Explainer + '_>],
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<LeagueUnit> {
+    let Some(p) = population(kept, stream, models, test, config, device)? else {
+        return Ok(LeagueUnit::empty(methods.len()));
+    };
+    let batch = config.batch_size.max(1);
+    let mut unit = LeagueUnit {
+        examples: kept.len(),
+        cells: Vec::new(),
+        seconds: Vec::new(),
+    };
+    for m in methods {
+        let t0 = Instant::now();
+        let figures = if p.reconstruction.is_some() {
+            type1_figures(m.as_ref(), &p, batch)?
+        } else {
+            type2_figures(m.as_ref(), &p, batch)?
+        };
+        unit.cells.push(
+            figures
+                .iter()
+                .map(|f| f.iter().map(Cell::figures).collect())
+                .collect(),
+        );
+        unit.seconds.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(unit)
+}
+
+/// The league unit of clean test images `start..end`.
+fn clean_unit(
+    start: usize,
+    end: usize,
+    methods: &[Box<dyn Explainer + '_>],
+    models: &Models,
+    test: &Dataset,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<LeagueUnit> {
+    let batch = config.batch_size.max(1);
+    let indices: Vec<usize> = (start..end).collect();
+    let clean = test
+        .images_tensor(&indices, PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let classes: Vec<usize> = predict_in_batches(&models.gapcnn, &clean, batch)?
+        .into_iter()
+        .map(|c| c as usize)
+        .collect();
+    let pixels = rows(&clean)?;
+    let mut unit = LeagueUnit {
+        examples: indices.len(),
+        cells: Vec::new(),
+        seconds: Vec::new(),
+    };
+    for m in methods {
+        let t0 = Instant::now();
+        let base = rows(&maps_28(m.as_ref(), &clean, &classes, batch)?)?;
+        let (sensitivity, lipschitz) = noise_robustness(
+            m.as_ref(),
+            &models.gapcnn,
+            &clean,
+            &base,
+            &indices,
+            &classes,
+            config.league_noise_radius,
+            config.league_noise_samples,
+            config.seed,
+            batch,
+        )?;
+        let (deletion, insertion) = pixel_curve_aucs(
+            &models.gapcnn,
+            &base,
+            &pixels,
+            &classes,
+            config.league_pixels_per_step,
+            batch,
+            device,
+        )?;
+        let cells = |v: &[Option<f64>]| v.iter().map(|&x| Cell::value(x)).collect();
+        unit.cells.push(vec![
+            cells(&sensitivity),
+            cells(&lipschitz),
+            cells(&deletion),
+            cells(&insertion),
+        ]);
+        unit.seconds.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(unit)
+}
+
+/// Method `m`'s measure `k` over `units`, example by example in unit order, the first
+/// `limit` examples.
+fn gathered(units: &[LeagueUnit], m: usize, k: usize, limit: usize) -> Vec<Cell> {
+    let mut out: Vec<Cell> = units
+        .iter()
+        .filter(|u| u.examples > 0)
+        .flat_map(|u| u.cells[m][k].iter().cloned())
+        .collect();
+    out.truncate(limit);
+    out
+}
+
+fn pair_figures_of(cells: &[Cell]) -> Vec<PairFigures> {
+    cells.iter().map(Cell::as_figures).collect()
+}
+
+fn type1_cell(units: &[LeagueUnit], m: usize) -> Type1Cell {
+    let f = |k| pair_figures_of(&gathered(units, m, k, usize::MAX));
+    let (vs_x, vs_rec, noise_x, noise_rec) = (f(0), f(1), f(2), f(3));
+    let all = |f: &[PairFigures]| CamChange::over(f, |_| true);
+    Type1Cell {
+        vs_x: all(&vs_x),
+        vs_reconstruction: all(&vs_rec),
+        noise_x: all(&noise_x),
+        noise_reconstruction: all(&noise_rec),
+        detection: Detection::of(&change_scores(&vs_rec), &change_scores(&noise_rec)),
+    }
+}
+
+fn type2_cell(units: &[LeagueUnit], m: usize, limit: usize) -> Type2Cell {
+    let attacked = pair_figures_of(&gathered(units, m, 0, limit));
+    let control = pair_figures_of(&gathered(units, m, 1, limit));
+    Type2Cell {
         change: CamChange::over(&attacked, |_| true),
         noise: CamChange::over(&control, |_| true),
         detection: Detection::of(&change_scores(&attacked), &change_scores(&control)),
-    })
+    }
+}
+
+fn examples(units: &[LeagueUnit]) -> usize {
+    units.iter().map(|u| u.examples).sum()
 }
 
 /// One condition of a figure image: its name, the class explained, the Type I target
@@ -405,42 +574,126 @@ fn figure_inputs(
     Ok(out)
 }
 
-/// Runs the league: every method of [`cam_model_methods`] on f1.
+/// What the league explains: the attack stages' results (the single run and a merge),
+/// or, in a shard, the shard's own units of them.
+pub(crate) enum LeagueInputs<'a> {
+    /// The assembled Type II and Type I stages.
+    Results {
+        /// Every Type II stage.
+        type2: &'a [Type2Result],
+        /// The Type I stage.
+        type1: &'a Type1Result,
+    },
+    /// A shard: its units of the attack stages, read back from its directory.
+    Shard,
+}
+
+/// Runs the league: every method of [`cam_model_methods`] on f1, in units (a Type II
+/// batch's kept successes, a constrained Type I batch's consensus successes, a batch of
+/// clean images), each owned by the shard that owns the attack batch it explains.
+/// `None` in a shard run.
 #[allow(clippy::too_many_arguments)]
-pub fn run_league(
+pub(crate) fn run_league(
     models: &Models,
     test: &Dataset,
-    type2: &[Type2Result],
-    type1: &Type1Result,
+    inputs: LeagueInputs<'_>,
     config: &ExperimentConfig,
+    units: &Units<'_>,
     device: &Device,
     progress: &mut dyn Progress,
-) -> Result<LeagueResult> {
+) -> Result<Option<LeagueResult>> {
     let batch = config.batch_size.max(1);
-    let type1_population = population(&type1.successes, "type1", models, test, config, device)?;
+    let methods = cam_model_methods(&models.gapcnn);
+    let attacks: Vec<String> = config
+        .type2_attacks()
+        .iter()
+        .map(|a| a.name().to_string())
+        .filter(|a| LEAGUE_ATTACKS.contains(&a.as_str()))
+        .collect();
+    let clean_n = config.league_images.min(test.len());
+    progress.start("explanation league", 0, "units");
+    // Type II: one unit per batch of the attack.
+    let mut type2_units = Vec::new();
+    for name in &attacks {
+        let owner = format!("type2_{name}");
+        let count = crate::stages::type2::type2_images(name, config, test).div_ceil(batch);
+        let mut by_batch: BTreeMap<usize, Vec<KeptExample>> = BTreeMap::new();
+        match &inputs {
+            LeagueInputs::Results { type2, .. } => {
+                if let Some(t) = type2.iter().find(|t| &t.attack == name) {
+                    for k in &t.successes {
+                        by_batch.entry(k.index / batch).or_default().push(k.clone());
+                    }
+                }
+            }
+            LeagueInputs::Shard => {
+                let (_, mine) = units.written::<crate::stages::type2::Type2Unit>(&owner)?;
+                for (b, u) in mine {
+                    by_batch.insert(b, u.kept);
+                }
+            }
+        }
+        let r = units.run_owned_as(&format!("league_{name}"), &owner, count, |b| {
+            let kept = by_batch.get(&b).map_or(&[][..], Vec::as_slice);
+            let u = population_unit(kept, name, &methods, models, test, config, device)?;
+            progress.advance(1);
+            Ok(u)
+        })?;
+        type2_units.push((name.clone(), r));
+    }
+    // Type I: one unit per batch of the constrained attack.
+    let per = config.type1_batch.max(1);
+    let mut by_batch: BTreeMap<usize, Vec<KeptExample>> = BTreeMap::new();
+    let type1_count = match &inputs {
+        LeagueInputs::Results { type1, .. } => {
+            for k in &type1.successes {
+                by_batch.entry(k.id / per).or_default().push(k.clone());
+            }
+            type1.constrained.pairs.div_ceil(per)
+        }
+        LeagueInputs::Shard => {
+            let (count, mine) = units.written::<FinishedBatch>("type1_constrained")?;
+            for (b, f) in mine {
+                by_batch.insert(b, kept_of_batch(&models.svae, test, &f, device)?);
+            }
+            count
+        }
+    };
+    let type1_units =
+        units.run_owned_as("league_type1", "type1_constrained", type1_count, |b| {
+            let kept = by_batch.get(&b).map_or(&[][..], Vec::as_slice);
+            let u = population_unit(kept, "type1", &methods, models, test, config, device)?;
+            progress.advance(1);
+            Ok(u)
+        })?;
+    // Clean images: one unit per batch of the first `league_images`.
+    let clean_units = units.run("league_clean", clean_n.div_ceil(batch), |b| {
+        let (start, end) = (b * batch, ((b + 1) * batch).min(clean_n));
+        let u = clean_unit(start, end, &methods, models, test, config, device)?;
+        progress.advance(1);
+        Ok(u)
+    })?;
+    progress.finish();
+    let LeagueInputs::Results { type2, type1 } = inputs else {
+        return Ok(None);
+    };
+    let (Some(type1_units), Some(clean_units)) = (type1_units, clean_units) else {
+        return Ok(None);
+    };
+    let mut type2_done = Vec::new();
+    for (name, r) in type2_units {
+        let Some(u) = r else {
+            return Ok(None);
+        };
+        type2_done.push((name, u));
+    }
+
     let mut kept_type2: BTreeMap<&str, &[KeptExample]> = BTreeMap::new();
     for name in LEAGUE_ATTACKS {
         if let Some(t) = type2.iter().find(|t| t.attack == name) {
             kept_type2.insert(name, &t.successes);
         }
     }
-    let mut type2_populations = Vec::new();
-    for (name, kept) in &kept_type2 {
-        type2_populations.push((
-            name.to_string(),
-            population(kept, name, models, test, config, device)?,
-        ));
-    }
-    let clean_n = config.league_images.min(test.len());
-    let clean_indices: Vec<usize> = (0..clean_n).collect();
-    let clean = test
-        .images_tensor(&clean_indices, PixelFormat::Gray, device)
-        .map_err(models::ModelError::from)?;
-    let clean_classes: Vec<usize> = predict_in_batches(&models.gapcnn, &clean, batch)?
-        .into_iter()
-        .map(|c| c as usize)
-        .collect();
-    let clean_pixels = rows(&clean)?;
     let figure_in = figure_inputs(&type1.successes, &kept_type2, test, device)?;
     let figure_images: Vec<f32> = figure_in
         .iter()
@@ -453,51 +706,39 @@ pub fn run_league(
         .flat_map(|(_, cells)| cells.iter().map(|c| c.1 as usize))
         .collect();
 
-    let methods = cam_model_methods(&models.gapcnn);
-    progress.start("explanation league", methods.len() as u64, "methods");
     let mut table = BTreeMap::new();
     let mut names = Vec::new();
     let mut seconds = Vec::new();
     let mut figure_maps: Vec<Vec<Vec<f32>>> = Vec::new();
-    for m in &methods {
+    let limit = config.league_successes;
+    let all_units = || {
+        type2_done
+            .iter()
+            .flat_map(|(_, u)| u.iter())
+            .chain(&type1_units)
+            .chain(&clean_units)
+    };
+    for (k, m) in methods.iter().enumerate() {
         let t0 = Instant::now();
-        progress.set_message(m.name());
-        let type1_cell = type1_cell(m.as_ref(), type1_population.as_ref(), batch)?;
         let mut cells = BTreeMap::new();
-        for (name, p) in &type2_populations {
-            cells.insert(name.clone(), type2_cell(m.as_ref(), p.as_ref(), batch)?);
+        for (name, u) in &type2_done {
+            cells.insert(name.clone(), type2_cell(u, k, limit));
         }
-        let base = rows(&maps_28(m.as_ref(), &clean, &clean_classes, batch)?)?;
-        let (sensitivity, lipschitz) = noise_robustness(
-            m.as_ref(),
-            &models.gapcnn,
-            &clean,
-            &base,
-            &clean_indices,
-            &clean_classes,
-            config.league_noise_radius,
-            config.league_noise_samples,
-            config.seed,
-            batch,
-        )?;
-        let (deletion, insertion) = pixel_curve_aucs(
-            &models.gapcnn,
-            &base,
-            &clean_pixels,
-            &clean_classes,
-            config.league_pixels_per_step,
-            batch,
-            device,
-        )?;
+        let measure = |j| -> Vec<Option<f64>> {
+            gathered(&clean_units, k, j, usize::MAX)
+                .iter()
+                .map(Cell::as_value)
+                .collect()
+        };
         table.insert(
             m.name().to_string(),
             MethodScores {
-                type1: type1_cell,
+                type1: type1_cell(&type1_units, k),
                 type2: cells,
-                max_sensitivity: MeanOf::of(&sensitivity),
-                lipschitz: MeanOf::of(&lipschitz),
-                deletion_auc: MeanOf::of(&deletion),
-                insertion_auc: MeanOf::of(&insertion),
+                max_sensitivity: MeanOf::of(&measure(0)),
+                lipschitz: MeanOf::of(&measure(1)),
+                deletion_auc: MeanOf::of(&measure(2)),
+                insertion_auc: MeanOf::of(&measure(3)),
             },
         );
         if figure_n > 0 {
@@ -508,10 +749,12 @@ pub fn run_league(
             figure_maps.push(rows(&shown.maps)?);
         }
         names.push(m.name().to_string());
-        seconds.push(t0.elapsed().as_secs_f64());
-        progress.advance(1);
+        let in_units: f64 = all_units()
+            .filter(|u| u.examples > 0)
+            .map(|u| u.seconds[k])
+            .sum();
+        seconds.push(in_units + t0.elapsed().as_secs_f64());
     }
-    progress.finish();
 
     let rows_for_verdict: Vec<(String, f64, f64, f64)> = names
         .iter()
@@ -552,15 +795,15 @@ pub fn run_league(
             (index, cells)
         })
         .collect();
-    Ok(LeagueResult {
+    Ok(Some(LeagueResult {
         table: LeagueTable {
             methods: table,
             populations: Populations {
                 model: "gapcnn".into(),
-                type1: type1_population.as_ref().map_or(0, |p| p.ids.len()),
-                type2: type2_populations
+                type1: examples(&type1_units),
+                type2: type2_done
                     .iter()
-                    .map(|(name, p)| (name.clone(), p.as_ref().map_or(0, |p| p.ids.len())))
+                    .map(|(name, u)| (name.clone(), examples(u).min(limit)))
                     .collect(),
                 clean_images: clean_n,
                 noise_samples: config.league_noise_samples,
@@ -571,5 +814,5 @@ pub fn run_league(
         methods: names,
         figure,
         seconds,
-    })
+    }))
 }

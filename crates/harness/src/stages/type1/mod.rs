@@ -209,6 +209,44 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
+/// The consensus successes of one batch of the constrained attack as kept examples, with
+/// G(mu(x)) of their clean images (encoded and decoded together, one batch).
+pub(crate) fn kept_of_batch(
+    svae: &models::Svae,
+    test: &Dataset,
+    b: &panel::FinishedBatch,
+    device: &Device,
+) -> Result<Vec<KeptExample>> {
+    let wins: Vec<usize> = (0..b.rows.len())
+        .filter(|&j| b.rows[j].verdict().consensus())
+        .collect();
+    if wins.is_empty() {
+        return Ok(Vec::new());
+    }
+    let originals: Vec<usize> = wins.iter().map(|&j| b.rows[j].index).collect();
+    let clean = test
+        .images_tensor(&originals, PixelFormat::Gray, device)
+        .map_err(models::ModelError::from)?;
+    let (mu, _) = svae.encode(&clean)?;
+    let reconstructed = rows(&svae.decode(&mu)?.reshape(clean.dims())?)?;
+    Ok(wins
+        .iter()
+        .zip(reconstructed)
+        .map(|(&j, reconstruction)| {
+            let r = &b.rows[j];
+            KeptExample {
+                id: b.start + j,
+                index: r.index,
+                clean_class: r.keep,
+                adversarial_class: r.f1_pred,
+                target: Some(r.target),
+                adversarial: b.images[j].clone(),
+                reconstruction,
+            }
+        })
+        .collect())
+}
+
 /// Runs the stage; writes `type1_pairs.csv`, `type1_constrained.csv`, the success grid
 /// and the strips of `config.strip_index`. `train` gives the kNN judge its neighbours and
 /// the constrained attack its class means. Both modes run in units of `type1_batch`
@@ -416,6 +454,12 @@ pub fn run_type1(
         },
     );
 
+    // The league's Type I population: each batch's consensus successes, reconstructed
+    // batch by batch (as a shard does).
+    let mut successes = Vec::new();
+    for b in &constrained_units {
+        successes.extend(kept_of_batch(&models.svae, test, b, device)?);
+    }
     let run = ModeRun {
         seconds: constrained_units.iter().map(|b| b.seconds).sum(),
         rows: constrained_units
@@ -437,56 +481,42 @@ pub fn run_type1(
     )?;
     success_grid(&run, test, &models.gapcnn, 24, &out.join(GRID_FILE), device)?;
     // ROC negatives and the CAM comparison: the consensus successes.
-    let wins: Vec<usize> = (0..run.rows.len())
-        .filter(|&i| run.rows[i].verdict().consensus())
-        .collect();
     let mut positives_turned = Vec::new();
     let mut cam = Type1MapChange::none();
-    let mut successes = Vec::new();
-    if !wins.is_empty() {
-        let adv_pixels: Vec<f32> = wins.iter().flat_map(|&i| run.images[i].clone()).collect();
-        let adv = Tensor::from_vec(adv_pixels, (wins.len(), 1, 28, 28), device)?;
+    if !successes.is_empty() {
+        let n = successes.len();
+        let image = |f: fn(&KeptExample) -> &Vec<f32>| {
+            let pixels: Vec<f32> = successes.iter().flat_map(|k| f(k).clone()).collect();
+            Tensor::from_vec(pixels, (n, 1, 28, 28), device)
+        };
+        let adv = image(|k| &k.adversarial)?;
+        let reconstruction = image(|k| &k.reconstruction)?;
         let probs = candle_nn::ops::softmax(&models.gapcnn.logits(&adv)?, candle_core::D::Minus1)?
             .to_vec2::<f32>()?;
-        for (k, &i) in wins.iter().enumerate() {
-            let r = &run.rows[i];
-            if r.keep == p && test.label(r.index) == Some(p as u8) {
+        for (k, s) in successes.iter().enumerate() {
+            if s.clean_class == p && test.label(s.index) == Some(p as u8) {
                 positives_turned.push(Scored {
                     score: f64::from(probs[k][p as usize]),
-                    predicted_positive: r.f1_pred == p,
+                    predicted_positive: s.adversarial_class == p,
                     positive: false,
                 });
             }
         }
-        let classes: Vec<usize> = wins.iter().map(|&i| run.rows[i].keep as usize).collect();
-        let originals: Vec<usize> = wins.iter().map(|&i| run.rows[i].index).collect();
+        let classes: Vec<usize> = successes.iter().map(|s| s.clean_class as usize).collect();
+        let originals: Vec<usize> = successes.iter().map(|s| s.index).collect();
+        let ids: Vec<usize> = successes.iter().map(|s| s.id).collect();
         let clean = test
             .images_tensor(&originals, PixelFormat::Gray, device)
             .map_err(models::ModelError::from)?;
-        let (mu, _) = models.svae.encode(&clean)?;
-        let reconstruction = models.svae.decode(&mu)?.reshape(clean.dims())?;
         cam = type1_map_change(
             models,
             &clean,
             &reconstruction,
             &adv,
             &classes,
-            &wins,
+            &ids,
             config.seed,
         )?;
-        let reconstructed = rows(&reconstruction)?;
-        for (k, &i) in wins.iter().enumerate() {
-            let r = &run.rows[i];
-            successes.push(KeptExample {
-                id: i,
-                index: r.index,
-                clean_class: r.keep,
-                adversarial_class: r.f1_pred,
-                target: Some(r.target),
-                adversarial: run.images[i].clone(),
-                reconstruction: reconstructed[k].clone(),
-            });
-        }
     }
     let accuracy_images = test.first(test.len().min(1000));
     let judges_accuracy = judge_accuracy(&judges, &models.svae, &accuracy_images, device)?;
