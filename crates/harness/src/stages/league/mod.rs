@@ -611,12 +611,40 @@ pub(crate) fn run_league(
         .filter(|a| LEAGUE_ATTACKS.contains(&a.as_str()))
         .collect();
     let clean_n = config.league_images.min(test.len());
-    progress.start("explanation league", 0, "units");
+    let type2_counts: Vec<usize> = attacks
+        .iter()
+        .map(|name| crate::stages::type2::type2_images(name, config, test).div_ceil(batch))
+        .collect();
+    // Type I: one unit per batch of the constrained attack.
+    let per = config.type1_batch.max(1);
+    let mut type1_by_batch: BTreeMap<usize, Vec<KeptExample>> = BTreeMap::new();
+    let type1_count = match &inputs {
+        LeagueInputs::Results { type1, .. } => {
+            for k in &type1.successes {
+                type1_by_batch
+                    .entry(k.id / per)
+                    .or_default()
+                    .push(k.clone());
+            }
+            type1.constrained.pairs.div_ceil(per)
+        }
+        LeagueInputs::Shard => {
+            let (count, mine) = units.written::<FinishedBatch>("type1_constrained")?;
+            for (b, f) in mine {
+                type1_by_batch.insert(b, kept_of_batch(&models.svae, test, &f, device)?);
+            }
+            count
+        }
+    };
+    progress.start(
+        "explanation league",
+        (type2_counts.iter().sum::<usize>() + type1_count + clean_n.div_ceil(batch)) as u64,
+        "units",
+    );
     // Type II: one unit per batch of the attack.
     let mut type2_units = Vec::new();
-    for name in &attacks {
+    for (name, &count) in attacks.iter().zip(&type2_counts) {
         let owner = format!("type2_{name}");
-        let count = crate::stages::type2::type2_images(name, config, test).div_ceil(batch);
         let mut by_batch: BTreeMap<usize, Vec<KeptExample>> = BTreeMap::new();
         match &inputs {
             LeagueInputs::Results { type2, .. } => {
@@ -641,27 +669,9 @@ pub(crate) fn run_league(
         })?;
         type2_units.push((name.clone(), r));
     }
-    // Type I: one unit per batch of the constrained attack.
-    let per = config.type1_batch.max(1);
-    let mut by_batch: BTreeMap<usize, Vec<KeptExample>> = BTreeMap::new();
-    let type1_count = match &inputs {
-        LeagueInputs::Results { type1, .. } => {
-            for k in &type1.successes {
-                by_batch.entry(k.id / per).or_default().push(k.clone());
-            }
-            type1.constrained.pairs.div_ceil(per)
-        }
-        LeagueInputs::Shard => {
-            let (count, mine) = units.written::<FinishedBatch>("type1_constrained")?;
-            for (b, f) in mine {
-                by_batch.insert(b, kept_of_batch(&models.svae, test, &f, device)?);
-            }
-            count
-        }
-    };
     let type1_units =
         units.run_owned_as("league_type1", "type1_constrained", type1_count, |b| {
-            let kept = by_batch.get(&b).map_or(&[][..], Vec::as_slice);
+            let kept = type1_by_batch.get(&b).map_or(&[][..], Vec::as_slice);
             let u = population_unit(kept, "type1", &methods, models, test, config, device)?;
             progress.advance(1);
             Ok(u)
