@@ -138,13 +138,16 @@ fn json_line<T: Serialize>(v: &T) -> Result<String> {
     Ok(s)
 }
 
-/// The lines of a units file whose header is `header`: each unit's record as its JSON
-/// text, in file order; a torn last line (a killed run) ends the list.
-fn read_lines(path: &Path, header: &UnitsHeader) -> Option<Vec<(usize, String)>> {
+/// The header and the lines of a units file whose header `accept`s: each unit's record
+/// as its JSON text, in file order; a torn last line (a killed run) ends the list.
+fn read_lines(
+    path: &Path,
+    accept: impl Fn(&UnitsHeader) -> bool,
+) -> Option<(UnitsHeader, Vec<(usize, String)>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let found: UnitsHeader = serde_json::from_str(lines.next()?).ok()?;
-    if &found != header {
+    if !accept(&found) {
         return None;
     }
     let mut done = Vec::new();
@@ -154,7 +157,7 @@ fn read_lines(path: &Path, header: &UnitsHeader) -> Option<Vec<(usize, String)>>
         };
         done.push((v.unit, serde_json::to_string(&v.record).ok()?));
     }
-    Some(done)
+    Some((found, done))
 }
 
 fn parse<R: DeserializeOwned>(text: &str, path: &Path) -> Result<R> {
@@ -167,6 +170,25 @@ fn parse<R: DeserializeOwned>(text: &str, path: &Path) -> Result<R> {
 }
 
 impl Units<'_> {
+    /// The header of this run's units file of `stage` with `units` units, as `shard`.
+    fn header(&self, stage: &str, units: usize, shard: Option<Shard>) -> UnitsHeader {
+        UnitsHeader {
+            stage: stage.to_string(),
+            units,
+            shard,
+            config: self.config.clone(),
+            inputs: self.inputs.clone(),
+        }
+    }
+
+    /// The shard this run computes, if it is one.
+    fn own_shard(&self) -> Option<Shard> {
+        match self.work {
+            Work::Shard(s) => Some(*s),
+            _ => None,
+        }
+    }
+
     /// The `count` units of `stage`: computed here by `compute` (those this run owns and
     /// has not finished before; every unit in the single-process run), appended to the
     /// stage's units file as they finish, or read from the shards' files in a merge.
@@ -190,22 +212,16 @@ impl Units<'_> {
         count: usize,
         mut compute: impl FnMut(usize) -> Result<R>,
     ) -> Result<Option<Vec<R>>> {
-        let shard = match self.work {
-            Work::Merge(dirs) => return self.merged(stage, owner_stage, count, dirs).map(Some),
-            Work::All => None,
-            Work::Shard(s) => Some(*s),
-        };
-        let header = UnitsHeader {
-            stage: stage.to_string(),
-            units: count,
-            shard,
-            config: self.config.clone(),
-            inputs: self.inputs.clone(),
-        };
+        if let Work::Merge(dirs) = self.work {
+            return self.merged(stage, owner_stage, count, dirs).map(Some);
+        }
+        let shard = self.own_shard();
+        let header = self.header(stage, count, shard);
         let path = units_path(self.out, stage);
         let mine = |u: usize| shard.is_none_or(|s| s.owns(owner_stage, u));
         let mut done: BTreeMap<usize, String> = BTreeMap::new();
-        for (u, text) in read_lines(&path, &header).unwrap_or_default() {
+        let kept = read_lines(&path, |h| h == &header).map(|(_, lines)| lines);
+        for (u, text) in kept.unwrap_or_default() {
             if u < count && mine(u) {
                 done.insert(u, text);
             }
@@ -245,30 +261,17 @@ impl Units<'_> {
     /// own), by unit, as parsed back from their lines, and the stage's unit count; none
     /// when there are none.
     pub fn written<R: DeserializeOwned>(&self, stage: &str) -> Result<(usize, BTreeMap<usize, R>)> {
-        let shard = match self.work {
-            Work::Shard(s) => Some(*s),
-            _ => None,
-        };
         let path = units_path(self.out, stage);
-        let Some(count) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<UnitsHeader>(t.lines().next()?).ok())
-            .map(|h| h.units)
-        else {
+        // Any unit count: the caller learns it from the file.
+        let mine = |h: &UnitsHeader| h == &self.header(stage, h.units, self.own_shard());
+        let Some((header, lines)) = read_lines(&path, mine) else {
             return Ok((0, BTreeMap::new()));
         };
-        let header = UnitsHeader {
-            stage: stage.to_string(),
-            units: count,
-            shard,
-            config: self.config.clone(),
-            inputs: self.inputs.clone(),
-        };
         let mut out = BTreeMap::new();
-        for (u, text) in read_lines(&path, &header).unwrap_or_default() {
+        for (u, text) in lines {
             out.insert(u, parse(&text, &path)?);
         }
-        Ok((count, out))
+        Ok((header.units, out))
     }
 
     /// Every unit of `stage` from the shards' directories (`dirs[k]` is shard k), each
@@ -283,15 +286,9 @@ impl Units<'_> {
         let n = dirs.len();
         let mut records: Vec<Option<R>> = (0..count).map(|_| None).collect();
         for (k, dir) in dirs.iter().enumerate() {
-            let header = UnitsHeader {
-                stage: stage.to_string(),
-                units: count,
-                shard: Some(Shard { index: k, count: n }),
-                config: self.config.clone(),
-                inputs: self.inputs.clone(),
-            };
+            let header = self.header(stage, count, Some(Shard { index: k, count: n }));
             let path = units_path(dir, stage);
-            let lines = read_lines(&path, &header).ok_or_else(|| {
+            let (_, lines) = read_lines(&path, |h| h == &header).ok_or_else(|| {
                 HarnessError::Other(format!(
                     "{}: not the units of stage {stage} ({count} units) of shard {k}/{n} \
                      under this configuration and these inputs",
