@@ -21,10 +21,11 @@ use crate::roc::roc_comparison;
 use crate::shard::{check_shards, units_path, Shard, ShardManifest, Units, Work, SHARD_FILE};
 use crate::stages::clever::{assemble_clever, clever_images, clever_units};
 use crate::stages::league::{run_league, LeagueInputs, LEAGUE_ATTACKS};
+use crate::stages::models::model_units;
 use crate::stages::roc_population::roc_population;
+use crate::stages::run_type1;
 use crate::stages::sandwich::{assemble_sandwich, sandwich_units};
 use crate::stages::type2::{assemble_type2, type2_units};
-use crate::stages::{evaluate_models, run_type1};
 use crate::summary::{StageResults, Summary};
 
 /// A stage's result, its time kept in `times`.
@@ -104,7 +105,7 @@ pub fn run_shard(
 /// Merges the finished shards in `shards` (any order; see [`check_shards`]) into `out`:
 /// the summary, tables, figures and report one process writes with the shards'
 /// configuration. `provenance.inputs` must be the shards' inputs (the same weights and
-/// test set); the stages that are not sharded run here.
+/// test set) for the assembly (the Type I panel's own accuracy, the CAM comparisons).
 #[allow(clippy::too_many_arguments)]
 pub fn merge_shards(
     models: &Models,
@@ -141,11 +142,13 @@ pub fn merge_shards(
 
 /// The stages a shard computes units of, in order.
 fn sharded_stages(config: &ExperimentConfig) -> Vec<String> {
-    let mut names: Vec<String> = config
-        .type2_attacks()
-        .iter()
-        .map(|a| format!("type2_{}", a.name()))
-        .collect();
+    let mut names = vec!["models".to_string()];
+    names.extend(
+        config
+            .type2_attacks()
+            .iter()
+            .map(|a| format!("type2_{}", a.name())),
+    );
     names.extend(
         [
             "type1_paper",
@@ -220,6 +223,7 @@ fn evaluate(
         test.first(config.eval_images)
     };
     if let Work::Shard(_) = work {
+        model_units(models, &eval_set, &units, device, progress)?;
         for attack in config.type2_attacks() {
             type2_units(
                 attack.as_ref(),
@@ -250,8 +254,8 @@ fn evaluate(
     let mut times = Vec::new();
     let model_accuracies = timed(
         &mut times,
-        stage(out, "models", config, inputs, || {
-            evaluate_models(models, &eval_set, device, progress)
+        assembled(out, "models", &["models".into()], config, inputs, || {
+            model_units(models, &eval_set, &units, device, progress)
         })?,
     );
     let mut type2 = Vec::new();

@@ -34,7 +34,7 @@ pub mod type2_examples;
 pub use clever::{CleverResult, CleverRow};
 pub use kept::KeptExample;
 pub use league::LeagueResult;
-pub use models::{evaluate_models, ModelAccuracies};
+pub use models::ModelAccuracies;
 pub use roc_population::RocPopulation;
 pub use sandwich::SandwichResult;
 pub use type1::{run_type1, Type1Result};

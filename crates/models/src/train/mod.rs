@@ -86,6 +86,16 @@ pub fn accuracy<M: Classifier + ?Sized>(
             "accuracy of an empty dataset".into(),
         ));
     }
+    Ok(correct_count(model, data, batch_size, device)? as f64 / data.len() as f64)
+}
+
+/// How many images of `data` `model` classifies as labelled (batches of `batch_size`).
+pub fn correct_count<M: Classifier + ?Sized>(
+    model: &M,
+    data: &Dataset,
+    batch_size: usize,
+    device: &Device,
+) -> Result<usize> {
     let options = BatchOptions {
         batch_size,
         ..Default::default()
@@ -97,7 +107,7 @@ pub fn accuracy<M: Classifier + ?Sized>(
         let labels: Vec<u32> = batch.labels.to_vec1()?;
         correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
     }
-    Ok(correct as f64 / data.len() as f64)
+    Ok(correct)
 }
 
 /// Saves weights (only the parameters of `A`) and the optimiser state with the epoch.
@@ -344,32 +354,71 @@ pub fn svae_terms(
     Ok((ce, kl, bce))
 }
 
-/// Held-out figures of an SVAE: latent-classifier accuracy of f2(mu(x)), reconstruction
-/// BCE per image and KL per image (z = mu for the reconstruction).
-pub fn evaluate_svae(svae: &Svae, data: &Dataset, device: &Device) -> Result<Vec<(String, f64)>> {
+/// An SVAE's held-out sums over some images (in batches of 500, binarised): what
+/// [`evaluate_svae`] divides by the image count. Sums of disjoint parts of a dataset, added
+/// in order, are the whole dataset's when every part but the last holds a multiple of 500.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SvaeSums {
+    /// Images.
+    pub images: usize,
+    /// Images whose latent class f2(mu(x)) is the label.
+    pub latent_correct: usize,
+    /// Reconstruction BCE (z = mu), summed over the images.
+    pub bce: f64,
+    /// KL, summed over the images.
+    pub kl: f64,
+}
+
+impl SvaeSums {
+    /// The figures [`evaluate_svae`] reports: latent accuracy, BCE and KL per image.
+    pub fn figures(&self) -> Vec<(String, f64)> {
+        let n = self.images.max(1) as f64;
+        vec![
+            ("latent_accuracy".into(), self.latent_correct as f64 / n),
+            ("reconstruction_bce".into(), self.bce / n),
+            ("kl".into(), self.kl / n),
+        ]
+    }
+
+    /// `self` followed by `other` (the sums accumulate in batch order).
+    pub fn then(mut self, other: &SvaeSums) -> SvaeSums {
+        self.images += other.images;
+        self.latent_correct += other.latent_correct;
+        self.bce += other.bce;
+        self.kl += other.kl;
+        self
+    }
+}
+
+/// The [`SvaeSums`] of `data`.
+pub fn svae_sums(svae: &Svae, data: &Dataset, device: &Device) -> Result<SvaeSums> {
     let options = BatchOptions {
         batch_size: 500,
         format: PixelFormat::Binarized,
         ..Default::default()
     };
-    let (mut correct, mut bce, mut kl) = (0usize, 0.0, 0.0);
+    let mut sums = SvaeSums {
+        images: data.len(),
+        ..Default::default()
+    };
     for batch in data.batches(&options, device) {
         let batch = batch?;
         let n = batch.indices.len() as f64;
         let (mu, _) = svae.encode(&batch.images)?;
         let pred: Vec<u32> = svae.classify_latent(&mu)?.argmax(1)?.to_vec1()?;
         let labels: Vec<u32> = batch.labels.to_vec1()?;
-        correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        sums.latent_correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
         let (_, k, b) = svae_terms(svae, &batch.images, &batch.labels, None)?;
-        bce += f64::from(b.to_scalar::<f32>()?) * n;
-        kl += f64::from(k.to_scalar::<f32>()?) * n;
+        sums.bce += f64::from(b.to_scalar::<f32>()?) * n;
+        sums.kl += f64::from(k.to_scalar::<f32>()?) * n;
     }
-    let n = data.len().max(1) as f64;
-    Ok(vec![
-        ("latent_accuracy".into(), correct as f64 / n),
-        ("reconstruction_bce".into(), bce / n),
-        ("kl".into(), kl / n),
-    ])
+    Ok(sums)
+}
+
+/// Held-out figures of an SVAE: latent-classifier accuracy of f2(mu(x)), reconstruction
+/// BCE per image and KL per image (z = mu for the reconstruction).
+pub fn evaluate_svae(svae: &Svae, data: &Dataset, device: &Device) -> Result<Vec<(String, f64)>> {
+    Ok(svae_sums(svae, data, device)?.figures())
 }
 
 /// The fraction of `data` whose reconstruction decode(mu(x)) (from the binarised image)
@@ -380,6 +429,16 @@ pub fn decoded_accuracy(
     data: &Dataset,
     device: &Device,
 ) -> Result<f64> {
+    Ok(decoded_correct(svae, judge, data, device)? as f64 / data.len().max(1) as f64)
+}
+
+/// How many images of `data` `judge` assigns the label after decode(mu(x)).
+pub fn decoded_correct(
+    svae: &Svae,
+    judge: &dyn Classifier,
+    data: &Dataset,
+    device: &Device,
+) -> Result<usize> {
     let options = BatchOptions {
         batch_size: 500,
         format: PixelFormat::Binarized,
@@ -393,7 +452,7 @@ pub fn decoded_accuracy(
         let labels: Vec<u32> = batch.labels.to_vec1()?;
         correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
     }
-    Ok(correct as f64 / data.len().max(1) as f64)
+    Ok(correct)
 }
 
 /// Trains the SVAE in two stages (ALGORITHMS.md section 3): `svae_epochs` of the VAE with
