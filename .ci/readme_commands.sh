@@ -100,9 +100,13 @@ run certify certify --index 0 --norm 2 --model mlp --eps 0.2 --data-dir "$DATA" 
 run certify_ibp certify --index 0 --norm inf --method ibp --model mlp --json "$T/certify_ibp.json"
 run certify_crown certify --index 0 --norm inf --method crown --model mlp --json "$T/certify_crown.json"
 run certify_gap certify --index 0 --norm inf --method crown-ibp --model gapcnn --json "$T/certify_gap.json"
+run certify_many certify --n 12 --batch-size 5 --norm inf --model mlp --eps 0.02 \
+  --per-image "$T/certify_many.csv" --json "$T/certify_many.json"
+run explain_many explain --method grad-cam --n 12 --batch-size 5 --per-image "$T/explain_many.csv" \
+  --out "$T/explain_many" --json "$T/explain_many.json"
 
 python3 - "$T" "$DATA" <<'PY'
-import json, os, re, sys
+import csv, json, os, re, sys
 
 T, data = sys.argv[1], sys.argv[2]
 full = os.path.abspath(data) != os.path.abspath("fixtures/mnist-mini")
@@ -254,6 +258,17 @@ j = load("certify")
 check(j["certified_at_eps"] == all(m["lower"] > 0 for m in j["margins_at_eps"]), "certify: verdict at eps")
 check(j["certified_at_eps"] == (j["radius"] >= 0.2) or j["not_certified"] > 0.2 > j["radius"], "certify: radius vs eps")
 check(load("certify_crown")["radius"] >= load("certify_ibp")["radius"], "certify: CROWN looser than IBP")
+# certify --n: image 0's row is the one-image run's; the table's rates are its rows'.
+j = load("certify_many")
+rows = list(csv.DictReader(open(os.path.join(T, "certify_many.csv"))))
+check(len(rows) == j["images"] == 12, "certify --n: one row per image")
+check(float(rows[0]["radius"]) == load("certify_crown")["radius"], "certify --n: image 0 as alone")
+check(j["certified_at_eps"] == sum(r["certified_at_eps"] == "true" for r in rows), "certify --n: verified count")
+check(abs(j["mean_radius"] - sum(float(r["radius"]) for r in rows) / 12) < 1e-12, "certify --n: mean radius")
+j = load("explain_many")
+rows = list(csv.DictReader(open(os.path.join(T, "explain_many.csv"))))
+check(len(rows) == j["images"] == 12 and len(os.listdir(os.path.join(T, "explain_many"))) == 12, "explain --n: rows and strips")
+check(j["methods"][0]["informative"] == sum(r["status"] == "informative" for r in rows), "explain --n: informative count")
 
 # Every subcommand and flag of README's command lines was run here (reproduce, merge and
 # compare: .ci/run, which runs docs/SCALE.md's shards; data --hub and --revision: the
