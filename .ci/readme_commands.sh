@@ -104,6 +104,12 @@ run certify_many certify --n 12 --batch-size 5 --norm inf --model mlp --eps 0.02
   --per-image "$T/certify_many.csv" --json "$T/certify_many.json"
 run explain_many explain --method grad-cam --n 12 --batch-size 5 --per-image "$T/explain_many.csv" \
   --out "$T/explain_many" --json "$T/explain_many.json"
+for k in 0 1; do
+  run certify_shard$k certify --n 12 --batch-size 5 --norm inf --model mlp --eps 0.02 \
+    --shard $k/2 --per-image "$T/certify_shard$k.csv" --json "$T/certify_shard$k.json"
+  run explain_shard$k explain --method grad-cam --n 10 --skip 2 --batch-size 3 --shard $k/2 \
+    --per-image "$T/explain_shard$k.csv" --json "$T/explain_shard$k.json"
+done
 
 python3 - "$T" "$DATA" <<'PY'
 import csv, json, os, re, sys
@@ -269,6 +275,23 @@ j = load("explain_many")
 rows = list(csv.DictReader(open(os.path.join(T, "explain_many.csv"))))
 check(len(rows) == j["images"] == 12 and len(os.listdir(os.path.join(T, "explain_many"))) == 12, "explain --n: rows and strips")
 check(j["methods"][0]["informative"] == sum(r["status"] == "informative" for r in rows), "explain --n: informative count")
+# --shard: the two shards' rows, in index order, are the whole run's (explain --skip 2:
+# the whole run's rows from image 2 on).
+def shard_rows(name):
+    out = []
+    for k in (0, 1):
+        with open(os.path.join(T, f"{name}_shard{k}.csv")) as f:
+            out += list(csv.reader(f))[1:]
+    return sorted(out, key=lambda r: int(r[0]))
+with open(os.path.join(T, "certify_many.csv")) as f:
+    check(shard_rows("certify") == list(csv.reader(f))[1:], "certify --shard: rows of the whole run")
+with open(os.path.join(T, "explain_many.csv")) as f:
+    whole = [r for r in list(csv.reader(f))[1:] if int(r[0]) >= 2]
+sharded = shard_rows("explain")
+close = lambda a, b: abs(float(a) - float(b)) <= 1e-5 * max(1.0, abs(float(b)))
+check([r[:4] + r[5:6] for r in sharded] == [r[:4] + r[5:6] for r in whole]
+      and all(close(a[4], b[4]) and close(a[6], b[6]) for a, b in zip(sharded, whole)),
+      "explain --shard --skip: rows of the whole run")
 
 # Every subcommand and flag of README's command lines was run here (reproduce, merge and
 # compare: .ci/run, which runs docs/SCALE.md's shards; data --hub and --revision: the
