@@ -45,7 +45,7 @@ pub fn resize_matrix(inp: usize, out: usize, mode: Upsampling) -> Result<Vec<f64
             }
         }
         Upsampling::Nearest => {
-            if out % inp != 0 {
+            if !out.is_multiple_of(inp) {
                 return Err(CamError::InvalidArgument(format!(
                     "nearest upsampling needs an integer factor, {inp} -> {out} is not"
                 )));

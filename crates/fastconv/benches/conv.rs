@@ -1,6 +1,7 @@
 //! Each convolution shape of GapCnn, the oracle and the SVAE, through candle's conv2d
-//! and through the fast op with Winograd off ("gemm") and on ("winograd", the 3x3
-//! stride-1 layers with 8+ input channels): forward, and forward + both gradients.
+//! and through the fast op with Winograd off ("gemm") and on ("winograd", the 3x3 and 5x5
+//! stride-1 layers with 8+ input channels; on an AVX-512 CPU also "winograd-avx2", its
+//! AVX2+FMA build): forward, and forward + both gradients.
 //! Throughput is in images; `conv2d_flops` gives each shape's work for GFLOP/s.
 //! `matmul/2048` is a 2048 x 2048 f32 product through candle (the `gemm` crate), in
 //! elements of FLOPs: the machine's own GEMM rate in the same run, the scale that each
@@ -10,7 +11,10 @@
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fastconv::{conv2d, conv2d_flops, reference_conv2d, set_winograd, Activation, ConvOptions};
+use fastconv::{
+    conv2d, conv2d_flops, cpu_simd_path, limit_simd_path, reference_conv2d, set_winograd,
+    Activation, ConvOptions, SimdPath,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// One convolution of a model, at batch 128.
@@ -90,16 +94,21 @@ fn conv_layers(c: &mut Criterion) {
             "{name}: {:.1} MFLOP forward per image",
             flops / n as f64 / 1e6
         );
-        let winograd_applies = k == 3 && stride == 1 && c_in >= 8;
+        let winograd_applies = (k == 3 || k == 5) && stride == 1 && c_in >= 8;
+        // On an AVX-512 CPU, Winograd also capped to its AVX2+FMA build: the same
+        // arithmetic to the bit, on eight lanes instead of sixteen.
+        let avx512 = cpu_simd_path() == SimdPath::Avx512;
         for (label, fast, winograd) in [
             ("candle", false, false),
             ("gemm", true, false),
+            ("winograd-avx2", true, true),
             ("winograd", true, true),
         ] {
-            if winograd && !winograd_applies {
+            if winograd && !winograd_applies || label == "winograd-avx2" && !avx512 {
                 continue;
             }
             set_winograd(winograd);
+            limit_simd_path((label == "winograd-avx2").then_some(SimdPath::Avx2));
             let f = if fast { conv2d } else { reference_conv2d };
             g.bench_function(BenchmarkId::new("forward", label), |bench| {
                 bench.iter(|| f(&x, &w, &b, options, Activation::Relu).expect("fwd"))

@@ -50,7 +50,8 @@
 //!
 //! | pass | runs | when |
 //! | --- | --- | --- |
-//! | forward | Winograd F(5x5, 3x3) | Winograd applies (below) and it needs fewer multiplies for the output size (a 14x14 output: 9 tiles of 49 instead of 16 of 36; ties go to F(4x4)), unpooled |
+//! | forward | Winograd F(3x3, 5x5) | Winograd applies to a 5x5 kernel, unpooled (the oracle's layers: 49 multiplies per 9 outputs instead of 225) |
+//! | | Winograd F(5x5, 3x3) | Winograd applies (below) and it needs fewer multiplies for the output size (a 14x14 output: 9 tiles of 49 instead of 16 of 36; ties go to F(4x4)), unpooled |
 //! | | Winograd F(4x4, 3x3) | Winograd applies, otherwise; always when pooling (the 2x2 and 4x4 windows divide its tiles) |
 //! | | one GEMM per kernel tap (`gemm_paths::shifted`) | channels-first, stride 1, 16+ input channels, kernel up to 3x3, 12+ output columns |
 //! | | im2col + one GEMM per image | everything else |
@@ -58,10 +59,11 @@
 //! | | `col2im(Wᵀ · g)` | otherwise |
 //! | weight + bias gradient | Winograd, `dW = Gᵀ [Σ (A dY Aᵀ) ⊙ (Bᵀ x B)] G` | Winograd applies |
 //! | | one GEMM per tap, else im2col, `Σ_n g_n · im2col(x_n)ᵀ` | as for the forward pass |
-//! | max-pool after a convolution | in Winograd's output transform | Winograd applies and the window divides 4 (the convolution then runs F(4x4)) |
+//! | max-pool after a convolution | in Winograd's output transform | Winograd applies to a 3x3 kernel and the window divides 4 (the convolution then runs F(4x4)) |
 //! | | the pooling record from the convolution's output | otherwise (channels-first only) |
 //!
-//! Winograd applies to stride-1 3x3 kernels with padding up to 2 whose channel counts
+//! Winograd applies to stride-1 3x3 and 5x5 kernels with padding below the kernel size
+//! whose channel counts
 //! on both sides are multiples of 8, while [`winograd_enabled`]. With ReLU, where
 //! both backward passes run Winograd, they read the output gradient through ReLU's
 //! mask and the pooling record as they fill their tiles, never unpooled at full size;
@@ -72,7 +74,8 @@
 //! windows; otherwise they run the channels-first or separate ops.
 //!
 //! Winograd keeps channels-last tiles so that every transform runs on eight channels at
-//! once, its `a²` small products in a 6x16 register-blocked kernel without packing,
+//! once, its `a²` small products in a 6x16 register-blocked kernel without packing
+//! (8x32 on sixteen-lane registers in f32 on AVX-512, to the same bits),
 //! compiled for AVX2+FMA behind a runtime check. Each worker thread keeps its Winograd
 //! scratch between calls (about 5 MB for GapCnn's widest layer).
 //!
@@ -130,6 +133,7 @@ pub use ops::conv2d::{conv2d, conv2d_flops, conv2d_nhwc, reference_conv2d};
 pub use ops::conv2d_relu_pool::{conv2d_relu_pool, conv2d_relu_pool_nhwc};
 pub use ops::max_pool::max_pool2d;
 pub use ops::pair::conv2d_pair_relu_pool_nhwc;
+pub use ops::resize::{resize2d, Resize};
 pub use options::{Activation, ConvLayer, ConvOptions};
 pub use switch::{
     enabled, prefers_channels_last, runs_fast, set_enabled, set_winograd, winograd_enabled,

@@ -35,6 +35,9 @@ pub enum Activation {
     Identity,
     /// `max(conv(x) + b, 0)`; NaN passes through, as in candle's `relu`.
     Relu,
+    /// `elu(conv(x) + b)` with `α = 1`: `v` where `v` is positive (its sign bit clear),
+    /// `exp(v) - 1` elsewhere, to the bit candle's `elu(1.0)` in value and gradient.
+    Elu,
 }
 
 impl Activation {

@@ -24,17 +24,18 @@ pub fn enabled() -> bool {
 
 static WINOGRAD: AtomicBool = AtomicBool::new(true);
 
-/// Switches Winograd (F(4x4, 3x3) or F(5x5, 3x3)) for stride-1 3x3 layers on or off
-/// for the whole process (on by default), when both channel counts are multiples of 8.
-/// In f32 its value and both gradients are within about 5e-6 of the output's scale of
-/// the exact (f64) convolution (3e-6 to 5e-6 measured forward on GapCnn's layer shapes,
-/// F(5x5) at the top of that range), against 2e-7 to 6e-7 for the GEMM paths; off,
-/// those layers run the GEMM paths.
+/// Switches Winograd (F(4x4, 3x3) or F(5x5, 3x3) for stride-1 3x3 layers, F(3x3, 5x5)
+/// for 5x5 ones) on or off for the whole process (on by default), when both channel
+/// counts are multiples of 8. In f32 its value and both gradients are within about
+/// 5e-6 of the output's scale of the exact (f64) convolution (3e-6 to 5e-6 measured
+/// forward on GapCnn's layer shapes, F(5x5) at the top of that range; 4.8e-6 forward
+/// and 5.5e-6 / 6.3e-6 for the input / weight gradients on the oracle's 32 -> 64 5x5),
+/// against 2e-7 to 6e-7 for the GEMM paths; off, those layers run the GEMM paths.
 pub fn set_winograd(on: bool) {
     WINOGRAD.store(on, Ordering::Relaxed);
 }
 
-/// Whether stride-1 3x3 layers run Winograd (see [`set_winograd`]).
+/// Whether stride-1 3x3 and 5x5 layers run Winograd (see [`set_winograd`]).
 pub fn winograd_enabled() -> bool {
     WINOGRAD.load(Ordering::Relaxed)
 }

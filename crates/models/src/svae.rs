@@ -176,7 +176,7 @@ impl Svae {
     pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut h = x.clone();
         for conv in &self.enc_convs {
-            h = conv.forward(&h)?.elu(1.0)?;
+            h = conv.forward_elu(&h)?;
         }
         let h = self.enc_fc1.forward(&h.flatten_from(1)?)?.tanh()?;
         let out = self.enc_fc2.forward(&h)?;
@@ -191,10 +191,10 @@ impl Svae {
         let h = self.dec_fc1.forward(z)?.elu(1.0)?;
         let h = self.dec_fc2.forward(&h)?.elu(1.0)?.reshape((n, 64, 7, 7))?;
         let h = self.up14.forward(&h)?;
-        let h = self.dec_convs[0].forward(&h)?.elu(1.0)?;
-        let h = self.dec_convs[1].forward(&h)?.elu(1.0)?;
+        let h = self.dec_convs[0].forward_elu(&h)?;
+        let h = self.dec_convs[1].forward_elu(&h)?;
         let h = self.up28.forward(&h)?;
-        let h = self.dec_convs[2].forward(&h)?.elu(1.0)?;
+        let h = self.dec_convs[2].forward_elu(&h)?;
         self.dec_convs[3].forward(&h)
     }
 

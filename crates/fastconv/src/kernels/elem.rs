@@ -22,6 +22,10 @@ pub(crate) trait Elem:
     /// A constant, rounded to this type.
     fn from_f64(v: f64) -> Self;
 
+    /// ELU with `α = 1` as candle computes it: `self` when its sign bit is clear,
+    /// `(exp(self) - 1) * 1` otherwise.
+    fn elu(self) -> Self;
+
     /// `self * a + b` with one rounding. Fast only where the compiler may use FMA
     /// instructions (it is a library call elsewhere).
     fn fused_mul_add(self, a: Self, b: Self) -> Self;
@@ -53,6 +57,15 @@ impl Elem for f32 {
     const ONE: Self = 1.0;
     fn from_f64(v: f64) -> Self {
         v as f32
+    }
+
+    #[inline(always)]
+    fn elu(self) -> Self {
+        if self.is_sign_positive() {
+            self
+        } else {
+            (self.exp() - 1.0) * 1.0
+        }
     }
 
     #[inline(always)]
@@ -145,6 +158,15 @@ impl Elem for f64 {
     }
 
     #[inline(always)]
+    fn elu(self) -> Self {
+        if self.is_sign_positive() {
+            self
+        } else {
+            (self.exp() - 1.0) * 1.0
+        }
+    }
+
+    #[inline(always)]
     fn fused_mul_add(self, a: Self, b: Self) -> Self {
         self.mul_add(a, b)
     }
@@ -210,6 +232,17 @@ pub(crate) fn sum<T: Elem>(v: &[T]) -> T {
         total += x;
     }
     acc.iter().fold(total, |t, &a| t + a)
+}
+
+/// ELU's (`α = 1`) backward from its output `y`: `g` where `y > 0` (the input was
+/// positive), `g * (y + 1)` (that is `g * exp(x)`) elsewhere, as candle computes it.
+#[inline(always)]
+pub(crate) fn elu_grad<T: Elem>(g: T, y: T) -> T {
+    if y > T::ZERO {
+        g
+    } else {
+        g * (y + T::ONE)
+    }
 }
 
 /// ReLU's backward from its output: `g` where `y` is positive, else zero (NaN is not

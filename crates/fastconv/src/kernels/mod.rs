@@ -11,7 +11,7 @@ mod geometry;
 mod isa;
 mod memory;
 
-pub(crate) use elem::{relu_grad, sum, transpose, transpose_into, Elem};
+pub(crate) use elem::{elu_grad, relu_grad, sum, transpose, transpose_into, Elem};
 pub(crate) use geometry::Geometry;
 pub use isa::{cpu_simd_path, limit_simd_path, simd_path, SimdPath};
 pub(crate) use memory::{as_unwritten, assume_written, unwritten, zeros};

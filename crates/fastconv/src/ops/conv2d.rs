@@ -3,8 +3,11 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
-use super::conv2d_backward::{BackwardData, BackwardWeight, BackwardWeightMasked, ReluMask};
+use super::conv2d_backward::{
+    BackwardData, BackwardWeight, BackwardWeightMasked, EluMask, ReluMask,
+};
 use super::relu_backward::{backward_through_relu, Pooling};
 use super::{
     batch_shape, check_bias, geometry, geometry_of, nchw, slice, split_weight_bias, with_dtype,
@@ -17,7 +20,7 @@ use crate::passes::input_grad::backward_reads_pooled;
 use crate::switch::runs_fast;
 
 /// `act(conv2d(x, weight) + bias)` with symmetric zero padding, `act` the
-/// [`Activation`] (ReLU or none).
+/// [`Activation`] (ReLU, ELU or none).
 ///
 /// `x` is `N x C_in x H x W`, `weight` `C_out x C_in x k x k`, `bias` `C_out`. On the
 /// CPU with f32 or f64 this runs the fast kernels; elsewhere candle's `conv2d`.
@@ -78,10 +81,10 @@ pub fn reference_conv2d(
     let y = x
         .conv2d(weight, padding, stride, 1, 1)?
         .broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
-    if activation.is_relu() {
-        y.relu()
-    } else {
-        Ok(y)
+    match activation {
+        Activation::Identity => Ok(y),
+        Activation::Relu => y.relu(),
+        Activation::Elu => y.elu(1.0),
     }
 }
 
@@ -130,7 +133,15 @@ impl CustomOp3 for ConvForward {
         ) -> Result<Vec<T>> {
             let w = T::same(s2, l2, "kernel")?;
             let b = T::same(s3, l3, "bias")?;
-            Ok(forward(g, x, w, Some(b), op.activation, op.layout))
+            if op.activation != Activation::Elu {
+                return Ok(forward(g, x, w, Some(b), op.activation, op.layout));
+            }
+            // ELU in place over the finished output, on all threads: one pass where
+            // candle's `elu` after the op would allocate and write a second tensor.
+            let mut y = forward(g, x, w, Some(b), Activation::Identity, op.layout);
+            y.par_chunks_mut(4096)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = v.elu()));
+            Ok(y)
         }
         let out = with_dtype!("fast conv2d forward", s1, |x| run(
             self,
@@ -168,8 +179,13 @@ impl ConvForward {
         grad: &Tensor,
         want: Wanted,
     ) -> Result<Gradients> {
-        if !self.activation.is_relu() {
-            return self.backward_linear(x, w, grad, want);
+        match self.activation {
+            Activation::Identity => return self.backward_linear(x, w, grad, want),
+            Activation::Elu => {
+                let grad = grad.apply_op2_no_bwd(y, &EluMask)?;
+                return self.backward_linear(x, w, &grad, want);
+            }
+            Activation::Relu => {}
         }
         let g = geometry_of(nchw(x.dims4()?, self.layout), w.dims4()?, self.options)?;
         if backward_reads_pooled(&g) {

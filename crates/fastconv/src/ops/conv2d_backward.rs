@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::{
     batch_shape, check_output_gradient, dims4, geometry_of, nchw, slice, with_dtype, Dims4, Same,
 };
-use crate::kernels::{relu_grad, Geometry};
+use crate::kernels::{elu_grad, relu_grad, Geometry};
 use crate::options::{BatchLayout, ConvOptions};
 use crate::passes::input_grad::backward_data;
 use crate::passes::weight_grad::backward_weight;
@@ -42,6 +42,42 @@ impl CustomOp2 for ReluMask {
             Ok(out)
         }
         let out = with_dtype!("fast conv2d relu mask", s1, |g| run(
+            slice(g, l1, "gradient")?,
+            (s2, l2)
+        )?);
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `grad * elu'(x)` from the output `y` of ELU (`α = 1`): `grad` where `y > 0`,
+/// `grad * (y + 1)` elsewhere, as candle's backward of `elu(1.0)` computes it.
+pub(crate) struct EluMask;
+
+impl CustomOp2 for EluMask {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-elu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("fast conv2d: gradient and output shapes differ");
+        }
+        fn run<T: Same>(g: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
+            let y = T::same(s2, l2, "output")?;
+            let mut out = Vec::with_capacity(g.len());
+            g.par_iter()
+                .zip(y)
+                .map(|(&g, &y)| elu_grad(g, y))
+                .collect_into_vec(&mut out);
+            Ok(out)
+        }
+        let out = with_dtype!("fast conv2d elu mask", s1, |g| run(
             slice(g, l1, "gradient")?,
             (s2, l2)
         )?);

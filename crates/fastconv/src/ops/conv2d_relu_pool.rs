@@ -195,7 +195,7 @@ impl CustomOp3 for ConvPoolForward {
         // A channels-last forward ran through Winograd (see `cpu_fwd`), whose record
         // only the Winograd backward passes read.
         let reads_pooled = layout.is_channels_last()
-            || backward_reads_pooled(&g) && winograd::pools::<winograd::F4>(self.k);
+            || backward_reads_pooled(&g) && g.k == 3 && winograd::pools::<winograd::F4>(self.k);
         let want = Wanted::of(x, w, b);
         let (dx, flat) = if reads_pooled {
             let pooled = Pooling { k: self.k, codes };

@@ -12,6 +12,7 @@ pub(crate) mod conv2d_relu_pool;
 pub(crate) mod max_pool;
 pub(crate) mod pair;
 pub(crate) mod relu_backward;
+pub(crate) mod resize;
 pub(crate) mod unpool;
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};

@@ -68,7 +68,11 @@ pub(crate) fn check_pooled(
     grad: &Layout,
     y: &Layout,
 ) -> Result<()> {
-    if k == 0 || g.ho % k != 0 || g.wo % k != 0 || !winograd::pools::<winograd::F4>(k) {
+    if k == 0
+        || !g.ho.is_multiple_of(k)
+        || !g.wo.is_multiple_of(k)
+        || !winograd::pools::<winograd::F4>(k)
+    {
         candle_core::bail!("fast conv2d+pool backward: window {k} does not fit the output");
     }
     let pooled = (g.n, g.c_out, g.ho / k, g.wo / k);

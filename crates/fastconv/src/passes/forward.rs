@@ -127,12 +127,12 @@ pub(crate) fn epilogue<T: Elem>(
 /// Whether [`forward_pooled`] runs through Winograd, the only path that takes
 /// channels-last batches.
 pub(crate) fn pools_in_winograd(g: &Geometry, k: usize) -> bool {
-    use_winograd(g) && winograd::pools::<winograd::F4>(k)
+    use_winograd(g) && g.k == 3 && winograd::pools::<winograd::F4>(k)
 }
 
 /// Whether Winograd pools `k x k` windows for `g` and they tile its whole output.
 pub(crate) fn pools_whole_windows(g: &Geometry, k: usize) -> bool {
-    pools_in_winograd(g, k) && g.ho % k == 0 && g.wo % k == 0
+    pools_in_winograd(g, k) && g.ho.is_multiple_of(k) && g.wo.is_multiple_of(k)
 }
 
 /// `max_pool(relu(conv(x) + b), k)` and each window's first maximum (its offset
@@ -178,8 +178,8 @@ pub(crate) fn forward_pooled<T: Elem>(
     (out, codes)
 }
 
-/// An unpooled Winograd forward pass through the variant with fewer multiplies for
-/// its output size (see [`winograd::prefers_f5`]).
+/// An unpooled Winograd forward pass: F(3x3, 5x5) for a 5x5 kernel, else the 3x3
+/// variant with fewer multiplies for its output size (see [`winograd::prefers_f5`]).
 pub(crate) fn winograd_forward<T: Elem>(
     g: &Geometry,
     x: winograd::Source<'_, T>,
@@ -189,7 +189,9 @@ pub(crate) fn winograd_forward<T: Elem>(
     par: Parallelism,
 ) {
     debug_assert_eq!(out.pool, 1, "pooled passes run F(4x4)");
-    if winograd::prefers_f5(g.ho, g.wo) {
+    if g.k == 5 {
+        winograd::forward::<winograd::F3R5, T>(g, x, w, bias, activation, out, per, par);
+    } else if winograd::prefers_f5(g.ho, g.wo) {
         winograd::forward::<winograd::F5, T>(g, x, w, bias, activation, out, per, par);
     } else {
         winograd::forward::<winograd::F4, T>(g, x, w, bias, activation, out, per, par);

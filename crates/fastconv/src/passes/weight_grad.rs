@@ -115,15 +115,17 @@ pub(crate) fn backward_weight<T: Elem>(
 }
 
 /// Weight and bias gradients (flat `dW | db`) through Winograd, of a channels-first
-/// (or channels-last) batch `x`, with the variant with fewer multiplies for the output
-/// size.
+/// (or channels-last) batch `x`: F(3x3, 5x5) for a 5x5 kernel, else the 3x3 variant
+/// with fewer multiplies for the output size.
 pub(crate) fn winograd_weight_grad<T: Elem>(
     g: &Geometry,
     x: &[T],
     grad: winograd::Source<'_, T>,
     layout: BatchLayout,
 ) -> Vec<T> {
-    if winograd::prefers_f5(g.ho, g.wo) {
+    if g.k == 5 {
+        winograd_weight_grad_with::<winograd::F3R5, T>(g, x, grad, layout)
+    } else if winograd::prefers_f5(g.ho, g.wo) {
         winograd_weight_grad_with::<winograd::F5, T>(g, x, grad, layout)
     } else {
         winograd_weight_grad_with::<winograd::F4, T>(g, x, grad, layout)

@@ -35,7 +35,8 @@ proptest! {
 
 #[test]
 fn matches_candle_on_the_models_layer_shapes() {
-    // GapCnn conv2 and conv5 (Winograd F(4x4)), conv4 (F(5x5)), the oracle's 5x5,
+    // GapCnn conv2 and conv5 (Winograd F(4x4)), conv4 (F(5x5)), the oracle's 5x5
+    // (F(3x3, 5x5)),
     // the SVAE's stride-2 3x3, a 4x4 stride 2.
     for &(c_in, c_out, h, k, stride, pad) in &[
         (32, 32, 28, 3, 1, 1),
@@ -187,7 +188,7 @@ fn shifted_path_matches_candle_on_odd_shapes() {
 #[test]
 fn winograd_path_matches_candle_on_odd_shapes() {
     // Stride-1 3x3 layers with multiples of 8 channels on both sides run Winograd
-    // F(4x4, 3x3):
+    // F(4x4, 3x3) or F(5x5, 3x3):
     // outputs that do not fill the last tile row or column (and are cropped), padding
     // 0, 1 and 2, non-square and tiny images, batch 1 and 3, with and without ReLU.
     for &(n, h, w, pad, relu) in &[
@@ -205,6 +206,30 @@ fn winograd_path_matches_candle_on_odd_shapes() {
             h,
             w,
             k: 3,
+            stride: 1,
+            pad,
+            relu,
+        };
+        check(&case, DType::F64, 1e-12);
+        check(&case, DType::F32, 1e-5);
+    }
+    // And 5x5 layers run F(3x3, 5x5): cropped last tiles (3 does not divide these
+    // outputs but one), padding 0 to 4, a 5 x 5 image with no padding (one output).
+    for &(n, h, w, pad, relu) in &[
+        (3, 14, 14, 2, true),
+        (1, 9, 12, 0, false),
+        (2, 6, 11, 4, true),
+        (2, 7, 7, 3, false),
+        (1, 5, 5, 0, true),
+        (3, 10, 8, 1, false),
+    ] {
+        let case = Case {
+            n,
+            c_in: 8,
+            c_out: 16,
+            h,
+            w,
+            k: 5,
             stride: 1,
             pad,
             relu,
@@ -261,6 +286,66 @@ fn weight_gradients_through_relu_match_with_and_without_an_input_gradient() {
             let what = format!("{c_in}->{c_out} k {k} s {stride}, channels-last {channels_last}");
             assert_close(&plain.0, &tracked.0, 1e-13, &format!("dW {what}"));
             assert_close(&plain.1, &tracked.1, 1e-13, &format!("db {what}"));
+        }
+    }
+}
+
+/// The fused ELU equals the fast convolution followed by candle's `elu(1.0)` to the
+/// bit, in value and in all three gradients (it runs the same convolution, then the
+/// same ELU and the same backward arithmetic), channels-first and channels-last, on
+/// the GEMM paths and Winograd, in f32 and f64; and it equals candle's own conv2d and
+/// `elu` within f32 rounding. The inputs straddle zero, so both branches run.
+#[test]
+fn fused_elu_is_candles_elu_after_the_convolution_to_the_bit() {
+    let dev = Device::Cpu;
+    for &(c_in, c_out, h, k, pad) in &[(16, 32, 14, 3, 1), (32, 16, 9, 5, 2), (3, 5, 7, 3, 0)] {
+        for dtype in [DType::F32, DType::F64] {
+            for nhwc in [false, true] {
+                let mut rng = StdRng::seed_from_u64(11);
+                let x = uniform(&mut rng, (2, c_in, h, h), -1.0, 1.0, dtype, &dev).unwrap();
+                let x = if nhwc {
+                    x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
+                } else {
+                    x
+                };
+                let w = uniform(&mut rng, (c_out, c_in, k, k), -0.5, 0.5, dtype, &dev).unwrap();
+                let b = uniform(&mut rng, c_out, -0.3, 0.3, dtype, &dev).unwrap();
+                let (x, w, b) = (
+                    Var::from_tensor(&x).unwrap(),
+                    Var::from_tensor(&w).unwrap(),
+                    Var::from_tensor(&b).unwrap(),
+                );
+                let conv = if nhwc { conv2d_nhwc } else { conv2d };
+                let o = opts(1, pad);
+                let fused = conv(&x, &w, &b, o, Activation::Elu).unwrap();
+                let after = conv(&x, &w, &b, o, Activation::Identity)
+                    .unwrap()
+                    .elu(1.0)
+                    .unwrap();
+                let what = format!("{c_in}->{c_out} {h}x{h} k{k} {dtype:?} nhwc {nhwc}");
+                let signs = fused.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+                let signs: Vec<f64> = signs.to_vec1().unwrap();
+                assert!(
+                    signs.iter().any(|&v| v > 0.0) && signs.iter().any(|&v| v < 0.0),
+                    "{what}: both branches"
+                );
+                let a = value_and_gradients(&fused, (&x, &w, &b), &mut StdRng::seed_from_u64(5));
+                let c = value_and_gradients(&after, (&x, &w, &b), &mut StdRng::seed_from_u64(5));
+                for (i, (a, c)) in a.iter().zip(&c).enumerate() {
+                    let same = a.iter().zip(c).all(|(p, q)| p.to_bits() == q.to_bits());
+                    assert!(same, "{what}: part {i} differs from conv then elu");
+                }
+                if !nhwc {
+                    let reference = reference_conv2d(&x, &w, &b, o, Activation::Elu).unwrap();
+                    let r = value_and_gradients(
+                        &reference,
+                        (&x, &w, &b),
+                        &mut StdRng::seed_from_u64(5),
+                    );
+                    let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+                    assert_all_close(&a, &r, tol, &format!(" ({what}, against candle)"));
+                }
+            }
         }
     }
 }

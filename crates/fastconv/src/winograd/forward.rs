@@ -57,7 +57,11 @@ pub(crate) fn forward<V: Variant, T: Elem>(
     let zero = vec![T::ZERO; g.c_out];
     let bias = bias.unwrap_or(&zero);
     debug_assert!(
-        k == 1 || (activation.is_relu() && pools::<V>(k) && g.ho % k == 0 && g.wo % k == 0)
+        k == 1
+            || (activation.is_relu()
+                && pools::<V>(k)
+                && g.ho.is_multiple_of(k)
+                && g.wo.is_multiple_of(k))
     );
     let out_len = g.out_len() / (k * k);
     // One slice of codes per thread, empty without pooling.
@@ -121,7 +125,7 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
     );
     // M[k] (tiles x C_out) = V[k] (tiles x C_in) · U[k] (C_in x C_out).
     let product = |(k, m): (usize, &mut [T])| {
-        small_gemm::<T, FMA>(
+        small_gemm::<T, FMA, WIDE>(
             (tiles, g.c_out, g.c_in),
             (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in, 1),
             (&u[k * u_k..(k + 1) * u_k], g.c_out),
@@ -139,7 +143,7 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
     // Every tile, row and column index below stays inside these two bounds (tile <
     // tiles, output pixels inside the output), which replace per-access checks.
     assert!(
-        c % LANES == 0
+        c.is_multiple_of(LANES)
             && (a2 - 1) * m_k + tiles * c <= s.m.len()
             && g.out_hw() * c <= s.compact.len(),
         "Winograd output transform: scratch too short"

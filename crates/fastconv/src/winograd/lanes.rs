@@ -52,6 +52,11 @@ impl<T: Elem> Elem for Lanes<T> {
     }
 
     #[inline(always)]
+    fn elu(self) -> Self {
+        Lanes(self.0.map(T::elu))
+    }
+
+    #[inline(always)]
     #[allow(clippy::needless_range_loop)] // index loops on purpose (see `lanes_op!`)
     fn fused_mul_add(self, a: Self, b: Self) -> Self {
         let mut r = self.0;

@@ -1,8 +1,8 @@
-//! Winograd convolutions for 3x3 kernels at stride 1 (Lavin and Gray, "Fast
+//! Winograd convolutions for 3x3 and 5x5 kernels at stride 1 (Lavin and Gray, "Fast
 //! Algorithms for Convolutional Neural Networks", CVPR 2016).
 //!
 //! The output is cut into `m x m` tiles, each computed from an `a x a` input patch
-//! (`a = m + 2`) as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the
+//! (`a = m + r - 1` for an `r x r` kernel) as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the
 //! element-wise product becomes `a²` independent matrix products, one per position of
 //! the transformed tile: `M[k] = U[k] · V[k]` with `U[k]` the transformed kernels
 //! (`C_out x C_in`) and `V[k]` the transformed patches (`C_in x tiles`). F(4x4, 3x3)
@@ -26,7 +26,8 @@
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX2+FMA when the CPU has them.
 //!
-//! Files: [`variant`] (F(4x4) and F(5x5): the one-dimensional transforms), `lanes`
+//! Files: [`variant`] (F(4x4, 3x3), F(5x5, 3x3) and F(3x3, 5x5): the one-dimensional
+//! transforms), `lanes`
 //! (eight channels as one value), `transform` (kernel and tile transforms), `small_gemm`
 //! (the `a²` products), `scratch` (per-thread buffers kept between calls), `source`
 //! (where a pass reads images or gradients from, unpooling on the fly), `forward` and
@@ -41,24 +42,27 @@ mod source;
 mod transform;
 pub(crate) mod variant;
 mod weight_grad;
+#[cfg(target_arch = "x86_64")]
+mod wide;
 
 pub(crate) use forward::{forward, Destination};
 pub(crate) use source::Source;
-pub(crate) use variant::{prefers_f5, Variant, F4, F5};
+pub(crate) use variant::{prefers_f5, Variant, F3R5, F4, F5};
 pub(crate) use weight_grad::{untransform_weight_grad, weight_grad_transformed};
 
 use crate::kernels::Geometry;
 use lanes::LANES;
 
-/// Whether a geometry runs through Winograd: stride 1, 3x3, padding up to 2, and
+/// Whether a geometry runs through Winograd: stride 1, 3x3 (padding up to 2) or 5x5
+/// (padding up to 4, through F(3x3, 5x5)), and
 /// channel counts on both sides that are multiples of the eight lanes the transforms
 /// run on (which also keeps the `a²` GEMMs from being degenerate).
 pub(crate) fn applies(g: &Geometry) -> bool {
     g.stride == 1
-        && g.k == 3
-        && g.pad <= 2
-        && g.c_in % LANES == 0
-        && g.c_out % LANES == 0
+        && (g.k == 3 || g.k == 5)
+        && g.pad < g.k
+        && g.c_in.is_multiple_of(LANES)
+        && g.c_out.is_multiple_of(LANES)
         && g.c_in > 0
         && g.c_out > 0
 }
@@ -87,8 +91,8 @@ impl Tiling {
         Self {
             th,
             tw,
-            hp: th * V::M + 2,
-            wp: tw * V::M + 2,
+            hp: th * V::M + V::R - 1,
+            wp: tw * V::M + V::R - 1,
         }
     }
 

@@ -9,10 +9,11 @@ use crate::kernels::Elem;
 /// `A(r, p) = a[r * ars + p * aks]`, `B(p, j) = b[p * ldb + j]`,
 /// `C(r, j) = c[r * ldc + j]` and `n` a multiple of [`LANES`]: register blocks of 6
 /// rows by 16 columns straight from the operands, which a round keeps in cache, so
-/// nothing is packed. `FMA` fuses the multiply-adds (set only in the AVX2+FMA build,
-/// where they are single instructions).
+/// nothing is packed. `FMA` fuses the multiply-adds (set only in the AVX builds,
+/// where they are single instructions); `WIDE` (set only in the AVX-512 build) runs
+/// f32 on sixteen-lane registers ([`super::wide`]), to the same bits.
 #[inline(always)]
-pub(super) fn small_gemm<T: Elem, const FMA: bool>(
+pub(super) fn small_gemm<T: Elem, const FMA: bool, const WIDE: bool>(
     (m, n, k): (usize, usize, usize),
     (a, ars, aks): (&[T], usize, usize),
     (b, ldb): (&[T], usize),
@@ -20,6 +21,24 @@ pub(super) fn small_gemm<T: Elem, const FMA: bool>(
     accumulate: bool,
 ) {
     debug_assert_eq!(n % LANES, 0, "small_gemm: n is not a multiple of the lanes");
+    #[cfg(target_arch = "x86_64")]
+    if WIDE && FMA {
+        if let (Some(a), Some(b), Some(c)) = (as_f32(a), as_f32(b), as_f32_mut(c)) {
+            // SAFETY: `WIDE` is set only in the AVX-512 build of the rounds, which
+            // runs only after the CPU was found to have AVX-512 F.
+            #[allow(unsafe_code)]
+            unsafe {
+                super::wide::small_gemm_f32(
+                    (m, n, k),
+                    (a, ars, aks),
+                    (b, ldb),
+                    (c, ldc),
+                    accumulate,
+                )
+            };
+            return;
+        }
+    }
     for j0 in (0..n).step_by(2 * LANES) {
         let wide = n - j0 >= 2 * LANES;
         for i0 in (0..m).step_by(6) {
@@ -45,6 +64,30 @@ pub(super) fn small_gemm<T: Elem, const FMA: bool>(
             }
         }
     }
+}
+
+/// `s` as f32, when `T` is f32.
+#[inline(always)]
+fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, so this is the same slice under its own type.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len())
+        }
+    })
+}
+
+/// [`as_f32`] for a mutable slice.
+#[inline(always)]
+fn as_f32_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, so this is the same slice under its own type.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len())
+        }
+    })
 }
 
 /// `f(k, plane k)` for every `len`-long plane of `planes`, spread over rayon's threads
@@ -148,7 +191,7 @@ mod tests {
                             }
                             let mut c = c0.clone();
                             let args = ((m, n, k), (&a[..], ars, aks), (&b[..], ldb));
-                            small_gemm::<f64, false>(
+                            small_gemm::<f64, false, false>(
                                 args.0,
                                 args.1,
                                 args.2,
@@ -156,7 +199,7 @@ mod tests {
                                 accumulate,
                             );
                             let mut cf = c0.clone();
-                            small_gemm::<f64, true>(
+                            small_gemm::<f64, true, false>(
                                 args.0,
                                 args.1,
                                 args.2,
@@ -174,6 +217,89 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The AVX-512 build's f32 products ([`super::super::wide`]) against the AVX2+FMA
+    /// build's to the bit, and both against the f64 triple loop: every row remainder
+    /// of the 8-row blocks, 16- and 32-column blocks and the masked 8-lane tail, both
+    /// operand layouts, overwrite and accumulate. Skipped (with a line saying so) on a
+    /// CPU without AVX-512 F, AVX2 or FMA.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_avx512_products_equal_the_avx2_ones_to_the_bit() {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx512f") && has!("avx2") && has!("fma")) {
+            eprintln!("skipped: this CPU lacks AVX-512 F, AVX2 or FMA");
+            return;
+        }
+        let val = |i: usize| ((i * 37 % 101) as f32 - 50.0) / 25.0;
+        let mut checked = 0;
+        for m in [1, 7, 8, 9, 16, 23] {
+            for n in [8, 16, 24, 32, 40, 48, 56] {
+                for k in [1, 3, 16, 33] {
+                    for (ars, aks) in [(k + 2, 1), (1, m + 3)] {
+                        let a: Vec<f32> = (0..(m - 1) * ars + (k - 1) * aks + 1).map(val).collect();
+                        let ldb = n + 8;
+                        let b: Vec<f32> = (0..k * ldb).map(|i| val(i + 7)).collect();
+                        for accumulate in [false, true] {
+                            let ldc = n + 8;
+                            let c0: Vec<f32> = (0..m * ldc).map(|i| val(i + 3)).collect();
+                            let args = ((m, n, k), (&a[..], ars, aks), (&b[..], ldb));
+                            let mut narrow = c0.clone();
+                            // SAFETY (both): AVX2, FMA and AVX-512 F were found above.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                avx2(args, &mut narrow, ldc, accumulate)
+                            };
+                            let mut wide = c0.clone();
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                avx512(args, &mut wide, ldc, accumulate)
+                            };
+                            for r in 0..m {
+                                for j in 0..ldc {
+                                    let at = r * ldc + j;
+                                    let what = format!(
+                                        "m {m} n {n} k {k} a ({ars}, {aks}) acc {accumulate} at ({r}, {j})"
+                                    );
+                                    if j >= n {
+                                        // Past the block's columns nothing is written.
+                                        assert_eq!(wide[at].to_bits(), c0[at].to_bits(), "{what}");
+                                        continue;
+                                    }
+                                    assert_eq!(wide[at].to_bits(), narrow[at].to_bits(), "{what}");
+                                    let dot: f64 = (0..k)
+                                        .map(|p| {
+                                            a[r * ars + p * aks] as f64 * b[p * ldb + j] as f64
+                                        })
+                                        .sum();
+                                    let want = dot + if accumulate { c0[at] as f64 } else { 0.0 };
+                                    assert!((wide[at] as f64 - want).abs() < 1e-4, "{what}");
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
+
+        type Args<'a> = (
+            (usize, usize, usize),
+            (&'a [f32], usize, usize),
+            (&'a [f32], usize),
+        );
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(unsafe_code)]
+        unsafe fn avx2(x: Args<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+            small_gemm::<f32, true, false>(x.0, x.1, x.2, (c, ldc), accumulate)
+        }
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        #[allow(unsafe_code)]
+        unsafe fn avx512(x: Args<'_>, c: &mut [f32], ldc: usize, accumulate: bool) {
+            small_gemm::<f32, true, true>(x.0, x.1, x.2, (c, ldc), accumulate)
         }
     }
 }

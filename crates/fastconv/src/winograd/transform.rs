@@ -24,17 +24,18 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
     let mut by_pairs = vec![T::ZERO; a2 * block];
     by_pairs
         .par_chunks_mut(a2 * LANES)
-        .zip(w.par_chunks_exact(9 * LANES))
+        .zip(w.par_chunks_exact(V::R * V::R * LANES))
         .for_each(|(out, taps)| {
+            let (r_, rr) = (V::R, V::R * V::R);
             let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
-            for r in 0..3 {
-                for c in 0..3 {
+            for r in 0..r_ {
+                for c in 0..r_ {
                     for (l, e) in src[r * MAX_A + c].0.iter_mut().enumerate() {
-                        *e = taps[l * 9 + r * 3 + c];
+                        *e = taps[l * rr + r * r_ + c];
                     }
                 }
             }
-            let t = both(&src, 3, V::A, V::kernel);
+            let t = both(&src, r_, V::A, V::kernel);
             for ky in 0..V::A {
                 for kx in 0..V::A {
                     store(t[ky * MAX_A + kx], out, (ky * V::A + kx) * LANES);

@@ -1,9 +1,10 @@
-//! The Winograd variants F(m x m, 3 x 3): each one's output tile `m`, transformed tile
-//! `a = m + 2`, and its one-dimensional transforms and their transposes.
+//! The Winograd variants F(m x m, r x r): each one's output tile `m`, kernel side `r`
+//! (3, or 5 for F(3x3, 5x5)), transformed tile `a = m + r - 1`, and its
+//! one-dimensional transforms and their transposes.
 
 use crate::kernels::Elem;
 
-/// Largest transformed tile side (F(5x5, 3x3)).
+/// Largest transformed tile side (F(5x5, 3x3) and F(3x3, 5x5)).
 pub(super) const MAX_A: usize = 7;
 
 /// A tile: small fixed vectors; only the first `A` (or `M`) entries are used.
@@ -11,12 +12,15 @@ pub(super) type Row<T> = [T; MAX_A];
 /// A transformed tile, row-major with row stride [`MAX_A`].
 pub(super) type Tile<T> = [T; MAX_A * MAX_A];
 
-/// One Winograd algorithm F(m x m, 3 x 3): its output tile `M`, its transformed tile
-/// `A = M + 2`, and the one-dimensional transforms and their transposes.
+/// One Winograd algorithm F(m x m, r x r): its output tile `M`, its kernel side `R`,
+/// its transformed tile `A = M + R - 1`, and the one-dimensional transforms and their
+/// transposes.
 pub(crate) trait Variant: Sync {
     /// Output tile side.
     const M: usize;
-    /// Transformed tile side, `M + 2`.
+    /// Kernel side.
+    const R: usize;
+    /// Transformed tile side, `M + R - 1`.
     const A: usize;
     /// `Bᵀ d`: an input patch row or column.
     fn input<T: Elem>(d: Row<T>) -> Row<T>;
@@ -24,9 +28,9 @@ pub(crate) trait Variant: Sync {
     fn output<T: Elem>(m: Row<T>) -> Row<T>;
     /// `A y`: the transpose of [`Variant::output`], `M` values to `A`.
     fn output_t<T: Elem>(y: Row<T>) -> Row<T>;
-    /// `G g`: 3 kernel taps to `A` values.
+    /// `G g`: `R` kernel taps to `A` values.
     fn kernel<T: Elem>(g: Row<T>) -> Row<T>;
-    /// `Gᵀ u`: the transpose of [`Variant::kernel`], `A` values to 3.
+    /// `Gᵀ u`: the transpose of [`Variant::kernel`], `A` values to `R`.
     fn kernel_t<T: Elem>(u: Row<T>) -> Row<T>;
 }
 
@@ -35,6 +39,7 @@ pub(crate) struct F4;
 
 impl Variant for F4 {
     const M: usize = 4;
+    const R: usize = 3;
     const A: usize = 6;
 
     #[inline(always)]
@@ -148,6 +153,7 @@ pub(crate) struct F5;
 
 impl Variant for F5 {
     const M: usize = 5;
+    const R: usize = 3;
     const A: usize = 7;
 
     #[inline(always)]
@@ -247,6 +253,122 @@ impl Variant for F5 {
     }
 }
 
+/// F(3x3, 5x5), on F(5x5, 3x3)'s seven points 0, ±1, ±2, 1/2 and infinity, and so on
+/// its input transform `Bᵀ` (which depends on the points alone): 49 multiplies per 9
+/// outputs where the direct convolution needs 225, for the 5x5 layers (the oracle's).
+/// `G` evaluates the five taps at the points, scaled by F(5x5)'s factors; `Aᵀ` holds the
+/// powers 0 to 2 of the points, the point at infinity feeding the last output.
+pub(crate) struct F3R5;
+
+/// The factors that scale `G`'s rows (one per point, in `Bᵀ`'s order), the ones
+/// F(5x5, 3x3)'s `G` carries, so that `Bᵀ` is the same.
+const F3R5_SCALE: [f64; 7] = [
+    -0.5,
+    -1.0 / 3.0,
+    1.0 / 9.0,
+    1.0 / 36.0,
+    -1.0 / 60.0,
+    32.0 / 45.0,
+    1.0,
+];
+
+impl Variant for F3R5 {
+    const M: usize = 3;
+    const R: usize = 5;
+    const A: usize = 7;
+
+    #[inline(always)]
+    fn input<T: Elem>(d: Row<T>) -> Row<T> {
+        F5::input(d)
+    }
+
+    #[inline(always)]
+    fn output<T: Elem>(m: Row<T>) -> Row<T> {
+        let c = T::from_f64;
+        let z = T::ZERO;
+        let s12 = m[1] + m[2];
+        let d12 = m[1] - m[2];
+        let s34 = m[3] + m[4];
+        let d34 = m[3] - m[4];
+        [
+            m[0] + s12 + s34 + m[5],
+            d12 + c(2.0) * d34 + c(0.5) * m[5],
+            s12 + c(4.0) * s34 + c(0.25) * m[5] + m[6],
+            z,
+            z,
+            z,
+            z,
+        ]
+    }
+
+    #[inline(always)]
+    fn output_t<T: Elem>(y: Row<T>) -> Row<T> {
+        let c = T::from_f64;
+        let even1 = y[0] + y[2];
+        let even2 = y[0] + c(4.0) * y[2];
+        let odd2 = c(2.0) * y[1];
+        [
+            y[0],
+            even1 + y[1],
+            even1 - y[1],
+            even2 + odd2,
+            even2 - odd2,
+            y[0] + c(0.5) * y[1] + c(0.25) * y[2],
+            y[2],
+        ]
+    }
+
+    #[inline(always)]
+    fn kernel<T: Elem>(g: Row<T>) -> Row<T> {
+        let c = T::from_f64;
+        let f = F3R5_SCALE;
+        // Even and odd parts at ±1 and ±2.
+        let e1 = g[0] + g[2] + g[4];
+        let o1 = g[1] + g[3];
+        let e2 = g[0] + c(4.0) * g[2] + c(16.0) * g[4];
+        let o2 = c(2.0) * g[1] + c(8.0) * g[3];
+        let half = g[0] + c(0.5) * g[1] + c(0.25) * g[2] + c(0.125) * g[3] + c(0.0625) * g[4];
+        [
+            c(f[0]) * g[0],
+            c(f[1]) * (e1 + o1),
+            c(f[2]) * (e1 - o1),
+            c(f[3]) * (e2 + o2),
+            c(f[4]) * (e2 - o2),
+            c(f[5]) * half,
+            g[4],
+        ]
+    }
+
+    #[inline(always)]
+    fn kernel_t<T: Elem>(u: Row<T>) -> Row<T> {
+        let c = T::from_f64;
+        let z = T::ZERO;
+        let f = F3R5_SCALE;
+        // Each point's scaled value, then the powers of the points.
+        let v: [T; 6] = [
+            c(f[0]) * u[0],
+            c(f[1]) * u[1],
+            c(f[2]) * u[2],
+            c(f[3]) * u[3],
+            c(f[4]) * u[4],
+            c(f[5]) * u[5],
+        ];
+        let s1 = v[1] + v[2];
+        let d1 = v[1] - v[2];
+        let s2 = v[3] + v[4];
+        let d2 = v[3] - v[4];
+        [
+            v[0] + s1 + s2 + v[5],
+            d1 + c(2.0) * d2 + c(0.5) * v[5],
+            s1 + c(4.0) * s2 + c(0.25) * v[5],
+            d1 + c(8.0) * d2 + c(0.125) * v[5],
+            s1 + c(16.0) * s2 + c(0.0625) * v[5] + u[6],
+            z,
+            z,
+        ]
+    }
+}
+
 /// Whether F(5x5, 3x3) computes an `ho x wo` output with fewer transformed values
 /// (and so fewer multiplies) than F(4x4, 3x3); ties go to F(4x4), the more accurate.
 pub(crate) fn prefers_f5(ho: usize, wo: usize) -> bool {
@@ -305,15 +427,15 @@ mod tests {
     fn transposes_agree<V: Variant>() {
         let a = matrix(V::output, V::A, V::M);
         let at = matrix(V::output_t, V::M, V::A);
-        let g = matrix(V::kernel, 3, V::A);
-        let gt = matrix(V::kernel_t, V::A, 3);
+        let g = matrix(V::kernel, V::R, V::A);
+        let gt = matrix(V::kernel_t, V::A, V::R);
         for i in 0..V::M {
             for j in 0..V::A {
                 assert_eq!(a[i][j], at[j][i], "output transpose ({i}, {j})");
             }
         }
         for i in 0..V::A {
-            for j in 0..3 {
+            for j in 0..V::R {
                 assert!((g[i][j] - gt[j][i]).abs() < 1e-15, "kernel transpose");
             }
         }
@@ -322,11 +444,11 @@ mod tests {
     /// The one-dimensional identity `Aᵀ[(G g) ⊙ (Bᵀ d)] = correlation of d with g`.
     fn computes_correlation<V: Variant>() {
         let d: Vec<f64> = (0..V::A).map(|i| (i as f64 * 0.37).sin() + 0.2).collect();
-        let g = [0.3, -1.1, 0.7];
+        let g = [0.3, -1.1, 0.7, 0.45, -0.6];
         let mut dv = [0.0; MAX_A];
         dv[..V::A].copy_from_slice(&d);
         let mut gv = [0.0; MAX_A];
-        gv[..3].copy_from_slice(&g);
+        gv[..V::R].copy_from_slice(&g[..V::R]);
         let (bd, gg) = (V::input(dv), V::kernel(gv));
         let mut prod = [0.0; MAX_A];
         for i in 0..V::A {
@@ -334,7 +456,7 @@ mod tests {
         }
         let y = V::output(prod);
         for i in 0..V::M {
-            let direct: f64 = (0..3).map(|j| d[i + j] * g[j]).sum();
+            let direct: f64 = (0..V::R).map(|j| d[i + j] * g[j]).sum();
             assert!(
                 (y[i] - direct).abs() < 1e-13,
                 "output {i}: {} vs {direct}",
@@ -353,6 +475,42 @@ mod tests {
     fn f5_transforms_are_consistent() {
         transposes_agree::<F5>();
         computes_correlation::<F5>();
+    }
+
+    #[test]
+    fn f3r5_transforms_are_consistent() {
+        assert_eq!(F3R5::A, F3R5::M + F3R5::R - 1);
+        transposes_agree::<F3R5>();
+        computes_correlation::<F3R5>();
+    }
+
+    /// F(3x3, 5x5) shares F(5x5, 3x3)'s input transform only because both use the
+    /// same points and put the same factors into `G`: the identity above checks the
+    /// pair with that `Bᵀ`; here, that the identity also holds column by column for
+    /// every one of the five taps alone (a wrong row of `G` cancels in no sum).
+    #[test]
+    fn f3r5_is_exact_for_every_single_tap() {
+        for tap in 0..5 {
+            let mut gv = [0.0f64; MAX_A];
+            gv[tap] = 1.0;
+            for start in 0..7 {
+                let mut dv = [0.0; MAX_A];
+                dv[start] = 1.0;
+                let (bd, gg) = (F3R5::input(dv), F3R5::kernel(gv));
+                let mut prod = [0.0; MAX_A];
+                for i in 0..7 {
+                    prod[i] = bd[i] * gg[i];
+                }
+                let y = F3R5::output(prod);
+                for (i, &y) in y.iter().enumerate().take(3) {
+                    let want = if i + tap == start { 1.0 } else { 0.0 };
+                    assert!(
+                        (y - want).abs() < 1e-13,
+                        "tap {tap} d[{start}] out {i}: {y}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

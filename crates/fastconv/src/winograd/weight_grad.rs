@@ -58,7 +58,7 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
     let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
     // dU[k] (C_out x C_in) += dM[k]ᵀ (C_out x tiles) · V[k] (tiles x C_in).
     let product = |(k, du): (usize, &mut [T])| {
-        small_gemm::<T, FMA>(
+        small_gemm::<T, FMA, WIDE>(
             (g.c_out, g.c_in, tiles),
             (&s.m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
             (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
@@ -105,11 +105,12 @@ pub(crate) fn untransform_weight_grad<V: Variant, T: Elem>(g: &Geometry, du: &[T
         0,
         "Winograd needs channel counts divisible by 8"
     );
-    let dw = &mut dw[..9 * block];
-    dw.par_chunks_mut(9 * PAIRS)
+    let (r_, rr) = (V::R, V::R * V::R);
+    let dw = &mut dw[..rr * block];
+    dw.par_chunks_mut(rr * PAIRS)
         .enumerate()
         .for_each(|(chunk, dw)| {
-            for (i, taps) in dw.chunks_exact_mut(9 * LANES).enumerate() {
+            for (i, taps) in dw.chunks_exact_mut(rr * LANES).enumerate() {
                 let first = chunk * PAIRS + i * LANES;
                 let mut src = [Lanes::<T>::ZERO; MAX_A * MAX_A];
                 for ky in 0..V::A {
@@ -117,11 +118,11 @@ pub(crate) fn untransform_weight_grad<V: Variant, T: Elem>(g: &Geometry, du: &[T
                         src[ky * MAX_A + kx] = load(du, (ky * V::A + kx) * block + first);
                     }
                 }
-                let t = both(&src, V::A, 3, V::kernel_t);
-                for r in 0..3 {
-                    for c in 0..3 {
+                let t = both(&src, V::A, r_, V::kernel_t);
+                for r in 0..r_ {
+                    for c in 0..r_ {
                         for (l, &v) in t[r * MAX_A + c].0.iter().enumerate() {
-                            taps[l * 9 + r * 3 + c] = v;
+                            taps[l * rr + r * r_ + c] = v;
                         }
                     }
                 }

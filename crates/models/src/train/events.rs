@@ -93,7 +93,7 @@ impl<P: Progress> Observer for ProgressBars<P> {
             TrainEvent::Step { loss } => {
                 self.sum += loss;
                 self.n += 1;
-                if self.n % 10 == 0 {
+                if self.n.is_multiple_of(10) {
                     self.progress
                         .set_message(&format!("loss {:.4}", self.sum / self.n as f64));
                 }
