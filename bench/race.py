@@ -10,7 +10,10 @@ both) as the machine's scale.
     python3 bench/race.py [PAIRS] [N] [--baseline OTHER_STEP_THROUGHPUT]
 
 N is the repetitions per run (default 15), PAIRS the number of alternations
-(default 6). With --baseline, a `step_throughput` built from another commit joins
+(default 6). The peer times each path in three PyTorch f32 settings (NCHW eager,
+channels-last eager, `torch.compile`; see peer_pytorch.py): a column per setting, and
+the ratio against the best of them in each pair (the strongest PyTorch setting for
+that path, named in the last column by the setting best in most pairs). With --baseline, a `step_throughput` built from another commit joins
 the rotation and a last column gives this build's rate over it (a refactor's
 before/after, interleaved). Needs `pip install torch`; not part of the tests.
 
@@ -140,13 +143,33 @@ def main():
         programs["baseline"] = [[baseline, reps]]
     runs = alternate(programs, pairs)
     paths = list(runs["fastconv"][0])
+    settings = ("nchw", "channels-last", "compile")
     extra = f" {'baseline':>9} {'vs base':>7}" if baseline else ""
-    print(f"{'path (median over pairs)':28} {'fastconv':>9} {'pytorch':>9} {'ratio':>6}{extra}")
+    print(
+        f"{'path (median over pairs)':28} {'fastconv':>9} {'nchw':>9} {'ch-last':>9}"
+        f" {'compile':>9} {'vs best':>7} {'best':>13}{extra}"
+    )
     for path in paths:
         ours = [r[path][1] for r in runs["fastconv"]]
-        peer = [r[path][1] for r in runs["pytorch"]]
-        ratio = statistics.median(a / b for a, b in zip(ours, peer))
-        line = f"{path:28} {statistics.median(ours):9.0f} {statistics.median(peer):9.0f} {ratio:6.2f}"
+        # Per pair, each setting's median (the matmul line has no setting).
+        by_setting = {
+            s: [r.get(f"{path} [{s}]", (0, 0))[1] for r in runs["pytorch"]] for s in settings
+        }
+        if path in runs["pytorch"][0]:
+            by_setting = {"-": [r[path][1] for r in runs["pytorch"]]}
+        best = [max(rates) for rates in zip(*by_setting.values())]
+        if min(best) <= 0:
+            sys.exit(f"the peer printed no rate for {path!r}")
+        winners = [max(by_setting, key=lambda s: by_setting[s][i]) for i in range(len(best))]
+        winner = max(set(winners), key=winners.count)
+        ratio = statistics.median(a / b for a, b in zip(ours, best))
+        cols = "".join(
+            f" {statistics.median(by_setting[s]):9.0f}" if s in by_setting else f" {'-':>9}"
+            for s in settings
+        )
+        if "-" in by_setting:
+            cols = f" {statistics.median(by_setting['-']):9.0f}" + f" {'-':>9}" * 2
+        line = f"{path:28} {statistics.median(ours):9.0f}{cols} {ratio:7.2f} {winner:>13}"
         if baseline and all(path in r for r in runs["baseline"]):
             base = [r[path][1] for r in runs["baseline"]]
             vs = statistics.median(a / b for a, b in zip(ours, base))
