@@ -5,9 +5,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::conv2d_backward::{
-    BackwardData, BackwardWeight, BackwardWeightMasked, EluMask, ReluMask,
-};
+use super::conv2d_backward::{BackwardData, BackwardWeight, BackwardWeightMasked, OutputMask};
 use super::relu_backward::{backward_through_relu, Pooling};
 use super::{
     batch_shape, check_bias, geometry, geometry_of, nchw, slice, split_weight_bias, with_dtype,
@@ -182,7 +180,7 @@ impl ConvForward {
         match self.activation {
             Activation::Identity => return self.backward_linear(x, w, grad, want),
             Activation::Elu => {
-                let grad = grad.apply_op2_no_bwd(y, &EluMask)?;
+                let grad = grad.apply_op2_no_bwd(y, &OutputMask::Elu)?;
                 return self.backward_linear(x, w, &grad, want);
             }
             Activation::Relu => {}
@@ -205,7 +203,7 @@ impl ConvForward {
             };
             return Ok((None, flat));
         }
-        self.backward_linear(x, w, &grad.apply_op2_no_bwd(y, &ReluMask)?, want)
+        self.backward_linear(x, w, &grad.apply_op2_no_bwd(y, &OutputMask::Relu)?, want)
     }
 
     /// The gradients of `conv(x, w) + b` (no activation) that `want` asks for, from

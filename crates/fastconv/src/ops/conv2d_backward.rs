@@ -1,6 +1,6 @@
 //! The backward ops of the GEMM paths: the input gradient, the weight and bias
 //! gradients (with ReLU's mask applied as they read the output gradient, when the input
-//! gradient is not wanted), and ReLU's mask on its own.
+//! gradient is not wanted), and the activations' masks on their own.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
@@ -14,48 +14,21 @@ use crate::options::{BatchLayout, ConvOptions};
 use crate::passes::input_grad::backward_data;
 use crate::passes::weight_grad::backward_weight;
 
-/// `grad * (y > 0)`: ReLU's backward from its output.
-pub(crate) struct ReluMask;
-
-impl CustomOp2 for ReluMask {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-relu-mask"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("fast conv2d: gradient and output shapes differ");
-        }
-        fn run<T: Same>(g: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
-            let y = T::same(s2, l2, "output")?;
-            let mut out = Vec::with_capacity(g.len());
-            g.par_iter()
-                .zip(y)
-                .map(|(&g, &y)| relu_grad(g, y))
-                .collect_into_vec(&mut out);
-            Ok(out)
-        }
-        let out = with_dtype!("fast conv2d relu mask", s1, |g| run(
-            slice(g, l1, "gradient")?,
-            (s2, l2)
-        )?);
-        Ok((out, l1.shape().clone()))
-    }
+/// An activation's backward from its output `y`: `grad * act'`. ReLU: `grad` where
+/// `y > 0`, else zero; ELU (`α = 1`): `grad` where `y > 0`, `grad * (y + 1)` elsewhere,
+/// as candle's backward of `elu(1.0)` computes it.
+#[derive(Clone, Copy)]
+pub(crate) enum OutputMask {
+    Relu,
+    Elu,
 }
 
-/// `grad * elu'(x)` from the output `y` of ELU (`α = 1`): `grad` where `y > 0`,
-/// `grad * (y + 1)` elsewhere, as candle's backward of `elu(1.0)` computes it.
-pub(crate) struct EluMask;
-
-impl CustomOp2 for EluMask {
+impl CustomOp2 for OutputMask {
     fn name(&self) -> &'static str {
-        "fast-conv2d-elu-mask"
+        match self {
+            OutputMask::Relu => "fast-conv2d-relu-mask",
+            OutputMask::Elu => "fast-conv2d-elu-mask",
+        }
     }
 
     fn cpu_fwd(
@@ -68,16 +41,26 @@ impl CustomOp2 for EluMask {
         if l1.shape() != l2.shape() {
             candle_core::bail!("fast conv2d: gradient and output shapes differ");
         }
-        fn run<T: Same>(g: &[T], (s2, l2): (&CpuStorage, &Layout)) -> Result<Vec<T>> {
+        fn run<T: Same>(
+            mask: OutputMask,
+            g: &[T],
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
             let y = T::same(s2, l2, "output")?;
             let mut out = Vec::with_capacity(g.len());
-            g.par_iter()
-                .zip(y)
-                .map(|(&g, &y)| elu_grad(g, y))
-                .collect_into_vec(&mut out);
+            let pairs = g.par_iter().zip(y);
+            match mask {
+                OutputMask::Relu => pairs
+                    .map(|(&g, &y)| relu_grad(g, y))
+                    .collect_into_vec(&mut out),
+                OutputMask::Elu => pairs
+                    .map(|(&g, &y)| elu_grad(g, y))
+                    .collect_into_vec(&mut out),
+            }
             Ok(out)
         }
-        let out = with_dtype!("fast conv2d elu mask", s1, |g| run(
+        let out = with_dtype!("fast conv2d activation mask", s1, |g| run(
+            *self,
             slice(g, l1, "gradient")?,
             (s2, l2)
         )?);

@@ -81,10 +81,13 @@ fn run_pooled(case: &Case, pool: usize, fused: bool, dtype: DType) -> [Vec<f64>;
 #[test]
 fn conv_relu_pool_matches_candle_conv_relu_and_max() {
     // Winograd with the pooling in its output transform (16 -> 8 channels, 3x3 stride
-    // 1, windows 2 and 4, cropped last tiles), and the GEMM paths followed by a
-    // separate pool (few channels, 5x5, stride 2, window 3).
+    // 1, windows 2 and 4, cropped last tiles), Winograd F(3x3, 5x5) followed by a
+    // separate pool (the oracle's conv2, 32 -> 64 at 14 x 14: its 3 x 3 tiles do not
+    // hold whole 2 x 2 windows), and the GEMM paths followed by a separate pool (few
+    // channels, 5x5, stride 2, window 3).
     let cases = [
         (3, 16, 8, 14, 14, 3, 1, 1, 2),
+        (2, 32, 64, 14, 14, 5, 1, 2, 2),
         (1, 16, 8, 10, 6, 3, 1, 1, 2),
         (2, 16, 8, 8, 12, 3, 1, 1, 4),
         (2, 16, 8, 12, 12, 3, 1, 0, 2),
