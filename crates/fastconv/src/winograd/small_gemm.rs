@@ -67,6 +67,7 @@ pub(super) fn small_gemm<T: Elem, const FMA: bool, const WIDE: bool>(
 }
 
 /// `s` as f32, when `T` is f32.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
@@ -79,6 +80,7 @@ fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
 }
 
 /// [`as_f32`] for a mutable slice.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn as_f32_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
