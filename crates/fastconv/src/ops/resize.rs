@@ -176,39 +176,43 @@ fn run<T: Same>(
         taps.iter().map(|t| weights(t)).collect()
     };
     let (rt, ct) = (pick(rows), pick(cols));
+    // One intermediate buffer per rayon job, not per map: every value is written
+    // before it is read.
+    let mid_len = if transpose { ho * w } else { h * wo };
     y.par_chunks_mut(ho * wo)
         .zip(x.par_chunks(h * w))
-        .for_each(|(y, x)| {
-            if !transpose {
-                // Columns: h x w -> h x wo; rows: h x wo -> ho x wo.
-                let mut mid = vec![T::ZERO; h * wo];
-                for (a, m) in mid.chunks_exact_mut(wo).enumerate() {
-                    let src = &x[a * w..(a + 1) * w];
-                    for (v, taps) in m.iter_mut().zip(&ct) {
-                        *v = sum(taps, |b| src[b]);
+        .for_each_init(
+            || vec![T::ZERO; mid_len],
+            |mid, (y, x)| {
+                if !transpose {
+                    // Columns: h x w -> h x wo; rows: h x wo -> ho x wo.
+                    for (a, m) in mid.chunks_exact_mut(wo).enumerate() {
+                        let src = &x[a * w..(a + 1) * w];
+                        for (v, taps) in m.iter_mut().zip(&ct) {
+                            *v = sum(taps, |b| src[b]);
+                        }
+                    }
+                    for (i, out) in y.chunks_exact_mut(wo).enumerate() {
+                        for (jj, v) in out.iter_mut().enumerate() {
+                            *v = sum(&rt[i], |a| mid[a * wo + jj]);
+                        }
+                    }
+                } else {
+                    // Rows: h x w -> ho x w; columns: ho x w -> ho x wo.
+                    for (a, m) in mid.chunks_exact_mut(w).enumerate() {
+                        for (jj, v) in m.iter_mut().enumerate() {
+                            *v = sum(&rt[a], |i| x[i * w + jj]);
+                        }
+                    }
+                    for (a, out) in y.chunks_exact_mut(wo).enumerate() {
+                        let src = &mid[a * w..(a + 1) * w];
+                        for (v, taps) in out.iter_mut().zip(&ct) {
+                            *v = sum(taps, |j| src[j]);
+                        }
                     }
                 }
-                for (i, out) in y.chunks_exact_mut(wo).enumerate() {
-                    for (jj, v) in out.iter_mut().enumerate() {
-                        *v = sum(&rt[i], |a| mid[a * wo + jj]);
-                    }
-                }
-            } else {
-                // Rows: h x w -> ho x w; columns: ho x w -> ho x wo.
-                let mut mid = vec![T::ZERO; ho * w];
-                for (a, m) in mid.chunks_exact_mut(w).enumerate() {
-                    for (jj, v) in m.iter_mut().enumerate() {
-                        *v = sum(&rt[a], |i| x[i * w + jj]);
-                    }
-                }
-                for (a, out) in y.chunks_exact_mut(wo).enumerate() {
-                    let src = &mid[a * w..(a + 1) * w];
-                    for (v, taps) in out.iter_mut().zip(&ct) {
-                        *v = sum(taps, |j| src[j]);
-                    }
-                }
-            }
-        });
+            },
+        );
     y
 }
 
