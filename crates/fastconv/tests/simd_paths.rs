@@ -81,52 +81,59 @@ fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
         .collect();
     println!("this CPU runs the Winograd rounds on: {paths:?}");
     let mut rng = StdRng::seed_from_u64(7);
-    // 16 -> 24 channels on 12 x 12 maps, a batch of 3: Winograd's shape (both channel
-    // counts multiples of 8), several tiles per image and a partial tile block.
-    let x = uniform(&mut rng, (3, 16, 12, 12));
-    let w = (uniform(&mut rng, (24, 16, 3, 3)) * 0.3).unwrap();
-    let b = (uniform(&mut rng, (24, 1, 1, 1)) * 0.1)
-        .unwrap()
-        .flatten_all()
-        .unwrap();
-    let r = uniform(&mut rng, (3, 24, 12, 12));
-    let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
-    for pool in [false, true] {
-        let exact = conv_and_grads(&x, &w, &b, &r, pool);
-        let mut by_path = Vec::new();
-        for &p in &paths {
-            limit_simd_path(Some(p));
-            assert_eq!(simd_path(), p);
-            let got = conv_and_grads(&f32s(&x), &f32s(&w), &f32s(&b), &r, pool);
-            for (what, (g, e)) in ["value", "input gradient", "weight gradient"]
-                .iter()
-                .zip(got.iter().zip(&exact))
-            {
-                let err = worst_relative(g, e);
+    // 12 x 12 maps, a batch of 3: Winograd's shape (both channel counts multiples of
+    // 8), several tiles per image and a partial tile block. 16 -> 24 channels: the
+    // AVX-512 build transforms 16 channels on sixteen lanes and 24 on eight (forward
+    // input and gradient output wide, the rest not); 32 -> 16: every transform wide.
+    for (ci, co) in [(16, 24), (32, 16)] {
+        let x = uniform(&mut rng, (3, ci, 12, 12));
+        let w = (uniform(&mut rng, (co, ci, 3, 3)) * 0.3).unwrap();
+        let b = (uniform(&mut rng, (co, 1, 1, 1)) * 0.1)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let r = uniform(&mut rng, (3, co, 12, 12));
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        for pool in [false, true] {
+            let exact = conv_and_grads(&x, &w, &b, &r, pool);
+            let mut by_path = Vec::new();
+            for &p in &paths {
+                limit_simd_path(Some(p));
+                assert_eq!(simd_path(), p);
+                let got = conv_and_grads(&f32s(&x), &f32s(&w), &f32s(&b), &r, pool);
+                for (what, (g, e)) in ["value", "input gradient", "weight gradient"]
+                    .iter()
+                    .zip(got.iter().zip(&exact))
+                {
+                    let err = worst_relative(g, e);
+                    assert!(
+                        err < 1e-5,
+                        "{ci}->{co} {p} pool {pool}: {what} off by {err:e} of its scale"
+                    );
+                }
+                by_path.push((p, got));
+            }
+            limit_simd_path(None);
+            assert_eq!(simd_path(), best);
+            if let (Some(avx2), Some(avx512)) = (
+                by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
+                by_path.iter().find(|(p, _)| *p == SimdPath::Avx512),
+            ) {
                 assert!(
-                    err < 1e-5,
-                    "{p} pool {pool}: {what} off by {err:e} of its scale"
+                    avx2.1 == avx512.1,
+                    "{ci}->{co} pool {pool}: AVX2 and AVX-512 differ"
                 );
             }
-            by_path.push((p, got));
-        }
-        limit_simd_path(None);
-        assert_eq!(simd_path(), best);
-        if let (Some(avx2), Some(avx512)) = (
-            by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
-            by_path.iter().find(|(p, _)| *p == SimdPath::Avx512),
-        ) {
-            assert!(avx2.1 == avx512.1, "pool {pool}: AVX2 and AVX-512 differ");
-        }
-        if let (Some(base), Some(avx2)) = (
-            by_path.iter().find(|(p, _)| *p == SimdPath::Baseline),
-            by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
-        ) {
-            // Fused and unfused multiply-adds: the same sums, rounded differently.
-            assert!(
-                base.1 != avx2.1,
-                "pool {pool}: the baseline did not run its own code"
-            );
+            if let (Some(base), Some(avx2)) = (
+                by_path.iter().find(|(p, _)| *p == SimdPath::Baseline),
+                by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
+            ) {
+                // Fused and unfused multiply-adds: the same sums, rounded differently.
+                assert!(
+                    base.1 != avx2.1,
+                    "pool {pool}: the baseline did not run its own code"
+                );
+            }
         }
     }
 }

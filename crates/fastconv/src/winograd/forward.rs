@@ -4,7 +4,9 @@
 use gemm::Parallelism;
 use std::mem::MaybeUninit;
 
-use super::lanes::{load, load_unchecked, store_into, store_into_unchecked, Lanes, LANES};
+use super::lanes::{
+    load, load_unchecked, store_into, store_into_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES,
+};
 use super::scratch::{plane, Scratch};
 use super::small_gemm::{each_plane, small_gemm};
 use super::source::Source;
@@ -114,10 +116,10 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
     (out, codes, layout): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], BatchLayout),
     par: Parallelism,
 ) {
-    let (relu, channels_last) = (activation.is_relu(), layout.is_channels_last());
+    let relu = activation.is_relu();
     let a2 = V::A * V::A;
     let tiles = images * t.per_image();
-    transform_inputs::<V, T>(g, t, s, x, images);
+    transform_inputs::<V, T, WIDE>(g, t, s, x, images);
     let (v_k, m_k, u_k) = (
         plane(tiles, g.c_in),
         plane(tiles, g.c_out),
@@ -134,16 +136,48 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
         )
     };
     each_plane(&mut s.m[..a2 * m_k], m_k, par, product);
+    let output = (out, codes, layout);
+    if wide_lanes::<T>(WIDE, g.c_out) {
+        output_transform::<V, T, WIDE_LANES>(g, t, s, images, bias, relu, pool, output);
+    } else {
+        output_transform::<V, T, LANES>(g, t, s, images, bias, relu, pool, output);
+    }
+}
+
+/// The output transform of a round (its products in `s.m`), with bias, the activation
+/// and the fused pool, `L` channels at a time: written channels-first (through
+/// `s.compact` and one transpose) or, with a channels-last `layout`, straight into the
+/// output.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+// The output transform reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
+fn output_transform<V: Variant, T: Elem, const L: usize>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    images: usize,
+    bias: &[T],
+    relu: bool,
+    pool: usize,
+    (out, codes, layout): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], BatchLayout),
+) {
+    let channels_last = layout.is_channels_last();
+    let a2 = V::A * V::A;
+    let tiles = images * t.per_image();
+    let m_k = plane(tiles, g.c_out);
     let c = g.c_out;
     let k = pool;
     // The (pooled) output plane.
     let (ph, pw) = (g.ho / k, g.wo / k);
-    let mut half = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
-    let mut full = [[Lanes::<T>::ZERO; MAX_A]; MAX_A];
+    let mut half = [[Lanes::<T, L>::ZERO; MAX_A]; MAX_A];
+    let mut full = [[Lanes::<T, L>::ZERO; MAX_A]; MAX_A];
     // Every tile, row and column index below stays inside these two bounds (tile <
     // tiles, output pixels inside the output), which replace per-access checks.
     assert!(
-        c.is_multiple_of(LANES)
+        c.is_multiple_of(L)
             && (a2 - 1) * m_k + tiles * c <= s.m.len()
             && g.out_hw() * c <= s.compact.len(),
         "Winograd output transform: scratch too short"
@@ -167,10 +201,10 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
             for tx in 0..t.tw {
                 let cols = V::M.min(g.wo - tx * V::M);
                 let tile = i * t.per_image() + ty * t.tw + tx;
-                for c0 in (0..c).step_by(LANES) {
+                for c0 in (0..c).step_by(L) {
                     // Aᵀ down the columns of the transformed tile, then across rows.
                     for col in 0..V::A {
-                        let mut d = [Lanes::<T>::ZERO; MAX_A];
+                        let mut d = [Lanes::<T, L>::ZERO; MAX_A];
                         for (r, e) in d.iter_mut().enumerate().take(V::A) {
                             let at = (r * V::A + col) * m_k + tile * c + c0;
                             // SAFETY: below the first bound asserted before the loop.
@@ -207,10 +241,10 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
                     for py in 0..rows / k {
                         for px in 0..cols / k {
                             let mut best = full[py * k][px * k];
-                            let mut at = [0u8; LANES];
+                            let mut at = [0u8; L];
                             for d in 1..k * k {
                                 let v = full[py * k + d / k][px * k + d % k];
-                                for l in 0..LANES {
+                                for l in 0..L {
                                     if v.0[l] > best.0[l] {
                                         best.0[l] = v.0[l];
                                         at[l] = d as u8;
@@ -221,7 +255,7 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
                             store_into(best, dst, p * c + c0);
                             let codes = &mut codes[i * c * ph * pw..];
                             if channels_last {
-                                let to = &mut codes[p * c + c0..p * c + c0 + LANES];
+                                let to = &mut codes[p * c + c0..p * c + c0 + L];
                                 for (d, &a) in to.iter_mut().zip(&at) {
                                     d.write(a);
                                 }

@@ -161,7 +161,7 @@ impl<'a, T: Elem> Source<'a, T> {
             for px in 0..pw {
                 let p = py * pw + px;
                 for c0 in (0..c).step_by(LANES) {
-                    let g = load(tmp, p * c + c0);
+                    let g: Lanes<T> = load(tmp, p * c + c0);
                     // Zero where ReLU blocks it, so its window offset does not matter.
                     let at = &codes_cl[p * c + c0..p * c + c0 + LANES];
                     for d in 0..k * k {
@@ -213,7 +213,7 @@ pub(super) fn unpool_channels_last<T: Elem>(
             let p = py * pw + px;
             for c0 in (0..c).step_by(LANES) {
                 let at = p * c + c0;
-                let (g, yv) = (load(grad, at), load(y, at));
+                let (g, yv): (Lanes<T>, Lanes<T>) = (load(grad, at), load(y, at));
                 // ReLU's mask.
                 let mut m = Lanes::<T>::ZERO;
                 for ((m, &g), &y) in m.0.iter_mut().zip(&g.0).zip(&yv.0) {
@@ -226,7 +226,7 @@ pub(super) fn unpool_channels_last<T: Elem>(
                 // Zeros over the window, then each lane's value at its maximum.
                 let corner = ((top + py * k) * cols + left + px * k) * c + c0;
                 for &o in &offsets[..k * k] {
-                    store(Lanes::ZERO, dst, corner + o);
+                    store(Lanes::<T>::ZERO, dst, corner + o);
                 }
                 for (l, (&m, &d)) in m.0.iter().zip(&codes[at..at + LANES]).enumerate() {
                     dst[corner + offsets[usize::from(d)] + l] = m;

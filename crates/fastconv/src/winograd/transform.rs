@@ -1,7 +1,7 @@
 //! The transforms into the Winograd domain: the kernels' (`G g Gᵀ`, once per call) and
 //! the tiles' (`Bᵀ d B` of input patches, `A dY Aᵀ` of gradient tiles, per round).
 
-use super::lanes::{load_unchecked, store, store_unchecked, Lanes, LANES};
+use super::lanes::{load_unchecked, store, store_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES};
 use super::scratch::{plane, Scratch};
 use super::source::Source;
 use super::variant::{both, Variant, MAX_A};
@@ -57,36 +57,39 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
 /// Transforms the tiles of image `$i` of a round, channels-last in `$src` (rows `$w`
 /// pixels wide, each tile an `$n x $n` block with its corner at `(ty*M, tx*M)`): `$f`
 /// down the block's columns, then across the resulting `a` rows, into
-/// `$dst[k][tile][c]` (planes `$stride` apart). A macro rather than a function: with
-/// `$n` a constant at each use the loops unroll, which a function argument (even
-/// inlined) did not achieve (its measured cost: `docs/PERFORMANCE.md`).
+/// `$dst[k][tile][c]` (planes `$stride` apart), `L` channels at a time (`$l`, 8 or
+/// 16). A macro rather than a function: with `$n` a constant at each use the loops
+/// unroll, which a function argument (even inlined) did not achieve (its measured
+/// cost: `docs/PERFORMANCE.md`).
 macro_rules! transform_tiles {
-    ($v:ty, $t:ty, $tiling:expr, $i:expr, $c:expr, ($src:expr, $w:expr, $n:expr), $f:path,
+    ($v:ty, ($t:ty, $l:expr), $tiling:expr, $i:expr, $c:expr, $source:expr, $f:path,
      ($dst:expr, $stride:expr)) => {{
         let t: &Tiling = $tiling;
-        let (c, width) = ($c, $w);
-        let mut half = [[Lanes::<$t>::ZERO; MAX_A]; MAX_A];
+        // The source: channels-last rows `width` pixels wide, blocks `n x n`.
+        let (src, width, n): (&[$t], usize, usize) = $source;
+        let dst: &mut [$t] = $dst;
+        let c = $c;
+        let mut half = [[Lanes::<$t, { $l }>::ZERO; MAX_A]; MAX_A];
         for ty in 0..t.th {
             for tx in 0..t.tw {
                 let tile = $i * t.per_image() + ty * t.tw + tx;
                 let corner = (ty * <$v>::M * width + tx * <$v>::M) * c;
-                // The largest indices below, with c0 + LANES <= c (c is a multiple of
-                // LANES): checked once per tile instead of at every access.
+                // The largest indices below, with c0 + L <= c (c is a multiple of
+                // the lanes L): checked once per tile instead of at every access.
                 assert!(
-                    c % LANES == 0
-                        && corner + (($n - 1) * width + $n - 1) * c + c <= $src.len()
-                        && (<$v>::A * <$v>::A - 1) * $stride + (tile + 1) * c <= $dst.len(),
+                    c % $l == 0
+                        && corner + ((n - 1) * width + n - 1) * c + c <= src.len()
+                        && (<$v>::A * <$v>::A - 1) * $stride + (tile + 1) * c <= dst.len(),
                     "Winograd transform: tile out of bounds"
                 );
-                for c0 in (0..c).step_by(LANES) {
-                    for col in 0..$n {
-                        let mut d = [Lanes::<$t>::ZERO; MAX_A];
-                        for (r, e) in d.iter_mut().enumerate().take($n) {
-                            // SAFETY: r, col < $n and c0 + LANES <= c: within the bound
+                for c0 in (0..c).step_by($l) {
+                    for col in 0..n {
+                        let mut d = [Lanes::<$t, { $l }>::ZERO; MAX_A];
+                        for (r, e) in d.iter_mut().enumerate().take(n) {
+                            // SAFETY: r, col < n and c0 + L <= c: within the bound
                             // asserted above.
-                            *e = unsafe {
-                                load_unchecked(&$src, corner + (r * width + col) * c + c0)
-                            };
+                            *e =
+                                unsafe { load_unchecked(src, corner + (r * width + col) * c + c0) };
                         }
                         let o = $f(d);
                         for r in 0..<$v>::A {
@@ -97,9 +100,9 @@ macro_rules! transform_tiles {
                         let o = $f(*row);
                         for (col, &e) in o.iter().enumerate().take(<$v>::A) {
                             let at = (r * <$v>::A + col) * $stride + tile * c + c0;
-                            // SAFETY: r, col < A and c0 + LANES <= c: within the bound
+                            // SAFETY: r, col < A and c0 + L <= c: within the bound
                             // asserted above.
-                            unsafe { store_unchecked(e, &mut $dst, at) };
+                            unsafe { store_unchecked(e, dst, at) };
                         }
                     }
                 }
@@ -116,7 +119,7 @@ pub(super) use transform_tiles;
 #[allow(clippy::needless_range_loop)]
 // transform_tiles! reads and writes without per-access bounds checks.
 #[allow(unsafe_code)]
-pub(super) fn transform_inputs<V: Variant, T: Elem>(
+pub(super) fn transform_inputs<V: Variant, T: Elem, const WIDE: bool>(
     g: &Geometry,
     t: &Tiling,
     s: &mut Scratch<T>,
@@ -132,15 +135,11 @@ pub(super) fn transform_inputs<V: Variant, T: Elem>(
         let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
         x.fill(i, (c, g.h, g.w), wp, (g.pad, g.pad), scratch, &mut s.padded);
         // Bᵀ down the patch's columns, then across its rows into V.
-        transform_tiles!(
-            V,
-            T,
-            t,
-            i,
-            c,
-            (s.padded, wp, V::A),
-            V::input,
-            (s.v, stride_k)
-        );
+        let (ab, v) = ((s.padded.as_slice(), wp, V::A), &mut s.v);
+        if wide_lanes::<T>(WIDE, c) {
+            transform_tiles!(V, (T, WIDE_LANES), t, i, c, ab, V::input, (v, stride_k));
+        } else {
+            transform_tiles!(V, (T, LANES), t, i, c, ab, V::input, (v, stride_k));
+        }
     }
 }

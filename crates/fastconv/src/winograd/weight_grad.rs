@@ -3,7 +3,7 @@
 
 use gemm::Parallelism;
 
-use super::lanes::{load, load_unchecked, store_unchecked, Lanes, LANES};
+use super::lanes::{load, load_unchecked, store_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES};
 use super::scratch::{plane, Scratch};
 use super::small_gemm::{each_plane, small_gemm};
 use super::source::Source;
@@ -33,7 +33,7 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
 ) {
     let a2 = V::A * V::A;
     let tiles = images * t.per_image();
-    transform_inputs::<V, T>(g, t, s, x, images);
+    transform_inputs::<V, T, WIDE>(g, t, s, x, images);
     let c = g.c_out;
     let m_k = plane(tiles, c);
     // The output gradient, channels-last and zero past the output's last row and
@@ -53,7 +53,12 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
             }
         }
         // A down the columns of each gradient tile, then across its rows into M.
-        transform_tiles!(V, T, t, i, c, (s.grad, wm, V::M), V::output_t, (s.m, m_k));
+        let (dy, dm) = ((s.grad.as_slice(), wm, V::M), &mut s.m);
+        if wide_lanes::<T>(WIDE, c) {
+            transform_tiles!(V, (T, WIDE_LANES), t, i, c, dy, V::output_t, (dm, m_k));
+        } else {
+            transform_tiles!(V, (T, LANES), t, i, c, dy, V::output_t, (dm, m_k));
+        }
     }
     let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
     // dU[k] (C_out x C_in) += dM[k]ᵀ (C_out x tiles) · V[k] (tiles x C_in).
