@@ -25,11 +25,12 @@
 //! loads and stores; images are transposed in and out in 8 x 8 blocks. Work is cut
 //! into rounds of about 128 tiles per thread, and the rounds run in functions compiled
 //! for AVX-512 or AVX2+FMA when the CPU has them; in the AVX-512 build the f32 small
-//! products run on sixteen lanes (`wide`), the transforms still on eight.
+//! products run on sixteen lanes (`wide`), and so do the f32 transforms over channel
+//! counts that are multiples of 16 (`lanes::wide_lanes`).
 //!
 //! Files: [`variant`] (F(4x4, 3x3), F(5x5, 3x3) and F(3x3, 5x5): the one-dimensional
 //! transforms), `lanes`
-//! (eight channels as one value), `transform` (kernel and tile transforms), `small_gemm`
+//! (eight or sixteen channels as one value), `transform` (kernel and tile transforms), `small_gemm`
 //! (the `a²` products; `wide` their sixteen-lane AVX-512 f32 kernel), `scratch` (per-thread buffers kept between calls), `source`
 //! (where a pass reads images or gradients from, unpooling on the fly), `forward` and
 //! `weight_grad` (the passes' rounds), `simd` (their AVX2+FMA builds).
