@@ -43,6 +43,22 @@ pub trait Attack {
         targeting: &Targeting,
         examples: &[u64],
     ) -> Result<AttackOutcome>;
+
+    /// [`Attack::run_examples`], calling `observe` with the fraction (0 to 1) of the
+    /// batch's work done as it goes, for progress lines during a long batch. Attacks
+    /// whose batches are short call it never (the default).
+    fn run_examples_observed(
+        &self,
+        model: &dyn Classifier,
+        images: &Tensor,
+        labels: &[u32],
+        targeting: &Targeting,
+        examples: &[u64],
+        observe: &mut dyn FnMut(f64),
+    ) -> Result<AttackOutcome> {
+        let _ = observe;
+        self.run_examples(model, images, labels, targeting, examples)
+    }
 }
 
 /// Checks a radius or step of a configuration: finite and not negative.

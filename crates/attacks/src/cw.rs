@@ -9,7 +9,7 @@ use crate::attack::{check_examples, check_non_negative, Attack};
 use crate::batch::{Batch, Targeting};
 use crate::error::{invalid, Result};
 use crate::gradient::{degenerate_rows, margin_per_example, nonfinite_rows, zero_rows};
-use crate::ops::{class_tensor, gather_rows, scatter_rows, select_rows, to_f64s};
+use crate::ops::{class_tensor, gather_rows, scatter_rows, to_f64s};
 use crate::outcome::AttackOutcome;
 
 /// Keeps `atanh` finite at pixels of exactly 0 or 1 (the authors' factor).
@@ -26,7 +26,10 @@ const NO_UPPER_BOUND: f64 = 1e10;
 /// succeeding value, or multiplied by 10 while no success is known. Every example keeps
 /// its smallest successful perturbation over all rounds; an example never broken keeps
 /// its clean image. A success needs the margin to pass `kappa`; one gradient per example
-/// per Adam step.
+/// per Adam step. With `abort_early`, an example stops its round once its own loss has
+/// not fallen by 0.01% over a tenth of the steps (the authors' check, whose default batch
+/// is one example), so its result does not depend on the rest of its batch, and the batch
+/// shrinks as its examples converge.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CarliniWagnerL2 {
     /// Confidence `kappa` (paper: 0).
@@ -42,8 +45,8 @@ pub struct CarliniWagnerL2 {
     pub binary_search_steps: usize,
     /// The first `c` (paper: 1e-3).
     pub initial_const: f64,
-    /// Stop a round once the loss has not fallen by 0.01% over a tenth of the steps
-    /// (paper: on).
+    /// An example stops a round once its loss has not fallen by 0.01% over a tenth of the
+    /// steps (paper: on).
     pub abort_early: bool,
 }
 
@@ -105,6 +108,13 @@ impl Adam {
         let update = (m_hat / (v_hat.sqrt()? + Self::EPS)?)?;
         Ok((w - (update * self.lr)?)?)
     }
+
+    /// Keeps only the moments of the rows at `rows` (examples that stopped drop out).
+    fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
+        self.m = gather_rows(&self.m, rows)?;
+        self.v = gather_rows(&self.v, rows)?;
+        Ok(())
+    }
 }
 
 impl Attack for CarliniWagnerL2 {
@@ -120,8 +130,20 @@ impl Attack for CarliniWagnerL2 {
         targeting: &Targeting,
         examples: &[u64],
     ) -> Result<AttackOutcome> {
+        self.run_examples_observed(model, images, labels, targeting, examples, &mut |_| {})
+    }
+
+    fn run_examples_observed(
+        &self,
+        model: &dyn Classifier,
+        images: &Tensor,
+        labels: &[u32],
+        targeting: &Targeting,
+        examples: &[u64],
+        observe: &mut dyn FnMut(f64),
+    ) -> Result<AttackOutcome> {
         check_examples(examples, labels)?;
-        Ok(self.search(model, images, labels, targeting)?.0)
+        Ok(self.search(model, images, labels, targeting, observe)?.0)
     }
 }
 
@@ -136,13 +158,15 @@ pub(crate) struct Round {
 
 impl CarliniWagnerL2 {
     /// The attack, and per example the rounds of its search over `c` (none for an
-    /// example that was not attackable).
+    /// example that was not attackable). `observe` gets the fraction of the rounds' steps
+    /// passed after each Adam step (an early stop of every example skips ahead).
     pub(crate) fn search(
         &self,
         model: &dyn Classifier,
         images: &Tensor,
         labels: &[u32],
         targeting: &Targeting,
+        observe: &mut dyn FnMut(f64),
     ) -> Result<(AttackOutcome, Vec<Vec<Round>>)> {
         self.check()?;
         let batch = Batch::new(model, images, labels, targeting)?;
@@ -169,24 +193,33 @@ impl CarliniWagnerL2 {
         let mut c = vec![self.initial_const; na];
         let mut best_l2 = vec![f64::INFINITY; na];
         let mut best = x0.clone();
-        for _ in 0..self.binary_search_steps {
-            let c_tensor = Tensor::from_vec(c.clone(), na, x0.device())?.to_dtype(x0.dtype())?;
+        let budget = (self.binary_search_steps * self.steps).max(1) as f64;
+        for round in 0..self.binary_search_steps {
+            // The examples still stepping this round (positions in `active`), and their
+            // rows of the state: an example whose own loss stalls drops out.
+            let mut run: Vec<usize> = (0..na).collect();
             let mut w = w0.clone();
+            let mut x_run = x0.clone();
+            let mut classes_run = classes.clone();
+            let mut c_run = Tensor::from_vec(c.clone(), na, x0.device())?.to_dtype(x0.dtype())?;
             let mut adam = Adam::new(self.learning_rate, &w)?;
             let mut round_success = vec![false; na];
             let mut round_best = vec![f64::INFINITY; na];
-            let mut previous = f64::INFINITY;
+            let mut previous = vec![f64::INFINITY; na];
             for step in 0..self.steps {
+                if run.is_empty() {
+                    break;
+                }
                 let var = Var::from_tensor(&w)?;
                 let adversarial = ((var.as_tensor().tanh()? + 1.0)? * 0.5)?;
                 let logits = model.logits(&adversarial)?;
-                let margin = margin_per_example(&logits, &classes)?;
+                let margin = margin_per_example(&logits, &classes_run)?;
                 // m <= -kappa means the goal is reached with confidence kappa.
                 let m = if targeted { margin.neg()? } else { margin };
                 let f = ((&m + self.kappa)?.relu()? - self.kappa)?;
-                let dist = (&adversarial - &x0)?.sqr()?.flatten_from(1)?.sum(1)?;
-                let loss = (&dist + (&f * &c_tensor)?)?.sum_all()?;
-                let grad = match loss.backward()?.get(var.as_tensor()) {
+                let dist = (&adversarial - &x_run)?.sqr()?.flatten_from(1)?.sum(1)?;
+                let per_example = (&dist + (&f * &c_run)?)?;
+                let grad = match per_example.sum_all()?.backward()?.get(var.as_tensor()) {
                     Some(g) => g.detach(),
                     None => w.zeros_like()?,
                 };
@@ -198,38 +231,53 @@ impl CarliniWagnerL2 {
                 let f_flat = if step == 0 {
                     match f.sum_all()?.backward()?.get(var.as_tensor()) {
                         Some(g) => degenerate_rows(g)?,
-                        None => vec![true; na],
+                        None => vec![true; run.len()],
                     }
                 } else {
-                    vec![false; na]
+                    vec![false; run.len()]
                 };
-                let mut improved = vec![false; na];
-                for j in 0..na {
+                let mut improved = Vec::new();
+                for (r, &j) in run.iter().enumerate() {
                     let i = active[j];
                     evaluations[i] += 1;
-                    let success = m_values[j] < -self.kappa;
+                    let success = m_values[r] < -self.kappa;
                     // A flat f is only suspicious while f is still active.
-                    degenerate[i] |= bad[j] || (f_flat[j] && !success);
+                    degenerate[i] |= bad[r] || (f_flat[r] && !success);
                     if success {
                         round_success[j] = true;
-                        round_best[j] = round_best[j].min(dist_values[j]);
-                        if dist_values[j] < best_l2[j] {
-                            best_l2[j] = dist_values[j];
-                            improved[j] = true;
+                        round_best[j] = round_best[j].min(dist_values[r]);
+                        if dist_values[r] < best_l2[j] {
+                            best_l2[j] = dist_values[r];
+                            improved.push(r);
                         }
                     }
                 }
-                if improved.iter().any(|&b| b) {
-                    best = select_rows(&improved, &adversarial.detach(), &best)?;
+                if !improved.is_empty() {
+                    let rows = gather_rows(&adversarial.detach(), &improved)?;
+                    let at: Vec<usize> = improved.iter().map(|&r| run[r]).collect();
+                    best = scatter_rows(&best, &at, &rows)?;
                 }
+                // The authors' early stop, judged on each example's own loss (their
+                // default batch holds one example), so an example's result does not
+                // depend on the rest of its batch.
+                let mut keep: Vec<usize> = (0..run.len()).collect();
                 if self.abort_early && step % (self.steps / 10).max(1) == 0 {
-                    let total = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                    if total > previous * 0.9999 {
-                        break;
+                    let losses = to_f64s(&per_example)?;
+                    keep.retain(|&r| losses[r] <= previous[run[r]] * 0.9999);
+                    for (r, &j) in run.iter().enumerate() {
+                        previous[j] = losses[r];
                     }
-                    previous = total;
                 }
                 w = adam.step(&w, &zero_rows(&grad, &bad)?)?;
+                if keep.len() < run.len() {
+                    w = gather_rows(&w, &keep)?;
+                    x_run = gather_rows(&x_run, &keep)?;
+                    classes_run = gather_rows(&classes_run, &keep)?;
+                    c_run = gather_rows(&c_run, &keep)?;
+                    adam.keep_rows(&keep)?;
+                    run = keep.iter().map(|&r| run[r]).collect();
+                }
+                observe((round * self.steps + step + 1) as f64 / budget);
             }
             for j in 0..na {
                 rounds[active[j]].push(Round {
@@ -307,7 +355,7 @@ mod tests {
         let x0 = Tensor::from_vec(flat, (images.len(), 4), &dev).unwrap();
         let labels = vec![0; images.len()];
         let (outcome, rounds) = attack(rounds_wanted)
-            .search(model, &x0, &labels, &Targeting::Untargeted)
+            .search(model, &x0, &labels, &Targeting::Untargeted, &mut |_| {})
             .unwrap();
         let g: Vec<f64> = (0..4).map(|i| model.w[0][i] - model.w[1][i]).collect();
         let g_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -391,6 +439,60 @@ mod tests {
     }
 
     #[test]
+    fn an_early_stop_is_each_examples_own() {
+        // With the authors' early stop, an example stops a round when its own loss
+        // stalls: in a batch it gets the rounds, the gradient evaluations and the
+        // example it gets alone, and examples stop at different steps (a stop judged on
+        // the batch's total loss would stop them all at once).
+        let model = line(0.2);
+        let images = [along(0.0), along(-0.1275), along(0.05)];
+        let cw = CarliniWagnerL2 {
+            steps: 300,
+            binary_search_steps: 6,
+            ..CarliniWagnerL2::default()
+        };
+        assert!(cw.abort_early);
+        let dev = Device::Cpu;
+        let run = |images: &[[f64; 4]]| {
+            let flat: Vec<f64> = images.iter().flatten().copied().collect();
+            let x0 = Tensor::from_vec(flat, (images.len(), 4), &dev).unwrap();
+            let labels = vec![0; images.len()];
+            let mut seen = Vec::new();
+            let result = cw
+                .search(&model, &x0, &labels, &Targeting::Untargeted, &mut |f| {
+                    seen.push(f)
+                })
+                .unwrap();
+            // The fraction only rises, and never past 1.
+            assert!(seen.windows(2).all(|w| w[0] < w[1]) && seen.last() <= Some(&1.0));
+            result
+        };
+        let (together, rounds) = run(&images);
+        for (e, image) in images.iter().enumerate() {
+            let (alone, alone_rounds) = run(&[*image]);
+            assert_eq!(
+                together.gradient_evaluations[e], alone.gradient_evaluations[0],
+                "image {e}"
+            );
+            assert_eq!(rounds[e].len(), alone_rounds[0].len());
+            for (a, b) in rounds[e].iter().zip(&alone_rounds[0]) {
+                assert_eq!((a.c, a.success), (b.c, b.success), "image {e}");
+                match (a.best_l2, b.best_l2) {
+                    (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "image {e}"),
+                    (a, b) => assert_eq!(a, b),
+                }
+            }
+            assert!((together.l2[e] - alone.l2[0]).abs() < 1e-9, "image {e}");
+        }
+        let evaluations = &together.gradient_evaluations;
+        assert!(evaluations.iter().all(|&g| g < 6 * 300), "{evaluations:?}");
+        assert!(
+            evaluations[0] != evaluations[1] || evaluations[1] != evaluations[2],
+            "{evaluations:?}"
+        );
+    }
+
+    #[test]
     fn each_example_has_its_own_schedule() {
         // In one batch: the grey image (c* 0.2) and one nearer the boundary (margin
         // 0.135, c* 0.03) part ways at the fourth round; a third image is on the wrong
@@ -407,7 +509,7 @@ mod tests {
         let dev = Device::Cpu;
         let x0 = Tensor::new(&[along(0.0), along(-0.3)], &dev).unwrap();
         let (outcome, rounds) = attack(2)
-            .search(&model, &x0, &[0, 0], &Targeting::Untargeted)
+            .search(&model, &x0, &[0, 0], &Targeting::Untargeted, &mut |_| {})
             .unwrap();
         assert_eq!((rounds[0].len(), rounds[1].len()), (2, 0));
         assert!(!outcome.success[1] && outcome.l2[1] == 0.0);

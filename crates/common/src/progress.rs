@@ -202,9 +202,16 @@ impl Lines {
         self.last_line = now;
         self.shown = Some(self.done);
         let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
-        let eta = elapsed / self.done.max(1) as f64 * self.total.saturating_sub(self.done) as f64;
+        // Nothing done yet (a long first unit that reports through its message): no
+        // rate to project from.
+        let eta = if self.done == 0 {
+            String::new()
+        } else {
+            let left = self.total.saturating_sub(self.done) as f64;
+            format!(", eta {:.0} s", elapsed / self.done as f64 * left)
+        };
         let line = format!(
-            "{}: {}/{} {} in {:.0} s, eta {:.0} s {}",
+            "{}: {}/{} {} in {:.0} s{} {}",
             self.label, self.done, self.total, self.unit, elapsed, eta, self.message
         );
         line.trim_end().to_string()
@@ -253,6 +260,24 @@ mod tests {
             Some("type I: 40/100 pairs in 8 s, eta 12 s success 50.0%")
         );
         assert_eq!(lines.finish(at(t0, 9)), None);
+    }
+
+    #[test]
+    fn a_long_first_unit_shows_its_message_every_10_s_without_an_eta() {
+        // CW-L2's one batch: nothing done for minutes, its own share in the message.
+        let t0 = Instant::now();
+        let mut lines = Lines::new("type II cw-l2", 250, "images", t0);
+        lines.message = "(batch 1 of 1: 4 % of its steps)".to_string();
+        assert_eq!(lines.advance(0, at(t0, 3)), None);
+        assert_eq!(
+            lines.advance(0, at(t0, 11)).as_deref(),
+            Some("type II cw-l2: 0/250 images in 11 s (batch 1 of 1: 4 % of its steps)")
+        );
+        assert_eq!(lines.advance(0, at(t0, 15)), None);
+        assert_eq!(
+            lines.advance(250, at(t0, 30)).as_deref(),
+            Some("type II cw-l2: 250/250 images in 30 s, eta 0 s (batch 1 of 1: 4 % of its steps)")
+        );
     }
 
     #[test]

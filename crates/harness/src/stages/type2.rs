@@ -179,7 +179,25 @@ pub(crate) fn type2_units(
             .collect();
         // Random starts drawn per test index: the same whatever the batching.
         let ids: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
-        let o = attack.run_examples(&models.gapcnn, &x, &labels, &Targeting::Untargeted, &ids)?;
+        // A long batch (CW-L2's) reports how far it has got, so a line still comes
+        // every 10 s without a terminal.
+        let mut observe = |fraction: f64| {
+            progress.set_message(&format!(
+                "(batch {} of {count}: {:.0} % of its steps)",
+                u + 1,
+                100.0 * fraction
+            ));
+            progress.advance(0);
+        };
+        let o = attack.run_examples_observed(
+            &models.gapcnn,
+            &x,
+            &labels,
+            &Targeting::Untargeted,
+            &ids,
+            &mut observe,
+        )?;
+        progress.set_message("");
         let examples = examples_of(
             &models.gapcnn,
             &x,
