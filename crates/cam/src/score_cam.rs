@@ -13,9 +13,9 @@
 //! upsampling the map afterwards ([`ActivationMaps::upsampled`]) gives the authors' sum
 //! of upsampled channels.
 //!
-//! The `N x K` masked forwards run in batches of `batch` (images and channels
-//! together); the masks of a batch are built when it runs, so memory stays
-//! `O(batch x H x W)` whatever `N x K`.
+//! The masked forwards of the `N x K` channels that are not constant run in batches of
+//! `batch` (images and channels together); the masks of a batch are built when it
+//! runs, so memory stays `O(batch x H x W)` whatever `N x K`.
 
 use candle_core::{Tensor, D};
 use models::{Classifier, FeatureClassifier};
@@ -67,28 +67,58 @@ pub fn score_cam_weights<M: Classifier + ?Sized>(
         return Err(CamError::Shape(format!("{ni} images but features of {n}")));
     }
     let dtype = features.dtype();
+    // A constant channel (as computed, before any resize) has no mask: weight 0, and no
+    // masked forward is run for it.
+    let flat = features.reshape((n, 1, k, h * w))?;
+    let varies = flat
+        .max_keepdim(D::Minus1)?
+        .gt(&flat.min_keepdim(D::Minus1)?)?
+        .squeeze(D::Minus1)?
+        .to_dtype(dtype)?; // N x 1 x K
+    let live: Vec<u32> = varies
+        .flatten_all()?
+        .to_dtype(candle_core::DType::U8)?
+        .to_vec1::<u8>()?
+        .iter()
+        .enumerate()
+        .filter(|&(_, &v)| v != 0)
+        .map(|(r, _)| r as u32)
+        .collect();
     let channels = features.reshape((n * k, h, w))?;
-    let mut probabilities = Vec::with_capacity((n * k).div_ceil(batch));
-    for start in (0..n * k).step_by(batch) {
-        let len = batch.min(n * k - start);
-        let image_of: Vec<u32> = (start..start + len).map(|r| (r / k) as u32).collect();
-        let image_of = Tensor::from_vec(image_of, len, images.device())?;
+    let mut probabilities = Vec::with_capacity(live.len().div_ceil(batch));
+    for rows in live.chunks(batch) {
+        let image_of: Vec<u32> = rows.iter().map(|&r| r / k as u32).collect();
+        let image_of = Tensor::from_vec(image_of, rows.len(), images.device())?;
+        let rows = Tensor::from_vec(rows.to_vec(), rows.len(), images.device())?;
         let inputs = images.index_select(&image_of, 0)?; // len x C x H x W
-        let masks = min_max_masks(&channels.narrow(0, start, len)?, (height, width))?;
+        let masks = min_max_masks(&channels.index_select(&rows, 0)?, (height, width))?;
         let masked = inputs.broadcast_mul(&masks.to_dtype(images.dtype())?.unsqueeze(1)?)?;
-        probabilities.push(softmax_rows(&model.logits(&masked)?)?);
+        probabilities.push(softmax_rows(&model.logits(&masked)?)?.to_dtype(dtype)?);
     }
-    let probabilities = Tensor::cat(&probabilities, 0)?.to_dtype(dtype)?;
-    let num_classes = probabilities.dim(1)?;
-    let probabilities = probabilities.reshape((n, k, num_classes))?;
+    if let MapClasses::PerImage(cls) = classes {
+        if cls.len() != n {
+            return Err(CamError::Shape(format!(
+                "{} classes for {n} images",
+                cls.len()
+            )));
+        }
+    }
+    let Some(first) = probabilities.first() else {
+        // Every channel constant: every weight 0.
+        let maps = match classes {
+            MapClasses::PerImage(_) => 1,
+            MapClasses::All(c) => *c,
+        };
+        return Ok(Tensor::zeros((n, maps, k), dtype, features.device())?);
+    };
+    // Every channel's row, zero for the constant ones.
+    let num_classes = first.dim(1)?;
+    let rows = Tensor::from_vec(live.clone(), live.len(), features.device())?;
+    let probabilities = Tensor::zeros((n * k, num_classes), dtype, features.device())?
+        .index_add(&rows, &Tensor::cat(&probabilities, 0)?, 0)?
+        .reshape((n, k, num_classes))?;
     let weights = match classes {
         MapClasses::PerImage(cls) => {
-            if cls.len() != n {
-                return Err(CamError::Shape(format!(
-                    "{} classes for {n} images",
-                    cls.len()
-                )));
-            }
             let idx: Vec<u32> = cls
                 .iter()
                 .flat_map(|&c| std::iter::repeat_n(c as u32, k))
@@ -98,13 +128,6 @@ pub fn score_cam_weights<M: Classifier + ?Sized>(
         }
         MapClasses::All(_) => probabilities.transpose(1, 2)?, // N x C x K
     };
-    // A constant channel (as computed, before any resize) has no mask: weight 0.
-    let flat = features.reshape((n, 1, k, h * w))?;
-    let varies = flat
-        .max_keepdim(D::Minus1)?
-        .gt(&flat.min_keepdim(D::Minus1)?)?
-        .squeeze(D::Minus1)?
-        .to_dtype(dtype)?; // N x 1 x K
     Ok(weights.broadcast_mul(&varies)?.contiguous()?)
 }
 
@@ -299,6 +322,83 @@ mod tests {
                 &format!("batch {batch}"),
             );
         }
+    }
+
+    /// A model that counts the images its logits are asked for.
+    struct Counting {
+        model: TinyCamModel,
+        images: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Classifier for Counting {
+        fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+            let n = images.dim(0)?;
+            self.images
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            self.model.logits(images)
+        }
+
+        fn num_classes(&self) -> usize {
+            self.model.num_classes()
+        }
+    }
+
+    impl FeatureClassifier for Counting {
+        fn features_and_logits(&self, images: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+            self.model.features_and_logits(images)
+        }
+
+        fn logits_from_features(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+            self.model.logits_from_features(features)
+        }
+    }
+
+    #[test]
+    fn constant_channels_get_no_masked_forward() {
+        // Four random images (some channels dead under the ReLU) and a black one
+        // (every channel constant): one masked forward per varying channel, not 25;
+        // the weights those of the one-channel-at-a-time loops.
+        let model = Counting {
+            model: TinyCamModel::random(30, 5, 4),
+            images: Default::default(),
+        };
+        let x = images_with_a_black_one();
+        let (features, _) = model.features_and_logits(&x).unwrap();
+        let f = values(&features);
+        let varying = f
+            .chunks(16)
+            .filter(|c| c.iter().any(|&v| v != c[0]))
+            .count();
+        assert!(varying > 0 && varying < 20, "{varying} varying channels");
+        let weights = score_cam_weights(&model, &x, &features, &MapClasses::All(4), 3).unwrap();
+        assert_eq!(
+            model.images.load(std::sync::atomic::Ordering::Relaxed),
+            varying
+        );
+        let expected: Vec<f64> = weights_one_channel_at_a_time(&model.model, &x)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        assert_close(&values(&weights), &expected, 1e-12, "weights");
+        // Every channel constant: no forward at all, every weight 0.
+        let black = x.narrow(0, 4, 1).unwrap();
+        let (features, _) = model.features_and_logits(&black).unwrap();
+        let before = model.images.load(std::sync::atomic::Ordering::Relaxed);
+        for classes in [MapClasses::All(4), MapClasses::PerImage(vec![2])] {
+            let weights = score_cam_weights(&model, &black, &features, &classes, 3).unwrap();
+            let t = if matches!(classes, MapClasses::All(_)) {
+                4
+            } else {
+                1
+            };
+            assert_eq!(weights.dims(), &[1, t, 5]);
+            assert!(values(&weights).iter().all(|&v| v == 0.0));
+        }
+        assert_eq!(
+            model.images.load(std::sync::atomic::Ordering::Relaxed),
+            before
+        );
     }
 
     #[test]
