@@ -92,6 +92,24 @@ pub fn clever_score<M: Classifier + ?Sized>(
     config: &CleverConfig,
     seed: u64,
 ) -> Result<CleverReport> {
+    clever_score_in_passes(model, x0, target, config, seed, POINTS_PER_PASS)
+}
+
+/// Sample points per forward and backward pass: consecutive batches of `N_s` go
+/// through the model together up to this many (a point's gradient does not depend on
+/// the other points of its pass, and the points are drawn in the same order).
+const POINTS_PER_PASS: usize = 256;
+
+/// [`clever_score`] with whole batches of `N_s` points grouped into passes of at most
+/// `per_pass` points (at least one batch a pass).
+fn clever_score_in_passes<M: Classifier + ?Sized>(
+    model: &M,
+    x0: &Tensor,
+    target: CleverTarget,
+    config: &CleverConfig,
+    seed: u64,
+    per_pass: usize,
+) -> Result<CleverReport> {
     let dims = x0.dims().to_vec();
     if dims.len() != 4 || dims[0] != 1 {
         return Err(MetricsError::Model(format!(
@@ -140,22 +158,32 @@ pub fn clever_score<M: Classifier + ?Sized>(
         // One stream per class, so a class's estimate does not depend on the others.
         let mut rng = StdRng::seed_from_u64(seed ^ ((ci as u64 + 1) << 32) ^ j as u64);
         let mut maxima = Vec::with_capacity(config.nb);
-        for _ in 0..config.nb {
-            let delta = sample_ball(&mut rng, config.ns, d, config.radius, config.norm);
-            let points: Vec<f32> = delta
-                .iter()
-                .enumerate()
-                .map(|(k, dv)| (x0_flat[k % d] + dv).clamp(0.0, 1.0))
-                .collect();
+        let group = (per_pass / config.ns).max(1);
+        while maxima.len() < config.nb {
+            let batches = group.min(config.nb - maxima.len());
+            let mut points: Vec<f32> = Vec::with_capacity(batches * config.ns * d);
+            for _ in 0..batches {
+                let delta = sample_ball(&mut rng, config.ns, d, config.radius, config.norm);
+                points.extend(
+                    delta
+                        .iter()
+                        .enumerate()
+                        .map(|(k, dv)| (x0_flat[k % d] + dv).clamp(0.0, 1.0)),
+                );
+            }
             let mut shape = dims.clone();
-            shape[0] = config.ns;
+            shape[0] = batches * config.ns;
             let x = Tensor::from_vec(points, shape, device)
                 .and_then(|t| t.to_dtype(dtype))
                 .and_then(|t| Var::from_tensor(&t))
                 .map_err(cerr)?;
             let norms = margin_gradient_norms(model, &x, c, j, config.norm).map_err(cerr)?;
-            evaluations += config.ns;
-            maxima.push(norms.into_iter().fold(0.0, f64::max));
+            evaluations += batches * config.ns;
+            maxima.extend(
+                norms
+                    .chunks(config.ns)
+                    .map(|batch| batch.iter().copied().fold(0.0, f64::max)),
+            );
         }
         let margin = logits[c] - logits[j];
         per_class.push((
@@ -266,6 +294,63 @@ mod tests {
                 report.score
             );
             assert_eq!(report.gradient_evaluations, 9 * 20 * 16);
+        }
+    }
+
+    /// logits = tanh(x W1^T) W2^T: a gradient that varies from point to point.
+    struct TwoLayer {
+        w1: Tensor,
+        w2: Tensor,
+    }
+
+    impl Classifier for TwoLayer {
+        fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+            images
+                .flatten_from(1)?
+                .matmul(&self.w1.t()?)?
+                .tanh()?
+                .matmul(&self.w2.t()?)
+        }
+    }
+
+    #[test]
+    fn grouping_batches_into_passes_changes_no_maximum() {
+        let dev = Device::Cpu;
+        let mut rng = StdRng::seed_from_u64(8);
+        let mut uniform = |shape: (usize, usize)| {
+            models::random::uniform(&mut rng, shape, -1.0, 1.0, DType::F64, &dev).unwrap()
+        };
+        let model = TwoLayer {
+            w1: uniform((12, 16)),
+            w2: uniform((10, 12)),
+        };
+        let x0 = Tensor::full(0.4f64, (1, 1, 4, 4), &dev).unwrap();
+        for norm in [Norm::L2, Norm::Linf] {
+            // 7 batches of 6: one a pass, then 3 or all 7 a pass (the last pass short).
+            let config = CleverConfig {
+                nb: 7,
+                ns: 6,
+                radius: 0.8,
+                norm,
+            };
+            let run = |per_pass| {
+                clever_score_in_passes(&model, &x0, CleverTarget::Untargeted, &config, 5, per_pass)
+                    .unwrap()
+            };
+            let one = run(1);
+            // The maxima differ from batch to batch: the test sees each batch's own.
+            assert!(one.batch_maxima[0].windows(2).any(|w| w[0] != w[1]));
+            for per_pass in [18, 20, 256] {
+                let grouped = run(per_pass);
+                assert_eq!(grouped.gradient_evaluations, 9 * 7 * 6);
+                for (a, b) in one.batch_maxima.iter().zip(&grouped.batch_maxima) {
+                    assert_eq!(a.len(), 7);
+                    for (x, y) in a.iter().zip(b) {
+                        assert!((x - y).abs() <= 1e-12 * x.abs(), "{norm:?}: {x} vs {y}");
+                    }
+                }
+                assert!((one.score - grouped.score).abs() <= 1e-9 * one.score);
+            }
         }
     }
 
