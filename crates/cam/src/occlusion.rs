@@ -165,7 +165,9 @@ impl<M: Classifier + ?Sized> Explainer for Occlusion<'_, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_helpers::{assert_batch_of_n_is_n_batches_of_one, values, LinearModel};
+    use crate::test_helpers::{
+        assert_batch_of_n_is_n_batches_of_one, values, Counting, LinearModel,
+    };
     use crate::test_model::{random_images, TinyCamModel};
 
     #[test]
@@ -227,39 +229,16 @@ mod tests {
         }
     }
 
-    /// A classifier that counts the images it is given.
-    struct Counting<'a> {
-        model: &'a LinearModel,
-        images: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Classifier for Counting<'_> {
-        fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-            let n = images.dim(0)?;
-            self.images
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            self.model.logits(images)
-        }
-
-        fn num_classes(&self) -> usize {
-            self.model.num_classes()
-        }
-    }
-
     #[test]
     fn windows_already_at_the_baseline_are_skipped_and_drop_exactly_0() {
         // 8 x 8 images, 2 x 2 windows at stride 2 (16 windows): the first image black
         // but for pixel (5, 6), the second black on its top half only.
-        let linear = LinearModel::random(7, 3, 8, 8);
+        let model = Counting::new(LinearModel::random(7, 3, 8, 8));
         let mut p = vec![0.0f64; 2 * 64];
         p[5 * 8 + 6] = 0.7;
         let noise = values(&random_images(1, 1, 8));
         p[64 + 32..].copy_from_slice(&noise[32..]);
         let x = Tensor::from_vec(p.clone(), (2, 1, 8, 8), &candle_core::Device::Cpu).unwrap();
-        let model = Counting {
-            model: &linear,
-            images: Default::default(),
-        };
         let occlusion = Occlusion {
             window: (2, 2),
             stride: (2, 2),
@@ -268,11 +247,10 @@ mod tests {
         let maps = occlusion.explain(&x, &Target::Class(2)).unwrap();
         // The clean pass (2 images), then one window of the first image and the 8 of
         // the second image's lower half.
-        let sent = model.images.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(sent, 2 + 1 + 8);
+        assert_eq!(model.images(), 2 + 1 + 8);
         // Each pixel's map is its window's drop, w . x over the window: 0 where the
         // window is black.
-        let w = &linear.weight_rows()[2];
+        let w = &model.model.weight_rows()[2];
         let got = values(&maps.maps);
         for i in 0..2 {
             for q in 0..64 {

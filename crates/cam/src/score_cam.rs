@@ -197,6 +197,7 @@ mod tests {
         assert_batch_of_n_is_n_batches_of_one, assert_close,
         assert_per_image_target_picks_each_class, values,
     };
+    use crate::test_helpers::Counting;
     use crate::test_model::{random_images, TinyCamModel};
     use crate::upsampling::resize_matrix;
 
@@ -324,44 +325,12 @@ mod tests {
         }
     }
 
-    /// A model that counts the images its logits are asked for.
-    struct Counting {
-        model: TinyCamModel,
-        images: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Classifier for Counting {
-        fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-            let n = images.dim(0)?;
-            self.images
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            self.model.logits(images)
-        }
-
-        fn num_classes(&self) -> usize {
-            self.model.num_classes()
-        }
-    }
-
-    impl FeatureClassifier for Counting {
-        fn features_and_logits(&self, images: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-            self.model.features_and_logits(images)
-        }
-
-        fn logits_from_features(&self, features: &Tensor) -> candle_core::Result<Tensor> {
-            self.model.logits_from_features(features)
-        }
-    }
-
     #[test]
     fn constant_channels_get_no_masked_forward() {
         // Four random images (some channels dead under the ReLU) and a black one
         // (every channel constant): one masked forward per varying channel, not 25;
         // the weights those of the one-channel-at-a-time loops.
-        let model = Counting {
-            model: TinyCamModel::random(30, 5, 4),
-            images: Default::default(),
-        };
+        let model = Counting::new(TinyCamModel::random(30, 5, 4));
         let x = images_with_a_black_one();
         let (features, _) = model.features_and_logits(&x).unwrap();
         let f = values(&features);
@@ -371,10 +340,7 @@ mod tests {
             .count();
         assert!(varying > 0 && varying < 20, "{varying} varying channels");
         let weights = score_cam_weights(&model, &x, &features, &MapClasses::All(4), 3).unwrap();
-        assert_eq!(
-            model.images.load(std::sync::atomic::Ordering::Relaxed),
-            varying
-        );
+        assert_eq!(model.images(), varying);
         let expected: Vec<f64> = weights_one_channel_at_a_time(&model.model, &x)
             .into_iter()
             .flatten()
@@ -384,7 +350,7 @@ mod tests {
         // Every channel constant: no forward at all, every weight 0.
         let black = x.narrow(0, 4, 1).unwrap();
         let (features, _) = model.features_and_logits(&black).unwrap();
-        let before = model.images.load(std::sync::atomic::Ordering::Relaxed);
+        let before = model.images();
         for classes in [MapClasses::All(4), MapClasses::PerImage(vec![2])] {
             let weights = score_cam_weights(&model, &black, &features, &classes, 3).unwrap();
             let t = if matches!(classes, MapClasses::All(_)) {
@@ -395,10 +361,7 @@ mod tests {
             assert_eq!(weights.dims(), &[1, t, 5]);
             assert!(values(&weights).iter().all(|&v| v == 0.0));
         }
-        assert_eq!(
-            model.images.load(std::sync::atomic::Ordering::Relaxed),
-            before
-        );
+        assert_eq!(model.images(), before);
     }
 
     #[test]

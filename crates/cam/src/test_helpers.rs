@@ -2,13 +2,56 @@
 //! integrated gradients and occlusion drops are known in closed form), central finite
 //! differences of a logit, and the batch-independence check every method must pass.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use candle_core::{DType, Device, Tensor};
-use models::Classifier;
+use models::{Classifier, FeatureClassifier};
 use rand::{rngs::StdRng, SeedableRng};
 
 use crate::explainer::Explainer;
 use crate::target::Target;
 use crate::test_model::random_tensor;
+
+/// A model that counts the images its logits are asked for (a method's forward passes).
+pub struct Counting<M> {
+    pub model: M,
+    images: AtomicUsize,
+}
+
+impl<M> Counting<M> {
+    pub fn new(model: M) -> Self {
+        Self {
+            model,
+            images: AtomicUsize::new(0),
+        }
+    }
+
+    /// Images through [`Classifier::logits`] so far.
+    pub fn images(&self) -> usize {
+        self.images.load(Ordering::Relaxed)
+    }
+}
+
+impl<M: Classifier> Classifier for Counting<M> {
+    fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        self.images.fetch_add(images.dim(0)?, Ordering::Relaxed);
+        self.model.logits(images)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.model.num_classes()
+    }
+}
+
+impl<M: FeatureClassifier> FeatureClassifier for Counting<M> {
+    fn features_and_logits(&self, images: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        self.model.features_and_logits(images)
+    }
+
+    fn logits_from_features(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        self.model.logits_from_features(features)
+    }
+}
 
 /// `logits = flatten(x) W^T + b` in f64, for `h x w` grey images.
 #[derive(Debug, Clone)]
