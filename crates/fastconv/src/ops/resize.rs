@@ -193,16 +193,12 @@ fn run<T: Same>(
                         }
                     }
                     for (i, out) in y.chunks_exact_mut(wo).enumerate() {
-                        for (jj, v) in out.iter_mut().enumerate() {
-                            *v = sum(&rt[i], |a| mid[a * wo + jj]);
-                        }
+                        rows_sum(&rt[i], mid, wo, out);
                     }
                 } else {
                     // Rows: h x w -> ho x w; columns: ho x w -> ho x wo.
                     for (a, m) in mid.chunks_exact_mut(w).enumerate() {
-                        for (jj, v) in m.iter_mut().enumerate() {
-                            *v = sum(&rt[a], |i| x[i * w + jj]);
-                        }
+                        rows_sum(&rt[a], x, w, m);
                     }
                     for (a, out) in y.chunks_exact_mut(wo).enumerate() {
                         let src = &mid[a * w..(a + 1) * w];
@@ -214,6 +210,19 @@ fn run<T: Same>(
             },
         );
     y
+}
+
+/// `out = Σ v * src[row j]` over `taps` `(j, v)` in their order, from zero, for rows of
+/// `len` values: each value gets [`sum`]'s operations in [`sum`]'s order, a tap at a
+/// time across the whole row (contiguous, so it vectorises).
+#[inline(always)]
+fn rows_sum<T: Elem>(taps: &[(usize, T)], src: &[T], len: usize, out: &mut [T]) {
+    out.fill(T::ZERO);
+    for &(j, v) in taps {
+        for (o, &s) in out.iter_mut().zip(&src[j * len..(j + 1) * len]) {
+            *o = *o + v * s;
+        }
+    }
 }
 
 /// `Σ v * at(j)` over `taps` in their order, from zero, as a dense product accumulates.
