@@ -220,7 +220,7 @@ fn rows_sum<T: Elem>(taps: &[(usize, T)], src: &[T], len: usize, out: &mut [T]) 
     out.fill(T::ZERO);
     for &(j, v) in taps {
         for (o, &s) in out.iter_mut().zip(&src[j * len..(j + 1) * len]) {
-            *o = *o + v * s;
+            *o += v * s;
         }
     }
 }
