@@ -263,7 +263,13 @@ impl CarliniWagnerL2 {
                 let mut keep: Vec<usize> = (0..run.len()).collect();
                 if self.abort_early && step % (self.steps / 10).max(1) == 0 {
                     let losses = to_f64s(&per_example)?;
-                    keep.retain(|&r| losses[r] <= previous[run[r]] * 0.9999);
+                    // The authors' `l > prev * .9999` stops; anything else (a NaN too)
+                    // goes on.
+                    let stalled = |r: usize| {
+                        let bar = previous[run[r]] * 0.9999;
+                        losses[r].partial_cmp(&bar) == Some(std::cmp::Ordering::Greater)
+                    };
+                    keep.retain(|&r| !stalled(r));
                     for (r, &j) in run.iter().enumerate() {
                         previous[j] = losses[r];
                     }

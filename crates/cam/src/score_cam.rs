@@ -73,11 +73,9 @@ pub fn score_cam_weights<M: Classifier + ?Sized>(
     let varies = flat
         .max_keepdim(D::Minus1)?
         .gt(&flat.min_keepdim(D::Minus1)?)?
-        .squeeze(D::Minus1)?
-        .to_dtype(dtype)?; // N x 1 x K
+        .squeeze(D::Minus1)?; // N x 1 x K, u8
     let live: Vec<u32> = varies
         .flatten_all()?
-        .to_dtype(candle_core::DType::U8)?
         .to_vec1::<u8>()?
         .iter()
         .enumerate()
@@ -128,7 +126,9 @@ pub fn score_cam_weights<M: Classifier + ?Sized>(
         }
         MapClasses::All(_) => probabilities.transpose(1, 2)?, // N x C x K
     };
-    Ok(weights.broadcast_mul(&varies)?.contiguous()?)
+    Ok(weights
+        .broadcast_mul(&varies.to_dtype(dtype)?)?
+        .contiguous()?)
 }
 
 /// Channels (`B x h x w`) upsampled to `size` and min-max scaled to [0, 1]; a constant
