@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! cargo build --release -p vae-attack --example type1_throughput
-//! target/release/examples/type1_throughput [--iters N] [--reps R] [--type1 | --transition]
-//!     [--no-records] [--dump FILE]
+//! target/release/examples/type1_throughput [--iters N] [--reps R]
+//!     [--type1 | --transition | --constrained] [--no-records] [--dump FILE]
 //! ```
 //!
 //! The pairs: the first fixture test image of each class (test image 0, the strip
@@ -17,7 +17,10 @@
 //! the stage's `max_iters` (default 500), `record_every` 10 and `frame_every`
 //! `max_iters / 5`; the class transition `LatentAttackConfig::transition()` with the
 //! same three, without f1 and without an oracle. Each is warmed up by a 2-iteration
-//! run, then timed R times (default 3). `--no-records` sets `record_every` and
+//! run, then timed R times (default 3). `--constrained` times, instead of the two, the
+//! harness's second Type I mode: `LatentAttackConfig::constrained()` judge-free, with
+//! the class means of the fixtures' training images and the same `max_iters` (its
+//! step adds the encoder and f2 on the decoded image). `--no-records` sets `record_every` and
 //! `frame_every` to 0 (the attack without its trajectory bookkeeping, as the PyTorch
 //! peer runs it).
 //!
@@ -34,7 +37,8 @@ use mnist_data::PixelFormat;
 use models::{load_model, Classifier, GapCnn, Oracle, Svae};
 use serde_json::{json, Value};
 use vae_attack::{
-    class_transition, latent_objective, type_one_attack, LatentAttackConfig, LatentOutcome,
+    class_transition, latent_objective, type_one_attack, type_one_attack_judge_free, ClassMeans,
+    LatentAttackConfig, LatentOutcome,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -44,6 +48,7 @@ struct Args {
     reps: usize,
     type1: bool,
     transition: bool,
+    constrained: bool,
     dump: Option<PathBuf>,
     records: bool,
 }
@@ -54,10 +59,11 @@ fn parse_args() -> Result<Args, Error> {
         reps: 3,
         type1: true,
         transition: true,
+        constrained: false,
         dump: None,
         records: true,
     };
-    let (mut only_type1, mut only_transition) = (false, false);
+    let (mut only_type1, mut only_transition, mut only_constrained) = (false, false, false);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -67,19 +73,21 @@ fn parse_args() -> Result<Args, Error> {
             "--dump" => args.dump = Some(PathBuf::from(value("--dump")?)),
             "--type1" => only_type1 = true,
             "--transition" => only_transition = true,
+            "--constrained" => only_constrained = true,
             "--no-records" => args.records = false,
             "-h" | "--help" => {
                 println!(
-                    "type1_throughput [--iters N] [--reps R] [--type1 | --transition] [--no-records] [--dump FILE]"
+                    "type1_throughput [--iters N] [--reps R] [--type1 | --transition | --constrained] [--no-records] [--dump FILE]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    if only_type1 || only_transition {
+    if only_type1 || only_transition || only_constrained {
         args.type1 = only_type1;
         args.transition = only_transition;
+        args.constrained = only_constrained;
     }
     Ok(args)
 }
@@ -161,7 +169,8 @@ fn main() -> Result<(), Error> {
     let f1 = load_model::<GapCnn>(&weights.join("gapcnn.safetensors"), DType::F32, &dev)?;
     let oracle = load_model::<Oracle>(&weights.join("oracle.safetensors"), DType::F32, &dev)?;
 
-    let test = mnist_data::load_fixtures()?.test;
+    let splits = mnist_data::load_fixtures()?;
+    let test = splits.test;
     let chosen = test.balanced_indices(1)?;
     let mut pair_image = Vec::new();
     let mut targets = Vec::new();
@@ -207,6 +216,17 @@ fn main() -> Result<(), Error> {
             || run(&transition_config),
         )?;
         dump.insert("transition".into(), outcome_json(&o)?);
+    }
+
+    if args.constrained {
+        let means = ClassMeans::from_training(&svae, &splits.train, &dev)?;
+        let config = harness_config(LatentAttackConfig::constrained(), args.iters, args.records);
+        let name = format!("constrained ({n} pairs, {} it)", args.iters);
+        let run = |c: &LatentAttackConfig| {
+            type_one_attack_judge_free(&svae, &f1, &x, &keep, &targets, Some(&means), c)
+        };
+        let o = race(&name, args.reps, || run(&warm(&config)), || run(&config))?;
+        dump.insert("constrained".into(), outcome_json(&o)?);
     }
 
     if let Some(path) = &args.dump {

@@ -26,6 +26,12 @@ pub(crate) trait Elem:
     /// `(exp(self) - 1) * 1` otherwise.
     fn elu(self) -> Self;
 
+    /// `v[i] = v[i].elu()` for every element (f32 on the CPU's best instruction set,
+    /// with the same values to the bit).
+    fn elu_in_place(v: &mut [Self]) {
+        v.iter_mut().for_each(|x| *x = x.elu());
+    }
+
     /// `self * a + b` with one rounding. Fast only where the compiler may use FMA
     /// instructions (it is a library call elsewhere).
     fn fused_mul_add(self, a: Self, b: Self) -> Self;
@@ -66,6 +72,10 @@ impl Elem for f32 {
         } else {
             (self.exp() - 1.0) * 1.0
         }
+    }
+
+    fn elu_in_place(v: &mut [f32]) {
+        super::exp::elu_in_place_f32(v);
     }
 
     #[inline(always)]

@@ -7,6 +7,7 @@
 //! batch can be split across threads with one scratch buffer per thread.
 
 mod elem;
+mod exp;
 mod geometry;
 mod isa;
 mod memory;

@@ -137,8 +137,7 @@ impl CustomOp3 for ConvForward {
             // ELU in place over the finished output, on all threads: one pass where
             // candle's `elu` after the op would allocate and write a second tensor.
             let mut y = forward(g, x, w, Some(b), Activation::Identity, op.layout);
-            y.par_chunks_mut(4096)
-                .for_each(|c| c.iter_mut().for_each(|v| *v = v.elu()));
+            y.par_chunks_mut(4096).for_each(|c| T::elu_in_place(c));
             Ok(y)
         }
         let out = with_dtype!("fast conv2d forward", s1, |x| run(
