@@ -68,7 +68,9 @@ fn main() -> ExitCode {
     // Flush denormals on every worker and let malloc reuse freed tensors: together
     // they are worth tens of percent on the CPU hot paths (see the fastconv crate).
     fastconv::runtime::tune_cpu_runtime();
-    let result = match cli.command {
+    // The work runs on one of rayon's workers, so that the passes' parallel steps do
+    // not wake the pool and sleep on every call (see `on_pool_worker`).
+    let result = fastconv::runtime::on_pool_worker(|| match cli.command {
         Command::Attack(args) => attack::attack(&args),
         Command::Cam(args) => cam::render(&args),
         Command::Clever(args) => clever::clever(&args),
@@ -82,7 +84,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),
         Command::Type1(args) => type1::type1(&args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

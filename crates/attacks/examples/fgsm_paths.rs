@@ -89,14 +89,15 @@ const PATHS: [(&str, DType, bool, bool); 5] = [
 const BATCH: usize = 100;
 
 fn main() {
-    if let Err(e) = run() {
+    fastconv::runtime::tune_cpu_runtime();
+    // On a worker of the pool, as `cargo xtask` runs (see `on_pool_worker`).
+    if let Err(e) = fastconv::runtime::on_pool_worker(|| run().map_err(|e| e.to_string())) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    fastconv::runtime::tune_cpu_runtime();
     let args = parse()?;
     let device = Device::Cpu;
     let splits = mnist_data::Source::Dir(args.data_dir.clone()).load()?;

@@ -59,6 +59,11 @@ fn report(
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     fastconv::runtime::tune_cpu_runtime();
+    // On a worker of the pool, as `cargo xtask` runs (see `on_pool_worker`).
+    fastconv::runtime::on_pool_worker(|| run().map_err(|e| e.to_string())).map_err(Into::into)
+}
+
+fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
     match std::env::var("FASTCONV_SIMD").as_deref() {
         Err(_) | Ok("") => {}
         Ok("baseline") => fastconv::limit_simd_path(Some(fastconv::SimdPath::Baseline)),

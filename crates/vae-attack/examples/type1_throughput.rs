@@ -162,6 +162,11 @@ fn main() -> Result<(), Error> {
         std::env::set_var("RAYON_NUM_THREADS", "2");
     }
     fastconv::runtime::tune_cpu_runtime();
+    // On a worker of the pool, as `cargo xtask` runs (see `on_pool_worker`).
+    fastconv::runtime::on_pool_worker(|| run().map_err(|e| e.to_string())).map_err(Into::into)
+}
+
+fn run() -> Result<(), Error> {
     let args = parse_args()?;
     let dev = Device::Cpu;
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/weights");

@@ -26,7 +26,8 @@ mod imp {
         // any time from any thread, and rejects values out of range (returning 0).
         let a = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, super::MMAP_THRESHOLD) };
         let b = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, super::TRIM_THRESHOLD) };
-        a == 1 && b == 1
+        let c = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+        a == 1 && b == 1 && c == 1
     }
 }
 

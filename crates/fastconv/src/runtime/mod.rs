@@ -2,7 +2,7 @@
 //! worker thread ([`flush_denormals`]), malloc keeping freed large blocks
 //! ([`keep_freed_memory`]), and a short spin for candle's element-wise worker pool.
 //! [`tune_cpu_runtime`] does all three; binaries call it once at start-up, libraries
-//! never do. None of it changes which algorithm runs, and only the flush changes
+//! never do. Binaries then run their work through [`on_pool_worker`]. None of it changes which algorithm runs, and only the flush changes
 //! results (by less than 1.2e-38 per value).
 
 mod allocator;
@@ -33,6 +33,19 @@ pub fn tune_cpu_runtime() -> CpuTuning {
         freed_memory_kept: keep_freed_memory(),
         denormals_flushed: flush_denormals(),
     }
+}
+
+/// Runs `work` on a thread of rayon's global pool and returns its result (a panic in
+/// `work` resumes on the caller). For binaries, after [`tune_cpu_runtime`]: every
+/// parallel step of the passes (the convolutions, `gemm`'s products) then starts on a
+/// worker, which does its share itself and wakes only the others. Called from the main
+/// thread instead, each step wakes every worker and puts the caller to sleep until they
+/// finish: one more thread than cores asleep and woken hundreds of times an iteration.
+/// The Type I attack's iterations were 10-20 % faster and the class transition's 25 %
+/// (90 pairs, 2 threads, `docs/PERFORMANCE.md`). Nothing in the arithmetic depends on
+/// the thread it runs on.
+pub fn on_pool_worker<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
 }
 
 /// candle 0.11's element-wise ops run on a worker pool of its own, whose threads spin
