@@ -131,6 +131,7 @@ pub use kernels::{cpu_simd_path, limit_simd_path, simd_path, SimdPath};
 pub use ops::average_pool::global_average_pool_nhwc;
 pub use ops::conv2d::{conv2d, conv2d_flops, conv2d_nhwc, reference_conv2d};
 pub use ops::conv2d_relu_pool::{conv2d_relu_pool, conv2d_relu_pool_nhwc};
+pub use ops::elu::elu;
 pub use ops::max_pool::max_pool2d;
 pub use ops::pair::conv2d_pair_relu_pool_nhwc;
 pub use ops::resize::{resize2d, Resize};

@@ -97,7 +97,7 @@ fn forward_stack(layers: &[Dense], x: &Tensor) -> Result<Tensor> {
     for (i, layer) in layers.iter().enumerate() {
         h = layer.forward(&h)?;
         if i + 1 < layers.len() {
-            h = h.elu(1.0)?;
+            h = fastconv::elu(&h)?;
         }
     }
     Ok(h)
@@ -188,8 +188,8 @@ impl Svae {
     /// Decoder logits (before the sigmoid), `N x 1 x 28 x 28`.
     pub fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
         let n = z.dim(0)?;
-        let h = self.dec_fc1.forward(z)?.elu(1.0)?;
-        let h = self.dec_fc2.forward(&h)?.elu(1.0)?.reshape((n, 64, 7, 7))?;
+        let h = fastconv::elu(&self.dec_fc1.forward(z)?)?;
+        let h = fastconv::elu(&self.dec_fc2.forward(&h)?)?.reshape((n, 64, 7, 7))?;
         let h = self.up14.forward(&h)?;
         let h = self.dec_convs[0].forward_elu(&h)?;
         let h = self.dec_convs[1].forward_elu(&h)?;

@@ -9,6 +9,7 @@ pub(crate) mod average_pool;
 pub(crate) mod conv2d;
 pub(crate) mod conv2d_backward;
 pub(crate) mod conv2d_relu_pool;
+pub(crate) mod elu;
 pub(crate) mod max_pool;
 pub(crate) mod pair;
 pub(crate) mod relu_backward;
