@@ -28,6 +28,12 @@ pub struct CpuTuning {
 /// flush-to-zero for denormals, malloc tuning, and a short spin for candle's
 /// element-wise worker pool. Libraries never call it.
 pub fn tune_cpu_runtime() -> CpuTuning {
+    // The binaries' work runs on these workers (see `on_pool_worker`): give them the
+    // main thread's usual 8 MiB of stack rather than the 2 MiB of a spawned thread.
+    // (Fails harmlessly when the pool already exists.)
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(8 << 20)
+        .build_global();
     CpuTuning {
         candle_spin_limited: limit_candle_spinning(),
         freed_memory_kept: keep_freed_memory(),
