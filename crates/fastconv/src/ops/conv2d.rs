@@ -3,7 +3,6 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::conv2d_backward::{BackwardData, BackwardWeight, BackwardWeightMasked, OutputMask};
 use super::relu_backward::{backward_through_relu, Pooling};
@@ -137,7 +136,7 @@ impl CustomOp3 for ConvForward {
             // ELU in place over the finished output, on all threads: one pass where
             // candle's `elu` after the op would allocate and write a second tensor.
             let mut y = forward(g, x, w, Some(b), Activation::Identity, op.layout);
-            y.par_chunks_mut(4096).for_each(|c| T::elu_in_place(c));
+            super::elu::elu_in_place_par(&mut y);
             Ok(y)
         }
         let out = with_dtype!("fast conv2d forward", s1, |x| run(

@@ -16,13 +16,24 @@ const CHUNK: usize = 1 << 14;
 /// `elu(x)` with `α = 1`: `x` where its sign bit is clear, `exp(x) - 1` elsewhere. On the
 /// fast path one op whose f32 `exp` is vectorised (equal to the C library's `expf`, as
 /// candle's `elu` calls it), with a one-op backward `grad` where the output is positive
-/// and `grad * (y + 1)` elsewhere (candle's backward builds the same mask from five ops,
+/// and `grad * (y + 1)` elsewhere (candle's backward builds the same mask from several ops,
 /// and gives NaN at `x = +inf`, where this gives `grad`); candle's `elu(1.0)` elsewhere.
 pub fn elu(x: &Tensor) -> Result<Tensor> {
     if runs_fast(x) {
         return x.contiguous()?.apply_op1(Elu);
     }
     x.elu(1.0)
+}
+
+/// `y[i] = y[i].elu()` for every element, on all threads in chunks of [`CHUNK`] (on the
+/// calling thread alone below that): the forward of [`elu`] and of the convolutions
+/// with an ELU.
+pub(crate) fn elu_in_place_par<T: Elem>(y: &mut [T]) {
+    if y.len() <= CHUNK {
+        T::elu_in_place(y);
+    } else {
+        y.par_chunks_mut(CHUNK).for_each(|c| T::elu_in_place(c));
+    }
 }
 
 struct Elu;
@@ -35,11 +46,7 @@ impl CustomOp1 for Elu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Elem>(x: &[T]) -> Vec<T> {
             let mut y = x.to_vec();
-            if y.len() <= CHUNK {
-                T::elu_in_place(&mut y);
-            } else {
-                y.par_chunks_mut(CHUNK).for_each(|c| T::elu_in_place(c));
-            }
+            elu_in_place_par(&mut y);
             y
         }
         let out = with_dtype!("fast elu", s, |v| run(slice(v, l, "input")?));
