@@ -28,6 +28,13 @@ pub struct CpuTuning {
 /// flush-to-zero for denormals, malloc tuning, and a short spin for candle's
 /// element-wise worker pool. Libraries never call it.
 pub fn tune_cpu_runtime() -> CpuTuning {
+    // Before any thread is spawned: glibc fixes the number of arenas the first time a
+    // thread other than the main one allocates. Set later, a rayon worker that
+    // allocated first keeps an arena of its own, whose heaps (64 MB at most) are
+    // unmapped when their last block is freed: the worker that runs the binaries' work
+    // then mapped, faulted in and unmapped a fresh heap for every large tensor of every
+    // step (CW-L2: ~100,000 page faults a second, `docs/PERFORMANCE.md`).
+    let freed_memory_kept = keep_freed_memory();
     // The binaries' work runs on these workers (see `on_pool_worker`): give them the
     // main thread's usual 8 MiB of stack rather than the 2 MiB of a spawned thread.
     // (Fails harmlessly when the pool already exists.)
@@ -36,7 +43,7 @@ pub fn tune_cpu_runtime() -> CpuTuning {
         .build_global();
     CpuTuning {
         candle_spin_limited: limit_candle_spinning(),
-        freed_memory_kept: keep_freed_memory(),
+        freed_memory_kept,
         denormals_flushed: flush_denormals(),
     }
 }
