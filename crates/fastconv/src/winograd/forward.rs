@@ -80,8 +80,10 @@ pub(crate) fn forward<V: Variant, T: Elem>(
             let x = x.images(g.in_len(), part * per_thread, per_thread);
             let mut s = Scratch::take::<V>(g, &t, round);
             for (r, out) in out.chunks_mut(round * out_len).enumerate() {
-                let x = x.images(g.in_len(), r * round, round);
-                let images = x.count(g.in_len());
+                let images = x.images(g.in_len(), r * round, round).count(g.in_len());
+                // One image more than the round's, where there is one: the transforms
+                // prefetch each next image while they work on one (`Source::prefetch`).
+                let x = x.images(g.in_len(), r * round, round + 1);
                 let codes = if k > 1 {
                     &mut codes[r * round * out_len..][..images * out_len]
                 } else {

@@ -64,6 +64,20 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
 macro_rules! transform_tiles {
     ($v:ty, ($t:ty, $l:expr), $tiling:expr, $i:expr, $c:expr, $source:expr, $f:path,
      ($dst:expr, $stride:expr)) => {{
+        transform_tiles!(
+            $v,
+            ($t, $l),
+            $tiling,
+            $i,
+            $c,
+            $source,
+            $f,
+            ($dst, $stride),
+            |_| {}
+        )
+    }};
+    ($v:ty, ($t:ty, $l:expr), $tiling:expr, $i:expr, $c:expr, $source:expr, $f:path,
+     ($dst:expr, $stride:expr), $each_tile:expr) => {{
         let t: &Tiling = $tiling;
         // The source: channels-last rows `width` pixels wide, blocks `n x n`.
         let (src, width, n): (&[$t], usize, usize) = $source;
@@ -73,6 +87,7 @@ macro_rules! transform_tiles {
         for ty in 0..t.th {
             for tx in 0..t.tw {
                 let tile = $i * t.per_image() + ty * t.tw + tx;
+                $each_tile(ty * t.tw + tx);
                 let corner = (ty * <$v>::M * width + tx * <$v>::M) * c;
                 // The largest indices below, with c0 + L <= c (c is a multiple of
                 // the lanes L): checked once per tile instead of at every access.
@@ -136,10 +151,28 @@ pub(super) fn transform_inputs<V: Variant, T: Elem, const WIDE: bool>(
         x.fill(i, (c, g.h, g.w), wp, (g.pad, g.pad), scratch, &mut s.padded);
         // Bᵀ down the patch's columns, then across its rows into V.
         let (ab, v) = ((s.padded.as_slice(), wp, V::A), &mut s.v);
+        // While this image's tiles are transformed, the next image's values are
+        // fetched into cache, a share per tile (see `Source::prefetch`).
+        let next = (i + 1 < x.count(g.in_len())).then_some(i + 1);
+        let ahead = |tile: usize| {
+            if let Some(next) = next {
+                x.prefetch(next, g.in_len(), (tile, t.per_image()));
+            }
+        };
         if wide_lanes::<T>(WIDE, c) {
-            transform_tiles!(V, (T, WIDE_LANES), t, i, c, ab, V::input, (v, stride_k));
+            transform_tiles!(
+                V,
+                (T, WIDE_LANES),
+                t,
+                i,
+                c,
+                ab,
+                V::input,
+                (v, stride_k),
+                ahead
+            );
         } else {
-            transform_tiles!(V, (T, LANES), t, i, c, ab, V::input, (v, stride_k));
+            transform_tiles!(V, (T, LANES), t, i, c, ab, V::input, (v, stride_k), ahead);
         }
     }
 }
