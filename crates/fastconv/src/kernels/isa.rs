@@ -1,6 +1,6 @@
 //! The instruction sets the Winograd rounds (and the ELUs' vectorised `exp`) are built
-//! for, and the process-wide cap on which of them runs (at the bottom of the crate: `winograd` dispatches on it, and
-//! the crate root re-exports it).
+//! for, and the process-wide cap on which of them runs (at the bottom of the crate:
+//! `winograd` dispatches on it, and the crate root re-exports it).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -16,8 +16,11 @@ const MMAP_THRESHOLD: i32 = 512 << 20;
 /// Free memory kept at the top of the heap before it is returned.
 const TRIM_THRESHOLD: i32 = 1 << 30;
 
-/// Tells glibc's malloc to reuse freed large blocks, from one arena. Returns whether it took effect
-/// (false with another C library, where it does nothing).
+/// Tells glibc's malloc to reuse freed large blocks, from one arena. Returns whether it
+/// took effect (false with another C library, where it does nothing). Call it before any
+/// thread but the main one allocates (as [`super::tune_cpu_runtime`] does): glibc fixes
+/// its arena count at that first allocation, and a thread that got an arena of its own
+/// keeps it.
 pub fn keep_freed_memory() -> bool {
     imp::keep_freed_memory()
 }

@@ -58,24 +58,11 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
 /// pixels wide, each tile an `$n x $n` block with its corner at `(ty*M, tx*M)`): `$f`
 /// down the block's columns, then across the resulting `a` rows, into
 /// `$dst[k][tile][c]` (planes `$stride` apart), `L` channels at a time (`$l`, 8 or
-/// 16). A macro rather than a function: with `$n` a constant at each use the loops
+/// 16), calling `$each_tile` with each tile's index within the image before its
+/// transform. A macro rather than a function: with `$n` a constant at each use the loops
 /// unroll, which a function argument (even inlined) did not achieve (its measured
 /// cost: `docs/PERFORMANCE.md`).
 macro_rules! transform_tiles {
-    ($v:ty, ($t:ty, $l:expr), $tiling:expr, $i:expr, $c:expr, $source:expr, $f:path,
-     ($dst:expr, $stride:expr)) => {{
-        transform_tiles!(
-            $v,
-            ($t, $l),
-            $tiling,
-            $i,
-            $c,
-            $source,
-            $f,
-            ($dst, $stride),
-            |_| {}
-        )
-    }};
     ($v:ty, ($t:ty, $l:expr), $tiling:expr, $i:expr, $c:expr, $source:expr, $f:path,
      ($dst:expr, $stride:expr), $each_tile:expr) => {{
         let t: &Tiling = $tiling;
@@ -153,12 +140,8 @@ pub(super) fn transform_inputs<V: Variant, T: Elem, const WIDE: bool>(
         let (ab, v) = ((s.padded.as_slice(), wp, V::A), &mut s.v);
         // While this image's tiles are transformed, the next image's values are
         // fetched into cache, a share per tile (see `Source::prefetch`).
-        let next = (i + 1 < x.count(g.in_len())).then_some(i + 1);
-        let ahead = |tile: usize| {
-            if let Some(next) = next {
-                x.prefetch(next, g.in_len(), (tile, t.per_image()));
-            }
-        };
+        // (Past the last image there is nothing to fetch.)
+        let ahead = |tile: usize| x.prefetch(i + 1, g.in_len(), (tile, t.per_image()));
         if wide_lanes::<T>(WIDE, c) {
             transform_tiles!(
                 V,

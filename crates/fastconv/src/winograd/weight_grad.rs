@@ -55,9 +55,19 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
         // A down the columns of each gradient tile, then across its rows into M.
         let (dy, dm) = ((s.grad.as_slice(), wm, V::M), &mut s.m);
         if wide_lanes::<T>(WIDE, c) {
-            transform_tiles!(V, (T, WIDE_LANES), t, i, c, dy, V::output_t, (dm, m_k));
+            transform_tiles!(
+                V,
+                (T, WIDE_LANES),
+                t,
+                i,
+                c,
+                dy,
+                V::output_t,
+                (dm, m_k),
+                |_| ()
+            );
         } else {
-            transform_tiles!(V, (T, LANES), t, i, c, dy, V::output_t, (dm, m_k));
+            transform_tiles!(V, (T, LANES), t, i, c, dy, V::output_t, (dm, m_k), |_| ());
         }
     }
     let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
