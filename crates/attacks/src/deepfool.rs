@@ -160,7 +160,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(test_support::seeded(48))]
 
         /// On an affine model the linearisation is exact: one step reaches the nearest
         /// class boundary, `min_k |f_k - f_y| / ||w_k - w_y||` away (the distance from x

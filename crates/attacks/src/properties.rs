@@ -48,7 +48,7 @@ fn targeting(targeted: bool, labels: &[u32], shift: u32) -> Targeting {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(test_support::seeded(12))]
 
     #[test]
     fn linf_attacks_stay_in_the_ball_and_the_box(

@@ -91,7 +91,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(test_support::seeded(32))]
 
         #[test]
         fn mean_of_cam_is_logit_minus_bias(

@@ -50,7 +50,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(test_support::seeded(32))]
 
         #[test]
         fn grad_cam_is_relu_cam_over_area_for_a_gap_head(

@@ -137,7 +137,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+        #![proptest_config(test_support::seeded(24))]
 
         #[test]
         fn grad_cam_plus_plus_matches_a_per_pixel_loop_where_gradients_vary(

@@ -69,7 +69,7 @@ mod tests {
     use crate::test_model::{random_images, TinyCamModel};
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(test_support::seeded(32))]
 
         #[test]
         fn hires_cam_is_signed_cam_over_area_for_a_gap_head(

@@ -184,7 +184,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(test_support::seeded(32))]
 
         #[test]
         fn min_max_lies_in_unit_interval_and_ignores_affine_changes(

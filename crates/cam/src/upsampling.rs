@@ -124,7 +124,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(test_support::seeded(32))]
 
         #[test]
         fn a_constant_map_stays_constant(

@@ -131,6 +131,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(test_support::seeded(256))]
         #[test]
         fn quantiles_are_monotone_and_bounded(
             values in prop::collection::vec(-1e6f64..1e6, 1..50),

@@ -49,6 +49,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(test_support::seeded(256))]
         #[test]
         fn the_auroc_is_the_pair_count_with_ties_half(
             a in prop::collection::vec(0u8..6, 1..20),

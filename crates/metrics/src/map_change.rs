@@ -268,6 +268,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(test_support::seeded(256))]
         #[test]
         fn a_map_against_itself(m in map(), k in 1usize..100) {
             let k = k.min(m.len());

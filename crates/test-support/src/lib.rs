@@ -1,7 +1,8 @@
-//! What the fuzz harnesses of the workspace share (a dev-dependency only, never
-//! published): the proptest configuration (a bounded number of cases for CI, a fixed
-//! seed, both raised or changed by environment variables), the byte-level edits every
-//! harness applies to its files, and panics turned into test failures.
+//! What the fuzz harnesses and the property tests of the workspace share (a
+//! dev-dependency only, never published): the proptest configurations (a bounded number
+//! of cases for CI, a fixed seed, both raised or changed by environment variables), the
+//! byte-level edits every harness applies to its files, and panics turned into test
+//! failures.
 //!
 //! - `FUZZ_CASES=N`: every fuzz property runs `N` cases instead of its CI count, e.g.
 //!   `FUZZ_CASES=100000 cargo test --release -p mnist-data --test fuzz_idx`.
@@ -41,6 +42,17 @@ pub fn fuzz_config(ci: u32) -> ProptestConfig {
         failure_persistence: None,
         rng_seed: RngSeed::Fixed(env_number(SEED_VAR).unwrap_or(SEED)),
         ..ProptestConfig::with_cases(env_number(CASES_VAR).unwrap_or(ci))
+    }
+}
+
+/// The configuration of a unit test's property: `cases` cases drawn from the fixed seed
+/// [`SEED`] (or `FUZZ_SEED`), so that every run (CI's too) tries the same cases; a case
+/// that fails is still recorded in, and replayed from, the crate's
+/// `proptest-regressions` directory (proptest's default).
+pub fn seeded(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        rng_seed: RngSeed::Fixed(env_number(SEED_VAR).unwrap_or(SEED)),
+        ..ProptestConfig::with_cases(cases)
     }
 }
 
@@ -151,6 +163,32 @@ mod tests {
             e.apply(&mut empty);
             assert!(empty.is_empty());
         }
+    }
+
+    /// Two runs of a property under [`seeded`] try the same cases, in the same order;
+    /// another seed tries others.
+    #[test]
+    fn seeded_properties_try_the_same_cases_every_run() {
+        use proptest::test_runner::TestRunner;
+        use std::cell::RefCell;
+        let draw = |config: ProptestConfig| {
+            let seen = RefCell::new(Vec::new());
+            TestRunner::new(config)
+                .run(&(0u64..u64::MAX), |v| {
+                    seen.borrow_mut().push(v);
+                    Ok(())
+                })
+                .unwrap();
+            seen.into_inner()
+        };
+        let first = draw(seeded(20));
+        assert_eq!(first.len(), 20);
+        assert_eq!(first, draw(seeded(20)));
+        let other = ProptestConfig {
+            rng_seed: RngSeed::Fixed(SEED + 1),
+            ..seeded(20)
+        };
+        assert_ne!(first, draw(other));
     }
 
     proptest! {

@@ -8,7 +8,7 @@ use super::{argmax, assert_margins_hold, image, logits, pgd, random_net, samples
 use crate::{certified_radius, layer_intervals, margin_bounds, Method, Norm, RadiusSearch, Region};
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(test_support::seeded(12))]
 
     /// At a random radius, sampled points and PGD's results keep every margin above its
     /// IBP and CROWN bound, every intermediate value inside its interval, and CROWN's

@@ -10,7 +10,7 @@ use super::*;
 use crate::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(test_support::seeded(48))]
 
     #[test]
     fn matches_candle_conv2d(

@@ -286,7 +286,7 @@ fn kind_fits(key: &str, v: &toml::Value) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(test_support::seeded(300))]
 
     #[test]
     fn arbitrary_text_never_panics(text in ".{0,200}") {
