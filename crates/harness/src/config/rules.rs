@@ -20,6 +20,14 @@ impl ExperimentConfig {
             }
         };
         rule(
+            i64::try_from(self.seed).is_ok(),
+            "seed",
+            self.seed.to_string(),
+            "must be at most 9223372036854775807 (TOML integers are 64-bit signed: the \
+             report prints the configuration as TOML, and a configuration file must be \
+             able to give the seed back)",
+        );
+        rule(
             self.positive_class < 10,
             "positive_class",
             self.positive_class.to_string(),

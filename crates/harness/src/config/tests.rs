@@ -196,6 +196,32 @@ fn the_test_split_bounds_the_indices() {
     assert!(ExperimentConfig::quick().validate().is_ok());
 }
 
+#[test]
+fn a_seed_toml_cannot_hold_is_refused_and_the_largest_it_can_round_trips() {
+    let largest = ExperimentConfig {
+        seed: i64::MAX as u64,
+        ..ExperimentConfig::quick()
+    };
+    assert_eq!(largest.violations(), []);
+    let back: ExperimentConfig = toml::from_str(&largest.to_toml()).unwrap();
+    assert_eq!(back.seed, i64::MAX as u64);
+    let too_large = ExperimentConfig {
+        seed: i64::MAX as u64 + 1,
+        ..ExperimentConfig::quick()
+    };
+    let fields: Vec<String> = too_large
+        .violations()
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["seed"]);
+    let err = too_large.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("`seed` = 9223372036854775808: must be at most"),
+        "{err}"
+    );
+}
+
 const KEYS: [&str; 32] = [
     "profile",
     "seed",
