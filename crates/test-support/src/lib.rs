@@ -40,8 +40,8 @@ fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
 pub fn fuzz_config(ci: u32) -> ProptestConfig {
     ProptestConfig {
         failure_persistence: None,
-        rng_seed: RngSeed::Fixed(env_number(SEED_VAR).unwrap_or(SEED)),
-        ..ProptestConfig::with_cases(env_number(CASES_VAR).unwrap_or(ci))
+        cases: env_number(CASES_VAR).unwrap_or(ci),
+        ..seeded(ci)
     }
 }
 
@@ -184,8 +184,12 @@ mod tests {
         let first = draw(seeded(20));
         assert_eq!(first.len(), 20);
         assert_eq!(first, draw(seeded(20)));
+        // One past the seed in use (`FUZZ_SEED` may have replaced `SEED`).
+        let RngSeed::Fixed(seed) = seeded(20).rng_seed else {
+            panic!("seeded gives a fixed seed")
+        };
         let other = ProptestConfig {
-            rng_seed: RngSeed::Fixed(SEED + 1),
+            rng_seed: RngSeed::Fixed(seed.wrapping_add(1)),
             ..seeded(20)
         };
         assert_ne!(first, draw(other));
