@@ -20,6 +20,10 @@ pub type TwoPerExample = (Vec<Option<f64>>, Vec<Option<f64>>);
 /// Signed maps of `images` (`N x 1 x 28 x 28`) for `classes[i]`, at 28 x 28 (a map on
 /// the feature grid upsampled bilinearly, CAM's convention), `N x 28 x 28`, explained
 /// `batch` images at a time (an image's map does not depend on its batch).
+///
+/// A row that repeats an earlier one (the same pixels, bit for bit, and the same class)
+/// takes that row's map instead of being explained again: a Type I population holds
+/// each clean image and its reconstruction once per target class reached.
 pub fn maps_28(
     method: &dyn Explainer,
     images: &Tensor,
@@ -30,6 +34,53 @@ pub fn maps_28(
     if n == 0 {
         return Ok(Tensor::zeros((0, 28, 28), DType::F32, images.device())?);
     }
+    let (distinct, place) = distinct_rows(&rows(images)?, classes);
+    if distinct.len() == n {
+        return maps_of_rows(method, images, classes, batch);
+    }
+    let select = |picked: &[usize]| -> Result<Tensor> {
+        let idx: Vec<u32> = picked.iter().map(|&r| r as u32).collect();
+        Ok(Tensor::from_vec(idx, picked.len(), images.device())?)
+    };
+    let their_classes: Vec<usize> = distinct.iter().map(|&r| classes[r]).collect();
+    let maps = maps_of_rows(
+        method,
+        &images.index_select(&select(&distinct)?, 0)?,
+        &their_classes,
+        batch,
+    )?;
+    Ok(maps.index_select(&select(&place)?, 0)?)
+}
+
+/// The first row of each distinct (pixels, class) pair, in row order, and each row's
+/// place among them. Pixels compare by their bits.
+fn distinct_rows(pixels: &[Vec<f32>], classes: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut seen: std::collections::HashMap<(Vec<u32>, usize), usize> =
+        std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let place = pixels
+        .iter()
+        .zip(classes)
+        .enumerate()
+        .map(|(r, (p, &c))| {
+            let key = (p.iter().map(|v| v.to_bits()).collect(), c);
+            *seen.entry(key).or_insert_with(|| {
+                distinct.push(r);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, place)
+}
+
+/// [`maps_28`] of every row, `batch` at a time.
+fn maps_of_rows(
+    method: &dyn Explainer,
+    images: &Tensor,
+    classes: &[usize],
+    batch: usize,
+) -> Result<Tensor> {
+    let n = images.dim(0)?;
     let mut parts = Vec::new();
     for start in (0..n).step_by(batch.max(1)) {
         let len = batch.max(1).min(n - start);
@@ -294,6 +345,62 @@ mod tests {
                 "{got} vs {expected}"
             );
         }
+    }
+
+    /// Gradient x input that counts the images it is asked to explain.
+    struct Counted<'a> {
+        inner: GradientTimesInput<'a, Linear>,
+        explained: std::cell::Cell<usize>,
+    }
+
+    impl Explainer for Counted<'_> {
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        fn resolution(&self) -> Resolution {
+            self.inner.resolution()
+        }
+        fn explain(&self, images: &Tensor, target: &Target) -> cam::Result<cam::ActivationMaps> {
+            self.explained
+                .set(self.explained.get() + images.dim(0).unwrap());
+            self.inner.explain(images, target)
+        }
+    }
+
+    #[test]
+    fn a_repeated_row_is_explained_once_and_takes_its_first_rows_map() {
+        let dev = Device::Cpu;
+        let model = Linear {
+            w: Tensor::new(weights().as_slice(), &dev).unwrap(),
+            bias: 0.0,
+        };
+        let pixels = images(2);
+        let (a, b) = (&pixels[..784], &pixels[784..]);
+        // a, b, a again, a for the other class, b again: three (image, class) pairs.
+        let rows_in = [a, b, a, a, b].concat();
+        let classes = [0usize, 0, 0, 1, 0];
+        let x = Tensor::from_vec(rows_in.clone(), (5, 1, 28, 28), &dev).unwrap();
+        let counted = Counted {
+            inner: GradientTimesInput::new(&model),
+            explained: std::cell::Cell::new(0),
+        };
+        let got = rows(&maps_28(&counted, &x, &classes, 2).unwrap()).unwrap();
+        assert_eq!(counted.explained.get(), 3);
+        // Each row's map is the one it gets explained alone.
+        for (i, row) in rows_in.chunks(784).enumerate() {
+            let alone = Tensor::from_vec(row.to_vec(), (1, 1, 28, 28), &dev).unwrap();
+            let expected = rows(&maps_28(&counted, &alone, &classes[i..=i], 2).unwrap()).unwrap();
+            assert_eq!(got[i], expected[0], "row {i}");
+        }
+        // Gradient x input of class 0 is w * x: the two images' maps differ, and class
+        // 1 (a zero logit) maps a to zero.
+        assert_ne!(got[0], got[1]);
+        assert!(got[3].iter().all(|&v| v == 0.0) && got[0].iter().any(|&v| v != 0.0));
+        // Rows all distinct: every one explained.
+        counted.explained.set(0);
+        let distinct = Tensor::from_vec([a, b].concat(), (2, 1, 28, 28), &dev).unwrap();
+        maps_28(&counted, &distinct, &[0, 0], 2).unwrap();
+        assert_eq!(counted.explained.get(), 2);
     }
 
     #[test]
