@@ -15,7 +15,7 @@ use mnist_data::BatchOptions;
 use serde::Serialize;
 
 use crate::data::SourceArgs;
-use crate::load::ModelKind;
+use crate::load::ClassifierKind;
 use crate::output::{print_rows, write_json};
 
 /// The attacks of the `attacks` crate.
@@ -55,7 +55,7 @@ pub struct AttackArgs {
     pub per_image: Option<PathBuf>,
     /// Which classifier the weights are for.
     #[arg(long, value_enum, default_value = "gapcnn")]
-    pub model: ModelKind,
+    pub model: ClassifierKind,
     /// Checkpoint (safetensors).
     #[arg(long, default_value = "fixtures/weights/gapcnn.safetensors")]
     pub weights: PathBuf,

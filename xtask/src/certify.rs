@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::data::SourceArgs;
-use crate::load::ModelKind;
+use crate::load::ClassifierKind;
 use crate::output::{print_rows, write_json};
 
 /// The ball's norm.
@@ -79,7 +79,7 @@ pub struct CertifyArgs {
     pub method: MethodArg,
     /// Which classifier (gapcnn, mlp, oracle, robust-oracle).
     #[arg(long, value_enum, default_value = "gapcnn")]
-    pub model: ModelKind,
+    pub model: ClassifierKind,
     /// Checkpoint (default: the bundled fixtures/weights/<model>.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -100,25 +100,22 @@ pub struct CertifyArgs {
 
 /// The model's layer sequence as a bound network, and its logits function.
 fn network(args: &CertifyArgs, device: &Device) -> Result<(Network, Box<dyn Classifier>, PathBuf)> {
-    if args.model == ModelKind::Svae {
-        bail!("the SVAE is not a classifier of images; certify gapcnn, mlp or oracle");
-    }
-    let file = file_kind(args.model);
+    let file = args.model.name();
     let w = args
         .weights
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("fixtures/weights/{file}.safetensors")));
     let context = || format!("loading {}", w.display());
     let (net, model): (Network, Box<dyn Classifier>) = match args.model {
-        ModelKind::Gapcnn => {
+        ClassifierKind::Gapcnn => {
             let m = load_model::<GapCnn>(&w, DType::F32, device).with_context(context)?;
             (Network::from_model(&m)?, Box::new(m))
         }
-        ModelKind::Mlp => {
+        ClassifierKind::Mlp => {
             let m = load_model::<Mlp>(&w, DType::F32, device).with_context(context)?;
             (Network::from_model(&m)?, Box::new(m))
         }
-        _ => {
+        ClassifierKind::Oracle | ClassifierKind::RobustOracle => {
             let m = load_model::<Oracle>(&w, DType::F32, device).with_context(context)?;
             (Network::from_model(&m)?, Box::new(m))
         }
@@ -202,7 +199,7 @@ pub fn certify(args: &CertifyArgs) -> Result<()> {
     let image = x.squeeze(0)?;
     println!(
         "{} ({}), test image {index} of {}: label {label}, predicted {predicted}",
-        file_kind(args.model),
+        args.model.name(),
         weights.display(),
         splits.origin
     );
@@ -252,7 +249,7 @@ pub fn certify(args: &CertifyArgs) -> Result<()> {
 
     if let Some(path) = &args.json {
         let value = json!({
-            "model": file_kind(args.model),
+            "model": args.model.name(),
             "weights": weights.display().to_string(),
             "source": splits.origin.to_string(),
             "index": index,
@@ -399,7 +396,7 @@ fn certify_many(args: &CertifyArgs) -> Result<CertifySummary> {
     let test = splits.test.select(&indices)?;
     println!(
         "{} ({}), test images {}..{} of {}",
-        file_kind(args.model),
+        args.model.name(),
         weights.display(),
         indices[0],
         indices[indices.len() - 1] + 1,
@@ -486,7 +483,7 @@ fn certify_many(args: &CertifyArgs) -> Result<CertifySummary> {
         }
     });
     Ok(CertifySummary {
-        model: file_kind(args.model).into(),
+        model: args.model.name().into(),
         weights: weights.display().to_string(),
         data: splits.origin.to_string(),
         first_index: args.skip,
@@ -504,16 +501,6 @@ fn certify_many(args: &CertifyArgs) -> Result<CertifySummary> {
         evaluations,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn file_kind(m: ModelKind) -> &'static str {
-    match m {
-        ModelKind::Gapcnn => "gapcnn",
-        ModelKind::Mlp => "mlp",
-        ModelKind::Oracle => "oracle",
-        ModelKind::RobustOracle => "robust-oracle",
-        ModelKind::Svae => "svae",
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::data::SourceArgs;
 use crate::load::{
-    classifier, probabilities, test_image, weights_file, ModelKind, FIXTURE_WEIGHTS,
+    classifier, probabilities, test_image, weights_file, ClassifierKind, FIXTURE_WEIGHTS,
 };
 use crate::output::{fixed, print_rows, write_json};
 
@@ -133,7 +133,7 @@ pub struct CleverArgs {
     pub target: TargetArg,
     /// Which classifier.
     #[arg(long, value_enum, default_value = "gapcnn")]
-    pub model: ModelKind,
+    pub model: ClassifierKind,
     /// Its checkpoint (default: fixtures/weights/<model>.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -294,7 +294,7 @@ fn score(args: &CleverArgs) -> Result<CleverSummary> {
     let weights = args
         .weights
         .clone()
-        .unwrap_or_else(|| weights_file(FIXTURE_WEIGHTS.as_ref(), args.model));
+        .unwrap_or_else(|| weights_file(FIXTURE_WEIGHTS.as_ref(), args.model.into()));
     let model = classifier(args.model, &weights, &device)?;
     let splits = args.source.source().load()?;
     let (x, label) = test_image(&splits.test, args.index, &device)?;
@@ -341,7 +341,7 @@ fn score(args: &CleverArgs) -> Result<CleverSummary> {
         .collect();
     Ok(CleverSummary {
         data: splits.origin.to_string(),
-        model: format!("{:?}", args.model).to_lowercase(),
+        model: args.model.name().into(),
         weights: weights.display().to_string(),
         index: args.index,
         label,

@@ -26,6 +26,58 @@ pub enum ModelKind {
     Svae,
 }
 
+/// The image classifiers among the study's models (every one but the SVAE): what
+/// `attack`, `clever` and `certify` take, so that `--model svae` is refused by the
+/// command line with the values it accepts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassifierKind {
+    /// The attacked CNN with a GAP head (CAM-able f1).
+    Gapcnn,
+    /// The 784-128-10 MLP (the paper's weak f1).
+    Mlp,
+    /// The independent judge.
+    Oracle,
+    /// The oracle's architecture trained adversarially (FGSM with a random start, Linf
+    /// eps 0.3): a second judge whose decisions follow the digit's shape.
+    RobustOracle,
+}
+
+impl ClassifierKind {
+    /// The name the command line and the checkpoint file use (`robust-oracle`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ClassifierKind::Gapcnn => "gapcnn",
+            ClassifierKind::Mlp => "mlp",
+            ClassifierKind::Oracle => "oracle",
+            ClassifierKind::RobustOracle => "robust-oracle",
+        }
+    }
+}
+
+impl ModelKind {
+    /// The classifier this model is, `None` for the SVAE.
+    pub fn as_classifier(self) -> Option<ClassifierKind> {
+        match self {
+            ModelKind::Gapcnn => Some(ClassifierKind::Gapcnn),
+            ModelKind::Mlp => Some(ClassifierKind::Mlp),
+            ModelKind::Oracle => Some(ClassifierKind::Oracle),
+            ModelKind::RobustOracle => Some(ClassifierKind::RobustOracle),
+            ModelKind::Svae => None,
+        }
+    }
+}
+
+impl From<ClassifierKind> for ModelKind {
+    fn from(kind: ClassifierKind) -> Self {
+        match kind {
+            ClassifierKind::Gapcnn => ModelKind::Gapcnn,
+            ClassifierKind::Mlp => ModelKind::Mlp,
+            ClassifierKind::Oracle => ModelKind::Oracle,
+            ClassifierKind::RobustOracle => ModelKind::RobustOracle,
+        }
+    }
+}
+
 /// The bundled checkpoints.
 pub const FIXTURE_WEIGHTS: &str = "fixtures/weights";
 
@@ -46,16 +98,17 @@ pub fn weights_file(dir: &Path, kind: ModelKind) -> PathBuf {
     dir.join(format!("{name}.safetensors"))
 }
 
-/// One of the image classifiers (not the SVAE) from its checkpoint.
-pub fn classifier(kind: ModelKind, path: &Path, device: &Device) -> Result<Box<dyn Classifier>> {
+/// One of the image classifiers from its checkpoint.
+pub fn classifier(
+    kind: ClassifierKind,
+    path: &Path,
+    device: &Device,
+) -> Result<Box<dyn Classifier>> {
     Ok(match kind {
-        ModelKind::Gapcnn => Box::new(checkpoint::<GapCnn>(path, device)?),
-        ModelKind::Mlp => Box::new(checkpoint::<Mlp>(path, device)?),
-        ModelKind::Oracle | ModelKind::RobustOracle => {
+        ClassifierKind::Gapcnn => Box::new(checkpoint::<GapCnn>(path, device)?),
+        ClassifierKind::Mlp => Box::new(checkpoint::<Mlp>(path, device)?),
+        ClassifierKind::Oracle | ClassifierKind::RobustOracle => {
             Box::new(checkpoint::<Oracle>(path, device)?)
-        }
-        ModelKind::Svae => {
-            bail!("the SVAE is not a classifier of images; use gapcnn, mlp or oracle")
         }
     })
 }

@@ -116,6 +116,33 @@ mod tests {
     }
 
     #[test]
+    fn the_classifier_commands_refuse_the_svae_naming_what_they_take() {
+        use crate::load::ClassifierKind;
+        let commands: [&[&str]; 3] = [
+            &["attack", "--attack", "fgsm"],
+            &["clever", "--index", "0", "--norm", "2"],
+            &["certify", "--index", "0", "--norm", "inf"],
+        ];
+        for args in commands {
+            let with = |model: &'static str| [args, &["--model", model]].concat();
+            let e = try_parse(&with("svae")).expect_err("the SVAE is not a classifier");
+            assert!(
+                e.contains("invalid value 'svae'")
+                    && e.contains("[possible values: gapcnn, mlp, oracle, robust-oracle]"),
+                "{args:?}: {e}"
+            );
+            let model = match parse(&with("robust-oracle")) {
+                super::Command::Attack(a) => a.model,
+                super::Command::Clever(a) => a.model,
+                super::Command::Certify(a) => a.model,
+                _ => unreachable!("{args:?} is one of the three commands"),
+            };
+            assert_eq!(model, ClassifierKind::RobustOracle, "{args:?}");
+            assert_eq!(model.name(), "robust-oracle");
+        }
+    }
+
+    #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();

@@ -204,8 +204,8 @@ fn evaluate(args: &EvalArgs) -> Result<EvalSummary> {
     let test = &splits.test;
     let w = &args.weights;
     let mut metrics = Vec::new();
-    match args.model {
-        ModelKind::Svae => {
+    match args.model.as_classifier() {
+        None => {
             let svae = checkpoint::<Svae>(w, &device)?;
             metrics.extend(evaluate_svae(&svae, test, &device)?);
             if let Some(path) = &args.oracle {
@@ -214,7 +214,7 @@ fn evaluate(args: &EvalArgs) -> Result<EvalSummary> {
                 metrics.push(("oracle_on_decoded_mu".into(), acc));
             }
         }
-        kind => {
+        Some(kind) => {
             let model = classifier(kind, w, &device)?;
             metrics.push((
                 "test_accuracy".into(),

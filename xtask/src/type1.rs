@@ -19,7 +19,7 @@ use vae_attack::{
     class_transition, ClassMeans, Judges, LatentAttackConfig, LatentOutcome, Start, Stop,
 };
 
-use crate::load::{checkpoint, classifier, weights_file, ModelKind};
+use crate::load::{checkpoint, classifier, weights_file, ClassifierKind, ModelKind};
 use crate::output::{fixed, print_rows, write_json};
 use crate::type1_args::{Mode, StartKind, Type1Args};
 
@@ -55,12 +55,12 @@ impl Tally {
 }
 
 fn f1_model(args: &Type1Args, device: &Device) -> Result<Box<dyn Classifier>> {
-    match args.f1 {
-        kind @ (ModelKind::Gapcnn | ModelKind::Mlp) => {
-            classifier(kind, &weights_file(&args.weights_dir, kind), device)
-        }
+    let f1 = match args.f1 {
+        ModelKind::Gapcnn => ClassifierKind::Gapcnn,
+        ModelKind::Mlp => ClassifierKind::Mlp,
         other => bail!("--f1 must be gapcnn or mlp, not {other:?}"),
-    }
+    };
+    classifier(f1, &weights_file(&args.weights_dir, args.f1), device)
 }
 
 /// What `--json` writes.
