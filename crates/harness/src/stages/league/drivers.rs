@@ -35,22 +35,37 @@ pub fn maps_28(
     if n == 0 {
         return Ok(Tensor::zeros((0, 28, 28), DType::F32, images.device())?);
     }
+    // Only the distinct rows are explained; `place` spreads their maps back.
     let (distinct, place) = distinct_rows(&rows(images)?, classes);
-    if distinct.len() == n {
-        return maps_of_rows(method, images, classes, batch);
-    }
     let select = |picked: &[usize]| -> Result<Tensor> {
         let idx: Vec<u32> = picked.iter().map(|&r| r as u32).collect();
         Ok(Tensor::from_vec(idx, picked.len(), images.device())?)
     };
-    let their_classes: Vec<usize> = distinct.iter().map(|&r| classes[r]).collect();
-    let maps = maps_of_rows(
-        method,
-        &images.index_select(&select(&distinct)?, 0)?,
-        &their_classes,
-        batch,
-    )?;
-    Ok(maps.index_select(&select(&place)?, 0)?)
+    let repeats = distinct.len() < n;
+    let (images, classes) = if repeats {
+        let classes: Vec<usize> = distinct.iter().map(|&r| classes[r]).collect();
+        (images.index_select(&select(&distinct)?, 0)?, classes)
+    } else {
+        (images.clone(), classes.to_vec())
+    };
+    let m = images.dim(0)?;
+    let mut parts = Vec::new();
+    for start in (0..m).step_by(batch.max(1)) {
+        let len = batch.max(1).min(m - start);
+        let chunk = images.narrow(0, start, len)?;
+        let target = Target::PerImage(classes[start..start + len].to_vec());
+        let maps = method.explain(&chunk, &target)?;
+        let maps = match method.resolution() {
+            Resolution::Features => maps.upsampled((28, 28), Upsampling::Bilinear)?,
+            Resolution::Input => maps,
+        };
+        parts.push(maps.maps.to_dtype(DType::F32)?.reshape((len, 28, 28))?);
+    }
+    let maps = Tensor::cat(&parts, 0)?;
+    if repeats {
+        return Ok(maps.index_select(&select(&place)?, 0)?);
+    }
+    Ok(maps)
 }
 
 /// The first row of each distinct (pixels, class) pair, in row order, and each row's
@@ -72,29 +87,6 @@ fn distinct_rows(pixels: &[Vec<f32>], classes: &[usize]) -> (Vec<usize>, Vec<usi
         })
         .collect();
     (distinct, place)
-}
-
-/// [`maps_28`] of every row, `batch` at a time.
-fn maps_of_rows(
-    method: &dyn Explainer,
-    images: &Tensor,
-    classes: &[usize],
-    batch: usize,
-) -> Result<Tensor> {
-    let n = images.dim(0)?;
-    let mut parts = Vec::new();
-    for start in (0..n).step_by(batch.max(1)) {
-        let len = batch.max(1).min(n - start);
-        let chunk = images.narrow(0, start, len)?;
-        let target = Target::PerImage(classes[start..start + len].to_vec());
-        let maps = method.explain(&chunk, &target)?;
-        let maps = match method.resolution() {
-            Resolution::Features => maps.upsampled((28, 28), Upsampling::Bilinear)?,
-            Resolution::Input => maps,
-        };
-        parts.push(maps.maps.to_dtype(DType::F32)?.reshape((len, 28, 28))?);
-    }
-    Ok(Tensor::cat(&parts, 0)?)
 }
 
 /// The section-7 figures of each pair (`a[i]`, `b[i]`) of 28 x 28 signed maps, both
