@@ -88,13 +88,7 @@ pub fn checkpoint<A: Architecture>(path: &Path, device: &Device) -> Result<A> {
 
 /// The checkpoint file of `kind` in a weights directory (`gapcnn.safetensors`, ...).
 pub fn weights_file(dir: &Path, kind: ModelKind) -> PathBuf {
-    let name = match kind {
-        ModelKind::Gapcnn => "gapcnn",
-        ModelKind::Mlp => "mlp",
-        ModelKind::Oracle => "oracle",
-        ModelKind::RobustOracle => "robust-oracle",
-        ModelKind::Svae => "svae",
-    };
+    let name = kind.as_classifier().map_or("svae", ClassifierKind::name);
     dir.join(format!("{name}.safetensors"))
 }
 
