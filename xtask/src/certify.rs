@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::data::SourceArgs;
-use crate::load::ClassifierKind;
+use crate::load::{weights_file, ClassifierKind, FIXTURE_WEIGHTS};
 use crate::output::{print_rows, write_json};
 
 /// The ball's norm.
@@ -100,11 +100,10 @@ pub struct CertifyArgs {
 
 /// The model's layer sequence as a bound network, and its logits function.
 fn network(args: &CertifyArgs, device: &Device) -> Result<(Network, Box<dyn Classifier>, PathBuf)> {
-    let file = args.model.name();
     let w = args
         .weights
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("fixtures/weights/{file}.safetensors")));
+        .unwrap_or_else(|| weights_file(FIXTURE_WEIGHTS.as_ref(), args.model.into()));
     let context = || format!("loading {}", w.display());
     let (net, model): (Network, Box<dyn Classifier>) = match args.model {
         ClassifierKind::Gapcnn => {

@@ -2,6 +2,8 @@
 //! a population, a batch at a time, and reduces per example with the `metrics` crate's
 //! plain-slice functions (ALGORITHMS.md section 12).
 
+use std::collections::HashMap;
+
 use cam::{scale_maps, Explainer, MapScaling, Resolution, Target, Upsampling};
 use candle_core::{DType, Tensor};
 use metrics::{
@@ -71,8 +73,7 @@ pub fn maps_28(
 /// The first row of each distinct (pixels, class) pair, in row order, and each row's
 /// place among them. Pixels compare by their bits.
 fn distinct_rows(pixels: &[Vec<f32>], classes: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    let mut seen: std::collections::HashMap<(Vec<u32>, usize), usize> =
-        std::collections::HashMap::new();
+    let mut seen: HashMap<(Vec<u32>, usize), usize> = HashMap::new();
     let mut distinct = Vec::new();
     let place = pixels
         .iter()
@@ -223,7 +224,7 @@ pub fn pixel_curve_aucs(
                 }
             }
         }
-        let mut aucs = std::collections::HashMap::new();
+        let mut aucs = HashMap::new();
         if !group.is_empty() {
             let t = Tensor::from_vec(buffer, (group.len() * 2 * n_steps, 1, 28, 28), device)?;
             let probs = softmax_rows(&f1.logits(&t)?)?;
