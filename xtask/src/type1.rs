@@ -228,7 +228,8 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         ));
     }
     // With --json, each mode's finished batches are kept beside it until the command
-    // ends, so a killed run resumes where it stopped (keyed by everything they depend on).
+    // ends, so a killed run resumes where it stopped (keyed by everything they depend on,
+    // this build of the program included).
     let fingerprint = harness::InputFingerprint::of_weights_dir(dir, &splits.test)?;
     let partial_path = |k: usize| {
         args.json
@@ -239,9 +240,10 @@ pub fn type1(args: &Type1Args) -> Result<()> {
         partial_path(k).map(|path| harness::Checkpoint {
             path,
             key: format!(
-                "{name} | data {} | inputs {} | pairs {} | batch {} | {config:?}",
+                "{name} | data {} | inputs {} | program {} | pairs {} | batch {} | {config:?}",
                 splits.origin,
                 fingerprint.sha256(),
+                harness::ProgramIdentity::running().sha256(),
                 pairs.digest(),
                 args.batch_size
             ),

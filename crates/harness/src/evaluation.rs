@@ -93,6 +93,7 @@ pub fn run_shard(
         shard,
         config: config.clone(),
         inputs: provenance.inputs.clone(),
+        program: crate::inputs::ProgramIdentity::running().clone(),
         stages: sharded_stages(config),
         seconds: t0.elapsed().as_secs_f64(),
     };
@@ -127,7 +128,10 @@ pub fn merge_shards(
         )));
     }
     evaluate(
-        &Work::Merge(ordered),
+        &Work::Merge {
+            dirs: ordered,
+            program: manifest.program.clone(),
+        },
         models,
         train,
         test,

@@ -91,6 +91,86 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The running program: the sha256 of its executable's bytes. Every cache a run keeps
+/// (the stage cache, the units files, a shard's manifest, the Type I checkpoints) is
+/// keyed by it as well as by the configuration and the inputs, so results computed by
+/// another build of the program, which may compute them differently, are recomputed
+/// instead of mixed with this build's. A rebuild of the same sources with the same
+/// toolchain gives the same bytes; any change to the code, the dependencies, the
+/// compiler or its flags gives others.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProgramIdentity(String);
+
+/// Separates the program's hash from any other sha256 of the same bytes.
+const PROGRAM_DOMAIN: &[u8] = b"harness program identity v1\0";
+
+impl ProgramIdentity {
+    /// The identity of the program whose executable is `path` (read in 1 MiB pieces);
+    /// an unreadable file is an error naming it.
+    pub fn of_executable(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let io = |source| HarnessError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut h = Sha256::new();
+        h.update(PROGRAM_DOMAIN);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(Self(hex(&h.finalize())))
+    }
+
+    /// An identity from its 64 hex digits, as a cache file records it.
+    pub fn from_sha256(sha256: &str) -> Self {
+        Self(sha256.to_string())
+    }
+
+    /// The running program (computed once a process). Its executable is read through
+    /// `/proc/self/exe` where there is one, which still reads a binary replaced on disk
+    /// while it runs (a rebuild during a run), else through `std::env::current_exe`.
+    /// Where neither can be read the identity is `unknown-<version>`: then builds of the
+    /// same version share caches, as every build did before the identity was recorded.
+    pub fn running() -> &'static Self {
+        static RUNNING: std::sync::OnceLock<ProgramIdentity> = std::sync::OnceLock::new();
+        RUNNING.get_or_init(|| {
+            let proc_exe = Path::new("/proc/self/exe");
+            Self::of_executable(proc_exe)
+                .or_else(|_| {
+                    let exe = std::env::current_exe().map_err(|source| HarnessError::Io {
+                        path: proc_exe.to_path_buf(),
+                        source,
+                    })?;
+                    Self::of_executable(&exe)
+                })
+                .unwrap_or_else(|_| Self(format!("unknown-{}", env!("CARGO_PKG_VERSION"))))
+        })
+    }
+
+    /// All of it (64 hex digits, or `unknown-<version>`).
+    pub fn sha256(&self) -> &str {
+        &self.0
+    }
+
+    /// The first [`SHORT_DIGITS`] characters, for messages.
+    pub fn short(&self) -> &str {
+        self.0.get(..SHORT_DIGITS).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ProgramIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
 /// Where the data and weights came from, for the report, and their fingerprint, which
 /// also keys the cached stages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +220,43 @@ mod tests {
         assert_ne!(
             InputFingerprint::new(w, &square),
             InputFingerprint::new(w, &wide)
+        );
+    }
+
+    #[test]
+    fn the_program_identity_is_the_hash_of_every_byte_of_the_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("program");
+        // Larger than one read, so the pieces are joined in order.
+        let mut bytes: Vec<u8> = (0..(3 << 20) + 7).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let id = ProgramIdentity::of_executable(&path).unwrap();
+        let mut h = Sha256::new();
+        h.update(PROGRAM_DOMAIN);
+        h.update(&bytes);
+        assert_eq!(id.sha256(), hex(&h.finalize()));
+        assert_eq!(id.short(), &id.sha256()[..SHORT_DIGITS]);
+        assert_eq!(id, ProgramIdentity::of_executable(&path).unwrap());
+        // One byte anywhere, the last one of a piece included, is another program.
+        for at in [0, (1 << 20) - 1, 1 << 20, bytes.len() - 1] {
+            bytes[at] ^= 1;
+            std::fs::write(&path, &bytes).unwrap();
+            assert_ne!(
+                id,
+                ProgramIdentity::of_executable(&path).unwrap(),
+                "byte {at}"
+            );
+            bytes[at] ^= 1;
+        }
+        let missing = dir.path().join("gone");
+        let e = ProgramIdentity::of_executable(&missing).unwrap_err();
+        assert!(e.to_string().contains("gone"), "{e}");
+        // The running test binary has a readable executable, so a real hash.
+        let running = ProgramIdentity::running();
+        assert_eq!(running.sha256().len(), 64, "{running:?}");
+        assert_eq!(
+            running,
+            &ProgramIdentity::of_executable(&std::env::current_exe().unwrap()).unwrap()
         );
     }
 

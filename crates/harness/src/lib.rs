@@ -71,7 +71,7 @@ pub use compare::{compare_runs, FileComparison, TIMING_KEYS};
 pub use config::ExperimentConfig;
 pub use error::{HarnessError, Result, Violation};
 pub use evaluation::{merge_shards, run_evaluation, run_shard};
-pub use inputs::{InputFingerprint, Provenance};
+pub use inputs::{InputFingerprint, ProgramIdentity, Provenance};
 pub use progress::{Progress, Silent};
 pub use results::Evaluation;
 pub use roc::{RocComparison, Scored};

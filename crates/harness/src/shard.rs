@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::error::{HarnessError, Result};
-use crate::inputs::InputFingerprint;
+use crate::inputs::{InputFingerprint, ProgramIdentity};
 
 /// The file a finished shard leaves in its directory.
 pub const SHARD_FILE: &str = "shard.json";
@@ -92,8 +92,12 @@ pub(crate) enum Work {
     All,
     /// Computes this shard's units only; nothing is assembled.
     Shard(Shard),
-    /// Reads every unit from the shards' directories (ordered by shard index).
-    Merge(Vec<PathBuf>),
+    /// Reads every unit from the shards' directories (ordered by shard index), written
+    /// by `program` (the build that ran the shards, which need not be the merging one).
+    Merge {
+        dirs: Vec<PathBuf>,
+        program: ProgramIdentity,
+    },
 }
 
 /// What a units file starts with: what made it.
@@ -104,6 +108,9 @@ struct UnitsHeader {
     shard: Option<Shard>,
     config: ExperimentConfig,
     inputs: InputFingerprint,
+    /// The build that computed the units: a units file of another build is started
+    /// afresh (and a file from before the build was recorded does not parse).
+    program: ProgramIdentity,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,14 +177,20 @@ fn parse<R: DeserializeOwned>(text: &str, path: &Path) -> Result<R> {
 }
 
 impl Units<'_> {
-    /// The header of this run's units file of `stage` with `units` units, as `shard`.
+    /// The header of this run's units file of `stage` with `units` units, as `shard`
+    /// (in a merge: as the shards' build wrote it, otherwise as this build writes it).
     fn header(&self, stage: &str, units: usize, shard: Option<Shard>) -> UnitsHeader {
+        let program = match self.work {
+            Work::Merge { program, .. } => program,
+            _ => ProgramIdentity::running(),
+        };
         UnitsHeader {
             stage: stage.to_string(),
             units,
             shard,
             config: self.config.clone(),
             inputs: self.inputs.clone(),
+            program: program.clone(),
         }
     }
 
@@ -212,7 +225,7 @@ impl Units<'_> {
         count: usize,
         mut compute: impl FnMut(usize) -> Result<R>,
     ) -> Result<Option<Vec<R>>> {
-        if let Work::Merge(dirs) = self.work {
+        if let Work::Merge { dirs, .. } = self.work {
             return self.merged(stage, owner_stage, count, dirs).map(Some);
         }
         let shard = self.own_shard();
@@ -291,7 +304,7 @@ impl Units<'_> {
             let (_, lines) = read_lines(&path, |h| h == &header).ok_or_else(|| {
                 HarnessError::Other(format!(
                     "{}: not the units of stage {stage} ({count} units) of shard {k}/{n} \
-                     under this configuration and these inputs",
+                     under this configuration, these inputs and the shards' build",
                     path.display()
                 ))
             })?;
@@ -327,6 +340,9 @@ pub struct ShardManifest {
     pub config: ExperimentConfig,
     /// The fingerprint of the weights and the test set.
     pub inputs: InputFingerprint,
+    /// The build of the program that computed it (shards of different builds are not
+    /// merged: their results could differ in the last bits, or more).
+    pub program: ProgramIdentity,
     /// The stages whose units it computed, in order.
     pub stages: Vec<String>,
     /// Seconds the shard's run took.
@@ -388,6 +404,16 @@ pub fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, ShardManifest)> {
                 first_dir.display(),
                 m.inputs.short(),
                 first.inputs.short()
+            )));
+        }
+        if m.program != first.program {
+            return Err(HarnessError::Other(format!(
+                "{} and {} are shards computed by different builds of the program \
+                 (executables {} and {}): run every shard with the same build",
+                dir.display(),
+                first_dir.display(),
+                m.program.short(),
+                first.program.short()
             )));
         }
         if m.shard.count != first.shard.count {
@@ -473,6 +499,13 @@ mod tests {
 
     /// Runs `stage` with `count` units whose record is `10 * u` under `work` in `dir`,
     /// counting the units computed.
+    fn merge(dirs: &[PathBuf]) -> Work {
+        Work::Merge {
+            dirs: dirs.to_vec(),
+            program: ProgramIdentity::running().clone(),
+        }
+    }
+
     fn run(
         dir: &Path,
         work: &Work,
@@ -522,7 +555,7 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..7).collect::<Vec<_>>(), "each unit computed once");
-        let merged = run(root.path(), &Work::Merge(dirs.clone()), 7, &mut computed);
+        let merged = run(root.path(), &merge(&dirs), 7, &mut computed);
         assert_eq!(merged.unwrap().unwrap(), all);
         assert!(computed.is_empty(), "a merge computes nothing");
 
@@ -531,7 +564,7 @@ mod tests {
         let text = std::fs::read_to_string(&lost).unwrap();
         let kept: Vec<&str> = text.lines().take(2).collect();
         std::fs::write(&lost, format!("{}\n{{\"unit\":", kept.join("\n"))).unwrap();
-        let e = run(root.path(), &Work::Merge(dirs.clone()), 7, &mut computed).unwrap_err();
+        let e = run(root.path(), &merge(&dirs), 7, &mut computed).unwrap_err();
         assert!(e.to_string().contains("shard 1/3"), "{e}");
         let mut again = Vec::new();
         run(
@@ -544,11 +577,35 @@ mod tests {
         let owned: Vec<usize> = (0..7).filter(|&u| owner("s", u, 3) == 1).collect();
         assert!(owned.len() >= 2, "{owned:?}");
         assert_eq!(again, owned[1..], "only the lost units");
-        let merged = run(root.path(), &Work::Merge(dirs.clone()), 7, &mut computed);
+        let merged = run(root.path(), &merge(&dirs), 7, &mut computed);
         assert_eq!(merged.unwrap().unwrap(), all);
 
+        // Units written by another build are recomputed by this one, and a merge of
+        // another build's shards does not take this build's units.
+        let text = std::fs::read_to_string(units_path(&single, "s")).unwrap();
+        let running = ProgramIdentity::running().sha256();
+        assert!(text.lines().next().unwrap().contains(running), "{text}");
+        let other = "d".repeat(64);
+        std::fs::write(units_path(&single, "s"), text.replacen(running, &other, 1)).unwrap();
+        computed.clear();
+        assert_eq!(
+            run(&single, &Work::All, 7, &mut computed).unwrap().unwrap(),
+            all
+        );
+        assert_eq!(
+            computed,
+            (0..7).collect::<Vec<_>>(),
+            "another build's units"
+        );
+        let theirs = Work::Merge {
+            dirs: dirs.clone(),
+            program: ProgramIdentity::from_sha256(&other),
+        };
+        let e = run(root.path(), &theirs, 7, &mut computed).unwrap_err();
+        assert!(e.to_string().contains("the shards' build"), "{e}");
+
         // Units of another stage size are not these units.
-        let e = run(root.path(), &Work::Merge(dirs), 8, &mut computed).unwrap_err();
+        let e = run(root.path(), &merge(&dirs), 8, &mut computed).unwrap_err();
         assert!(
             e.to_string().contains("not the units of stage s (8 units)"),
             "{e}"
@@ -556,11 +613,23 @@ mod tests {
     }
 
     fn manifest(dir: &Path, k: usize, n: usize, config: ExperimentConfig, byte: u8) -> PathBuf {
+        manifest_by(dir, k, n, config, byte, ProgramIdentity::running())
+    }
+
+    fn manifest_by(
+        dir: &Path,
+        k: usize,
+        n: usize,
+        config: ExperimentConfig,
+        byte: u8,
+        program: &ProgramIdentity,
+    ) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
         let m = ShardManifest {
             shard: Shard { index: k, count: n },
             config,
             inputs: inputs(byte),
+            program: program.clone(),
             stages: vec!["s".into()],
             seconds: 1.0,
         };
@@ -598,6 +667,13 @@ mod tests {
         let other = manifest(&d("e"), 0, 2, q(), 1);
         let e = check_shards(&[a.clone(), other]).unwrap_err().to_string();
         assert!(e.contains("different inputs"), "{e}");
+        let rebuilt = ProgramIdentity::from_sha256(&"c".repeat(64));
+        let other = manifest_by(&d("h"), 0, 2, q(), 0, &rebuilt);
+        let e = check_shards(&[a.clone(), other]).unwrap_err().to_string();
+        assert!(
+            e.contains("different builds") && e.contains("cccccccccccc") && e.contains("/h"),
+            "{e}"
+        );
         let e = check_shards(std::slice::from_ref(&a))
             .unwrap_err()
             .to_string();
