@@ -33,10 +33,11 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     }
     let differing = rows.iter().filter(|r| !r.same()).count();
     println!(
-        "{} files: {} the same up to timings ({}), {differing} not",
+        "{} files: {} the same up to timings ({}) and the build ({}), {differing} not",
         rows.len(),
         rows.len() - differing,
-        harness::TIMING_KEYS.join(", ")
+        harness::TIMING_KEYS.join(", "),
+        harness::BUILD_KEYS.join(", ")
     );
     write_json(args.json.as_deref(), &rows)?;
     if differing > 0 {

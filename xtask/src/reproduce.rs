@@ -289,6 +289,9 @@ fn load_inputs(
     // other weights or data are recomputed.
     let inputs = InputFingerprint::of_weights_dir(weights_dir, test)?;
     eprintln!("inputs: {} (sha256 {})", inputs.short(), inputs.sha256());
+    // Every cache in `--out` is keyed by this build too.
+    let program = harness::ProgramIdentity::running();
+    eprintln!("program: {program} (sha256 of this executable; stages cached by another build are recomputed)");
     Ok((
         models,
         Provenance {

@@ -1,6 +1,6 @@
 //! Compares two result directories as `cargo xtask compare` does: every artifact byte for
 //! byte, except the timings (`summary.json`'s timing fields, the report's
-//! [`TIMINGS_HEADING`] section). The stage cache (`stages/`), trained weights and a
+//! [`TIMINGS_HEADING`] section) and the build that computed them ([`BUILD_KEYS`]). The stage cache (`stages/`), trained weights and a
 //! shard's manifest are not results and are left out.
 
 use std::collections::BTreeSet;
@@ -20,6 +20,10 @@ pub const TIMING_KEYS: [&str; 6] = [
     "seconds_per_radius",
     "seconds",
 ];
+
+/// `summary.json` keys (at any depth) that name the build of the program: two builds
+/// whose results agree compare the same.
+pub const BUILD_KEYS: [&str; 1] = ["program"];
 
 /// How one file compares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,7 +73,9 @@ fn files(root: &Path) -> Result<BTreeSet<String>> {
 fn strip_timings(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
-            map.retain(|k, _| !TIMING_KEYS.contains(&k.as_str()));
+            map.retain(|k, _| {
+                !TIMING_KEYS.contains(&k.as_str()) && !BUILD_KEYS.contains(&k.as_str())
+            });
             map.values_mut().for_each(strip_timings);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_timings),
@@ -194,6 +200,7 @@ mod tests {
         for (dir, secs, auc) in [(&a, 1.5, 0.9), (&b, 7.25, 0.9)] {
             std::fs::create_dir_all(dir.join("stages")).unwrap();
             let summary = serde_json::json!({
+                "versions": {"toolkit": "0.1.0", "program": format!("{secs}")},
                 "wall_seconds": secs,
                 "type2": {"fgsm": {"images_per_second": secs, "success_rate": auc}},
                 "stage_seconds": [{"stage": "x", "seconds": secs}],

@@ -381,6 +381,10 @@ fn evaluate(
         },
         config,
         provenance,
+        match work {
+            Work::Merge { program, .. } => program,
+            _ => crate::inputs::ProgramIdentity::running(),
+        },
         &times,
         t0.elapsed().as_secs_f64(),
     );

@@ -67,7 +67,7 @@ pub use artifact::{csv, write_atomic};
 pub use bundle::Models;
 pub use cache::StageTime;
 pub use cam_change::{CamChange, MapChange};
-pub use compare::{compare_runs, FileComparison, TIMING_KEYS};
+pub use compare::{compare_runs, FileComparison, BUILD_KEYS, TIMING_KEYS};
 pub use config::ExperimentConfig;
 pub use error::{HarnessError, Result, Violation};
 pub use evaluation::{merge_shards, run_evaluation, run_shard};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::StageTime;
 use crate::cam_change::MapChange;
 use crate::config::ExperimentConfig;
-use crate::inputs::Provenance;
+use crate::inputs::{ProgramIdentity, Provenance};
 use crate::roc::RocComparison;
 use crate::stages::league::LeagueTable;
 use crate::stages::type1::{JudgeAccuracy, ModeSummary, Type1MapChange};
@@ -48,7 +48,7 @@ pub struct Summary {
     pub config: ExperimentConfig,
     /// The configuration's seed.
     pub seed: u64,
-    /// Versions of this toolkit and of candle.
+    /// Versions of this toolkit and of candle, and the build that computed the results.
     pub versions: Versions,
     /// Where the data came from.
     pub data: String,
@@ -322,6 +322,10 @@ pub struct Versions {
     pub toolkit: String,
     /// candle.
     pub candle: String,
+    /// The build of the program that computed the stages (all 64 hex digits of its
+    /// [`ProgramIdentity`]; in a merge, the shards' build). `xtask compare` leaves it
+    /// out with the timings: two builds that agree on every result are what it checks.
+    pub program: String,
 }
 
 /// `inputs`.
@@ -358,6 +362,7 @@ impl Summary {
         r: &StageResults<'_>,
         config: &ExperimentConfig,
         provenance: &Provenance,
+        program: &ProgramIdentity,
         stage_seconds: &[StageTime],
         wall_seconds: f64,
     ) -> Self {
@@ -481,6 +486,7 @@ impl Summary {
             versions: Versions {
                 toolkit: env!("CARGO_PKG_VERSION").into(),
                 candle: "0.11.1".into(),
+                program: program.sha256().to_string(),
             },
             data: provenance.data.clone(),
             weights: provenance.weights.clone(),

@@ -440,10 +440,17 @@ fn stage_times(e: &Evaluation) -> String {
         "## {TIMINGS_HEADING}\n\n\
          Each stage's computation ({} s in all; this run's wall time {} s). A stage reused from \
          `stages/` shows the time of the run that computed it (n/a: cached before times were \
-         kept). Timings of one machine: see docs/PERFORMANCE.md.\n\n\
+         kept). Timings of one machine: see docs/PERFORMANCE.md. Computed by the build \
+         `{}` of the program (the sha256 of its executable; stages cached by another build are \
+         recomputed).\n\n\
          | stage | seconds | share | this run |\n|---|---|---|---|\n",
         num(total),
-        num(e.summary.wall_seconds)
+        num(e.summary.wall_seconds),
+        e.summary
+            .versions
+            .program
+            .get(..12)
+            .unwrap_or(&e.summary.versions.program)
     );
     for t in times {
         let _ = writeln!(
