@@ -497,8 +497,7 @@ mod tests {
         }
     }
 
-    /// Runs `stage` with `count` units whose record is `10 * u` under `work` in `dir`,
-    /// counting the units computed.
+    /// A merge of `dirs`, written by this build.
     fn merge(dirs: &[PathBuf]) -> Work {
         Work::Merge {
             dirs: dirs.to_vec(),
@@ -506,6 +505,8 @@ mod tests {
         }
     }
 
+    /// Runs `stage` with `count` units whose record is `10 * u` under `work` in `dir`,
+    /// counting the units computed.
     fn run(
         dir: &Path,
         work: &Work,
