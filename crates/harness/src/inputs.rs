@@ -58,23 +58,37 @@ impl InputFingerprint {
             test,
         ))
     }
-
-    /// All 64 hex digits.
-    pub fn sha256(&self) -> &str {
-        &self.0
-    }
-
-    /// The first [`SHORT_DIGITS`] hex digits, for reports.
-    pub fn short(&self) -> &str {
-        self.0.get(..SHORT_DIGITS).unwrap_or(&self.0)
-    }
 }
 
-impl fmt::Display for InputFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.short())
-    }
+/// `sha256` (all of the digest), `short` (its first [`SHORT_DIGITS`] characters, for
+/// reports and messages) and `Display` (the short form) of a newtype over a hex digest.
+macro_rules! hex_digest {
+    ($t:ty, $all:literal) => {
+        impl $t {
+            #[doc = $all]
+            pub fn sha256(&self) -> &str {
+                &self.0
+            }
+
+            /// The first [`SHORT_DIGITS`] characters, for reports and messages.
+            pub fn short(&self) -> &str {
+                self.0.get(..SHORT_DIGITS).unwrap_or(&self.0)
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.short())
+            }
+        }
+    };
 }
+
+hex_digest!(InputFingerprint, "All 64 hex digits.");
+hex_digest!(
+    ProgramIdentity,
+    "All of it (64 hex digits, or `unknown-<version>`)."
+);
 
 fn framed(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_le_bytes());
@@ -152,22 +166,6 @@ impl ProgramIdentity {
                 })
                 .unwrap_or_else(|_| Self(format!("unknown-{}", env!("CARGO_PKG_VERSION"))))
         })
-    }
-
-    /// All of it (64 hex digits, or `unknown-<version>`).
-    pub fn sha256(&self) -> &str {
-        &self.0
-    }
-
-    /// The first [`SHORT_DIGITS`] characters, for messages.
-    pub fn short(&self) -> &str {
-        self.0.get(..SHORT_DIGITS).unwrap_or(&self.0)
-    }
-}
-
-impl fmt::Display for ProgramIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.short())
     }
 }
 
