@@ -55,10 +55,9 @@ impl Tally {
 }
 
 fn f1_model(args: &Type1Args, device: &Device) -> Result<Box<dyn Classifier>> {
-    let f1 = match args.f1 {
-        ModelKind::Gapcnn => ClassifierKind::Gapcnn,
-        ModelKind::Mlp => ClassifierKind::Mlp,
-        other => bail!("--f1 must be gapcnn or mlp, not {other:?}"),
+    let f1 = match args.f1.as_classifier() {
+        Some(kind @ (ClassifierKind::Gapcnn | ClassifierKind::Mlp)) => kind,
+        _ => bail!("--f1 must be gapcnn or mlp, not {:?}", args.f1),
     };
     classifier(f1, &weights_file(&args.weights_dir, args.f1), device)
 }

@@ -1,7 +1,8 @@
 //! Compares two result directories as `cargo xtask compare` does: every artifact byte for
 //! byte, except the timings (`summary.json`'s timing fields, the report's
-//! [`TIMINGS_HEADING`] section) and the build that computed them ([`BUILD_KEYS`]). The stage cache (`stages/`), trained weights and a
-//! shard's manifest are not results and are left out.
+//! [`TIMINGS_HEADING`] section) and the build that computed them ([`BUILD_KEYS`]). The
+//! stage cache (`stages/`), trained weights and a shard's manifest are not results and
+//! are left out.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

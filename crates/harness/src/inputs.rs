@@ -155,16 +155,10 @@ impl ProgramIdentity {
     pub fn running() -> &'static Self {
         static RUNNING: std::sync::OnceLock<ProgramIdentity> = std::sync::OnceLock::new();
         RUNNING.get_or_init(|| {
-            let proc_exe = Path::new("/proc/self/exe");
-            Self::of_executable(proc_exe)
-                .or_else(|_| {
-                    let exe = std::env::current_exe().map_err(|source| HarnessError::Io {
-                        path: proc_exe.to_path_buf(),
-                        source,
-                    })?;
-                    Self::of_executable(&exe)
-                })
-                .unwrap_or_else(|_| Self(format!("unknown-{}", env!("CARGO_PKG_VERSION"))))
+            Self::of_executable(Path::new("/proc/self/exe"))
+                .ok()
+                .or_else(|| Self::of_executable(&std::env::current_exe().ok()?).ok())
+                .unwrap_or_else(|| Self(format!("unknown-{}", env!("CARGO_PKG_VERSION"))))
         })
     }
 }

@@ -446,11 +446,7 @@ fn stage_times(e: &Evaluation) -> String {
          | stage | seconds | share | this run |\n|---|---|---|---|\n",
         num(total),
         num(e.summary.wall_seconds),
-        e.summary
-            .versions
-            .program
-            .get(..12)
-            .unwrap_or(&e.summary.versions.program)
+        crate::inputs::ProgramIdentity::from_sha256(&e.summary.versions.program).short()
     );
     for t in times {
         let _ = writeln!(
