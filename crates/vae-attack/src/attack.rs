@@ -197,7 +197,8 @@ struct Verdict {
     f2_prob: Vec<f32>,
     f1_pred: Option<Vec<u32>>,
     margin: Option<Vec<f32>>,
-    oracle_pred: Option<Vec<u32>>,
+    /// Per row, when the oracle was asked about it.
+    oracle_pred: Option<Vec<Option<u32>>>,
 }
 
 /// Who takes part in the run, and the rule that says a pair is done.
@@ -217,8 +218,12 @@ impl Judge<'_> {
         self.oracle.is_some() && (last || self.stop == Stop::Oracle)
     }
 
-    /// Success per row of `terms`, from the terms at its current z.
-    fn verdict(&self, terms: &Iterate, last: bool) -> Result<Verdict> {
+    /// Success per row of `terms`, from the terms at its current z. The oracle is asked
+    /// about every row when `last` or `every_row` (a trajectory point records its
+    /// answer), otherwise only about the rows that every other condition already calls
+    /// a success: its answer cannot change another row's verdict, and most rows of a
+    /// long run fail on f1 (or f2) alone.
+    fn verdict(&self, terms: &Iterate, last: bool, every_row: bool) -> Result<Verdict> {
         let rows = &terms.rows;
         let f2_pred = argmax_rows(&terms.f2_logits)?;
         let targets: Vec<u32> = rows.iter().map(|&i| self.targets[i]).collect();
@@ -238,19 +243,10 @@ impl Judge<'_> {
             .transpose()?;
         let f1_pred = terms.f1_logits.as_ref().map(argmax_rows).transpose()?;
         let margin = terms.margin.as_ref().map(rows_f32).transpose()?;
-        let oracle_pred = match self.oracle {
-            Some(o) if self.asks_oracle(last) => {
-                let images = terms.images.as_ref().ok_or_else(|| {
-                    AttackError::InvalidInput("the oracle needs the decoded images".into())
-                })?;
-                Some(o.predict(&images.detach())?)
-            }
-            _ => None,
-        };
-        let ok = (0..rows.len())
+        // Success per row before the oracle's say.
+        let before_oracle: Vec<bool> = (0..rows.len())
             .map(|r| {
                 let target = targets[r];
-                let oracle_ok = oracle_pred.as_ref().is_none_or(|p| p[r] == target);
                 let kept = f1_pred.as_ref().is_none_or(|p| p[r] == self.keep[rows[r]]);
                 match (self.stop, &f1_pred) {
                     (
@@ -268,13 +264,53 @@ impl Judge<'_> {
                             && margin_ok
                             && image_ok
                     }
-                    (_, Some(_)) => kept && oracle_ok,
-                    (_, None) => f2_pred[r] == target && oracle_ok,
+                    (_, Some(_)) => kept,
+                    (_, None) => f2_pred[r] == target,
                 }
             })
             .collect();
+        let oracle_pred = match self.oracle {
+            Some(o) if self.asks_oracle(last) => {
+                let images = terms.images.as_ref().ok_or_else(|| {
+                    AttackError::InvalidInput("the oracle needs the decoded images".into())
+                })?;
+                let asked: Vec<usize> = (0..rows.len())
+                    .filter(|&r| last || every_row || before_oracle[r])
+                    .collect();
+                let mut answers = vec![None; rows.len()];
+                if !asked.is_empty() {
+                    let images = images.detach();
+                    let images = if asked.len() == rows.len() {
+                        images
+                    } else {
+                        let index = Tensor::from_vec(
+                            asked.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+                            asked.len(),
+                            images.device(),
+                        )?;
+                        images.index_select(&index, 0)?
+                    };
+                    for (&r, p) in asked.iter().zip(o.predict(&images)?) {
+                        answers[r] = Some(p);
+                    }
+                }
+                Some(answers)
+            }
+            _ => None,
+        };
+        // The judge-free stop never takes the oracle's word, even on the final codes.
+        let oracle_judges = !matches!(self.stop, Stop::Confident { .. });
+        let success = (0..rows.len())
+            .map(|r| {
+                before_oracle[r]
+                    && (!oracle_judges
+                        || oracle_pred
+                            .as_ref()
+                            .is_none_or(|p| p[r] == Some(targets[r])))
+            })
+            .collect();
         Ok(Verdict {
-            success: ok,
+            success,
             f2_pred,
             f2_prob,
             f1_pred,
@@ -417,19 +453,21 @@ fn run(
         }
         let mut terms = Iterate::concat(parts)?;
         let rows = terms.rows.clone();
+        let point_due = config.record_every > 0 && it % config.record_every == 0;
+        // A trajectory point records the oracle's answer for every row.
+        let every_row = point_due || (last && config.record_every > 0);
         let Verdict {
             success: succeeded,
             f2_pred,
             oracle_pred,
             ..
-        } = judge.verdict(&terms, false)?;
+        } = judge.verdict(&terms, false, every_row)?;
         let stops: Vec<bool> = (0..rows.len())
             .map(|r| last || (config.stop != Stop::Budget && succeeded[r]))
             .collect();
         let j1 = terms.j1.as_ref().map(rows_f32).transpose()?;
         let j2 = rows_f32(&terms.j2)?;
         let margins = terms.margin.as_ref().map(rows_f32).transpose()?;
-        let point_due = config.record_every > 0 && it % config.record_every == 0;
         let frame_due = config.frame_every > 0 && it % config.frame_every == 0;
         let any_stop = stops.iter().any(|&s| s);
         // Frames are kept whether or not a point is due, so any frame_every works.
@@ -468,7 +506,7 @@ fn run(
                         k: k[i] as f32,
                         margin: margins.as_ref().map_or(0.0, |m| m[r]),
                         f1_probs: probs.as_ref().map(|p| p[r].clone()).unwrap_or_default(),
-                        oracle_pred: oracle_pred.as_ref().map(|p| p[r]),
+                        oracle_pred: oracle_pred.as_ref().and_then(|p| p[r]),
                         f2_pred: f2_pred[r],
                     });
                 }
@@ -548,7 +586,7 @@ fn run(
         f1_pred,
         margin,
         oracle_pred,
-    } = judge.verdict(&terms, true)?;
+    } = judge.verdict(&terms, true, true)?;
     let out_images = terms
         .images
         .ok_or_else(|| AttackError::InvalidInput("no decoded image".into()))?
@@ -564,7 +602,9 @@ fn run(
         f1_pred: f1_pred.unwrap_or_default(),
         margin: margin.unwrap_or_default(),
         f2_prob,
-        oracle_pred: oracle_pred.unwrap_or_default(),
+        oracle_pred: oracle_pred
+            .map(|p| p.into_iter().flatten().collect())
+            .unwrap_or_default(),
         f2_pred,
         trajectories,
     })

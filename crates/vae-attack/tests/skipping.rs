@@ -1,9 +1,12 @@
 //! The attack skips work (stopped pairs leave the batch; a pair whose adaptive k is 0 is
-//! not differentiated through the decoder and f1). This checks, on the bundled weights
-//! and digits, that the skipping changes no decision and the codes only by rounding: a
-//! plain loop over the whole batch, every term in the graph every iteration, stops every
-//! pair at the same iteration and reaches the same codes to 1e-5 (a missing gradient
-//! moves them by 1e-3 or more).
+//! not differentiated through the decoder and f1; the oracle is asked only about pairs
+//! that f1 still calls by their kept label). This checks, on the bundled weights and
+//! digits, that the skipping changes no decision and the codes only by rounding: a plain
+//! loop over the whole batch, every term in the graph and the oracle on every pair every
+//! iteration, stops every pair at the same iteration and reaches the same codes to 1e-5
+//! (a missing gradient moves them by 1e-3 or more).
+
+use std::cell::Cell;
 
 use std::path::Path;
 
@@ -12,8 +15,23 @@ use mnist_data::PixelFormat;
 use models::{load_model, Classifier, GapCnn, Oracle, Svae};
 use vae_attack::{latent_objective, next_k, type_one_attack, LatentAttackConfig, Objective, Stop};
 
+/// The oracle, counting the images it is asked about.
+struct Counting<'a> {
+    oracle: &'a Oracle,
+    images: Cell<usize>,
+}
+
+impl Classifier for Counting<'_> {
+    fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        self.images.set(self.images.get() + images.dim(0)?);
+        self.oracle.logits(images)
+    }
+}
+
 struct Reference {
     z: Vec<Vec<f32>>,
+    /// Images the oracle was asked about: every running pair, every iteration.
+    oracle_images: usize,
     iterations: Vec<usize>,
     /// Iterations at which some pairs had k > 0 and others k = 0, both still running.
     mixed_iterations: usize,
@@ -44,6 +62,7 @@ fn reference(
     let mut active = vec![true; n];
     let mut iterations = vec![config.max_iters; n];
     let mut mixed_iterations = 0;
+    let mut oracle_images = 0;
     for it in 0..=config.max_iters {
         let kt = Tensor::from_vec(k.iter().map(|&k| k as f32).collect(), n, dev).unwrap();
         let terms = latent_objective(svae, Some(f1), z.as_tensor(), &t, &y, &kt, config).unwrap();
@@ -56,6 +75,7 @@ fn reference(
             .to_vec1()
             .unwrap();
         let oracle_pred = oracle.predict(&terms.images.detach()).unwrap();
+        oracle_images += active.iter().filter(|&&a| a).count();
         for i in 0..n {
             let success = f1_pred[i] == keep[i] && oracle_pred[i] == targets[i];
             if active[i] && (it == config.max_iters || success) {
@@ -103,6 +123,7 @@ fn reference(
     }
     Reference {
         z: z.as_tensor().to_vec2().unwrap(),
+        oracle_images,
         iterations,
         mixed_iterations,
     }
@@ -136,7 +157,11 @@ fn skipping_work_changes_the_codes_only_by_rounding() {
         ..LatentAttackConfig::type_one()
     };
     let want = reference(&svae, &f1, &oracle, &x, &keep, &targets, &config);
-    let got = type_one_attack(&svae, &f1, &oracle, &x, &keep, &targets, None, &config).unwrap();
+    let counting = Counting {
+        oracle: &oracle,
+        images: Cell::new(0),
+    };
+    let got = type_one_attack(&svae, &f1, &counting, &x, &keep, &targets, None, &config).unwrap();
     // Both shortcuts were taken: pairs stopped early, and k was 0 for some running pairs
     // while positive for others.
     let early = want
@@ -150,6 +175,18 @@ fn skipping_work_changes_the_codes_only_by_rounding() {
         "k never differed between running pairs"
     );
     assert_eq!(got.iterations, want.iterations);
+    // The oracle was spared the pairs f1 had let go of (the final judgement asks it
+    // about every pair once more).
+    let asked = counting.images.get() - keep.len();
+    assert!(
+        asked < want.oracle_images,
+        "the oracle was asked about {asked} images, as many as the plain loop's {}",
+        want.oracle_images
+    );
+    println!(
+        "the oracle saw {asked} images during the attack, the plain loop's {}",
+        want.oracle_images
+    );
     // The engine picks its kernels by batch size (a GEMM of one or two rows, the fast
     // convolutions below 26 images), so a pair computed among fewer others can differ in
     // the last bits; the arithmetic itself is the same.
