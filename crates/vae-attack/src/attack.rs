@@ -339,8 +339,12 @@ fn stack_rows(all: &[Tensor], rows: &[usize]) -> CResult<Tensor> {
 /// only what carries a gradient: stopped pairs leave the batch; a pair whose f1 weight is
 /// zero (the adaptive k starts at 0 and often stays there for hundreds of iterations)
 /// has G(z) and f1 evaluated on a detached code, so the backward through the decoder and
-/// f1 (most of an iteration's work) is skipped. Neither changes the arithmetic: every
-/// operation is row-wise, and the skipped gradient is `0 * dJ1/dz`; only the engine's
+/// f1 (most of an iteration's work) is skipped; in the constrained objective only the
+/// pairs whose hinge is active go through f1's backward (`loss::hinge_term`); the
+/// oracle of the early stop is asked only about the pairs whose other conditions
+/// already hold (and about every pair at a trajectory point). None changes the
+/// arithmetic: every operation is row-wise, and a skipped gradient is zero (`0 * dJ1/dz`,
+/// or an inactive hinge's); only the engine's
 /// choice of kernel by batch size (a GEMM of one or two rows, the fast convolutions below
 /// 26 images) can change the last bits. The transition decodes G(z) only when an oracle
 /// or a frame asks for it.

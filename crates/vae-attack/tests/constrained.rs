@@ -2,7 +2,7 @@
 //! objective against finite differences, the margin and multiplier rules, the start
 //! towards the target's mean code, and the proof that no judge is asked during it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use candle_core::{DType, Device, Result as CResult, Tensor, Var};
@@ -90,6 +90,151 @@ fn constrained_objective_gradient_matches_finite_differences() {
         let lam = [0.5, 2.0, 7.0][i];
         let want = lam * (50.0 - margin[i]).max(0.0);
         assert!((term[i] - want).abs() < 1e-9 * want.abs().max(1.0), "{i}");
+    }
+}
+
+/// A classifier that counts the rows it is asked about, and how many of them carried a
+/// gradient (a graph back to the code).
+struct RowCounting<'a> {
+    inner: &'a dyn Classifier,
+    rows: Cell<usize>,
+    tracked_rows: Cell<usize>,
+}
+
+impl Classifier for RowCounting<'_> {
+    fn logits(&self, images: &Tensor) -> CResult<Tensor> {
+        let n = images.dim(0)?;
+        self.rows.set(self.rows.get() + n);
+        if images.track_op() {
+            self.tracked_rows.set(self.tracked_rows.get() + n);
+        }
+        self.inner.logits(images)
+    }
+}
+
+/// f1's hinge goes through f1 with a graph only for the rows where it is active, and
+/// the objective's value and gradient are those of the plain formula (every row through
+/// f1 with its graph): checked with kappa at the median margin, half the rows on each
+/// side, against `lambda * relu(kappa - margin)` added by hand to the objective
+/// without f1.
+#[test]
+fn the_hinge_differentiates_only_the_rows_where_it_is_active() {
+    let dev = Device::Cpu;
+    let (svae, _) = init_model::<Svae>(4, DType::F64, &dev).unwrap();
+    let (f1, _) = init_model::<Mlp>(5, DType::F64, &dev).unwrap();
+    let mut rng = StdRng::seed_from_u64(6);
+    let n = 8;
+    let z0 = models::random::normal(&mut rng, (n, 32), DType::F64, &dev).unwrap();
+    let t = Tensor::new(&[9u32, 0, 4, 1, 2, 3, 5, 6], &dev).unwrap();
+    let y = Tensor::new(&[7u32, 7, 2, 0, 8, 6, 1, 3], &dev).unwrap();
+    let lambda = Tensor::new(&[0.5f64, 2.0, 7.0, 1.0, 3.0, 0.25, 4.0, 1.5], &dev).unwrap();
+    let margins: Vec<f64> = logit_margin(&f1.logits(&svae.decode(&z0).unwrap()).unwrap(), &y)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut sorted = margins.clone();
+    sorted.sort_by(f64::total_cmp);
+    // Between the 4th and 5th margins: rows below it are active.
+    let kappa = (sorted[3] + sorted[4]) / 2.0;
+    let active = margins.iter().filter(|&&m| m < kappa).count();
+    assert_eq!(active, 4, "{margins:?}");
+    let config = LatentAttackConfig {
+        objective: Objective::Constrained(Constraint {
+            kappa,
+            ..Constraint::default()
+        }),
+        ..LatentAttackConfig::constrained()
+    };
+    let counting = RowCounting {
+        inner: &f1,
+        rows: Cell::new(0),
+        tracked_rows: Cell::new(0),
+    };
+    let z = Var::from_tensor(&z0).unwrap();
+    let got = latent_objective(
+        &svae,
+        Some(&counting),
+        z.as_tensor(),
+        &t,
+        &y,
+        &lambda,
+        &config,
+    )
+    .unwrap();
+    assert_eq!(
+        counting.rows.get(),
+        n + active,
+        "every row once, the active again"
+    );
+    assert_eq!(
+        counting.tracked_rows.get(),
+        active,
+        "only the active rows with a graph"
+    );
+    let got_total: Vec<f64> = got.total.to_vec1().unwrap();
+    let got_grad: Vec<Vec<f64>> = got
+        .total
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+        .get(z.as_tensor())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    // The plain formula.
+    let z = Var::from_tensor(&z0).unwrap();
+    let without = latent_objective(&svae, None, z.as_tensor(), &t, &y, &lambda, &config).unwrap();
+    let margin = logit_margin(
+        &f1.logits(&svae.decode(z.as_tensor()).unwrap()).unwrap(),
+        &y,
+    )
+    .unwrap();
+    let hinge = (margin.affine(-1.0, kappa).unwrap().relu().unwrap() * &lambda).unwrap();
+    let want = (without.total + hinge).unwrap();
+    let want_total: Vec<f64> = want.to_vec1().unwrap();
+    let want_grad: Vec<Vec<f64>> = want
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+        .get(z.as_tensor())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for i in 0..n {
+        assert!((got_total[i] - want_total[i]).abs() < 1e-12, "row {i}");
+        for k in 0..32 {
+            let (a, b) = (got_grad[i][k], want_grad[i][k]);
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "row {i}, z[{k}]: {a} vs {b}"
+            );
+        }
+    }
+    // f1's part is what the active rows' gradients add to the objective without f1 (so
+    // a row left out, or one too many, shows above).
+    let z = Var::from_tensor(&z0).unwrap();
+    let without = latent_objective(&svae, None, z.as_tensor(), &t, &y, &lambda, &config).unwrap();
+    let without_grad: Vec<Vec<f64>> = without
+        .total
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+        .get(z.as_tensor())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for i in 0..n {
+        let change = (0..32)
+            .map(|k| (want_grad[i][k] - without_grad[i][k]).abs())
+            .fold(0.0, f64::max);
+        if margins[i] < kappa {
+            assert!(change > 1e-6, "row {i}: f1's gradient is {change}");
+        } else {
+            assert_eq!(change, 0.0, "row {i}");
+        }
     }
 }
 
