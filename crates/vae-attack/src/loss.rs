@@ -172,7 +172,7 @@ fn hinge_term(
     let margins: Vec<f64> = margin.to_dtype(DType::F64)?.to_vec1()?;
     // A NaN margin stays in, as it would in the plain formula.
     let active: Vec<u32> = (0..margins.len() as u32)
-        .filter(|&i| !(margins[i as usize] >= kappa))
+        .filter(|&i| margins[i as usize] < kappa || margins[i as usize].is_nan())
         .collect();
     if active.is_empty() {
         return Ok(total);
