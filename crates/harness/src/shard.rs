@@ -3,8 +3,9 @@
 //! one process writes (docs/SCALE.md).
 //!
 //! A sharded stage is a list of **units**, each a batch exactly as the single-process run
-//! forms it (the engine picks its kernels by batch size, so an example computed in
-//! another batch could differ in its last bits). Unit `u` of stage `s` belongs to shard
+//! forms it (the models compute a row to the same bits in any batch, but a unit being
+//! the very batch of the single run means nothing else a batch shares can change a
+//! number). Unit `u` of stage `s` belongs to shard
 //! [`owner`]`(s, u, N)`; shard K computes its units and writes them, one JSON line each,
 //! to `stages/<s>.units.jsonl` under its own directory. The single-process run writes the
 //! same file (all units, so a killed run resumes inside a stage) and assembles the stage

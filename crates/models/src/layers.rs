@@ -223,9 +223,36 @@ impl Dense {
     }
 }
 
+/// Products with at most this many outputs (`rows x out`) take `gemm`'s small-product
+/// path, which sums each dot product in another order than its blocked kernels.
+const GEMM_SMALL_OUTPUTS: usize = 256;
+
+/// Rows a batch through a dense layer of `out` outputs is padded to, so that its
+/// product takes `gemm`'s blocked kernels whatever the batch (see [`Dense`]): more than
+/// [`GEMM_SMALL_OUTPUTS`] outputs, and two rows at least (one row is a matrix-vector
+/// product, summed in yet another order).
+pub fn dense_min_rows(out: usize) -> usize {
+    (GEMM_SMALL_OUTPUTS / out.max(1) + 1).max(2)
+}
+
 impl Module for Dense {
+    /// `x W^T + b` for `x` of `N x in`. A row's bits do not depend on the batch it comes
+    /// in: `gemm` sums a product of at most 256 outputs (its "horizontal" kernels) or of
+    /// one row in another order than a larger one, so a batch below [`dense_min_rows`]
+    /// is padded with zero rows, multiplied, and cut back (the padding carries no
+    /// gradient back).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        let w_t = self.weight.t()?;
+        let rows = x.dim(0)?;
+        let min_rows = dense_min_rows(self.weight.dim(0)?);
+        if x.rank() != 2 || rows >= min_rows || !x.device().is_cpu() {
+            return x.matmul(&w_t)?.broadcast_add(&self.bias);
+        }
+        let pad = Tensor::zeros((min_rows - rows, x.dim(1)?), x.dtype(), x.device())?;
+        Tensor::cat(&[x, &pad], 0)?
+            .matmul(&w_t)?
+            .narrow(0, 0, rows)?
+            .broadcast_add(&self.bias)
     }
 }
 

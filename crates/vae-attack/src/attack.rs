@@ -343,11 +343,10 @@ fn stack_rows(all: &[Tensor], rows: &[usize]) -> CResult<Tensor> {
 /// pairs whose hinge is active go through f1's backward (`loss::hinge_term`); the
 /// oracle of the early stop is asked only about the pairs whose other conditions
 /// already hold (and about every pair at a trajectory point). None changes the
-/// arithmetic: every operation is row-wise, and a skipped gradient is zero (`0 * dJ1/dz`,
-/// or an inactive hinge's); only the engine's
-/// choice of kernel by batch size (a GEMM of one or two rows, the fast convolutions below
-/// 26 images) can change the last bits. The transition decodes G(z) only when an oracle
-/// or a frame asks for it.
+/// arithmetic: every operation is row-wise, a row's bits do not depend on the batch it
+/// comes in (the models' `batch_independence` tests), and a skipped gradient is zero
+/// (`0 * dJ1/dz`, or an inactive hinge's). The transition decodes G(z) only when an
+/// oracle or a frame asks for it.
 fn run(
     svae: &Svae,
     judge: Judge<'_>,

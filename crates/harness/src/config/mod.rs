@@ -68,8 +68,10 @@ pub struct ExperimentConfig {
     pub type1_positive_images: usize,
     /// Type I iterations at most per pair (the authors ran 20,000).
     pub type1_iters: usize,
-    /// Type I pairs attacked together (a batch; the unit a shard computes). Results
-    /// depend on it in their last bits (the engine picks kernels by batch size).
+    /// Type I pairs attacked together (a batch; the unit a shard computes). A model
+    /// computes a row to the same bits in any batch (the models' `batch_independence`
+    /// tests), so the results should not depend on it; units stay whole batches all the
+    /// same.
     #[serde(default = "default_type1_batch")]
     pub type1_batch: usize,
     /// Test images whose transition strips are drawn (MNIST test image 0 is the study's 7).

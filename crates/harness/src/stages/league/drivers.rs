@@ -22,7 +22,7 @@ pub type TwoPerExample = (Vec<Option<f64>>, Vec<Option<f64>>);
 /// Signed maps of `images` (`N x 1 x 28 x 28`) for `classes[i]`, at 28 x 28 (a map on
 /// the feature grid upsampled bilinearly, CAM's convention), `N x 28 x 28`, explained
 /// `batch` images at a time (an image's map does not depend on the other images of its
-/// batch, up to the last bits where the engine picks kernels by batch size).
+/// batch).
 ///
 /// A row that repeats an earlier one (the same pixels, bit for bit, and the same class)
 /// takes that row's map instead of being explained again: a Type I population holds
