@@ -70,6 +70,56 @@ pub fn maps_28(
     Ok(maps)
 }
 
+/// Maps already computed, by the bits of the image and the class explained: the clean
+/// test images recur from one league unit to the next (each attack's successes start
+/// from the same first test images, and the clean unit explains them again). A map does
+/// not depend on the batch it was computed in, so taking it from here changes no bit;
+/// only clean test images go in, so the cache stays within the league's populations
+/// (`league_successes`, `league_images`), whatever the dataset.
+#[derive(Debug, Default)]
+pub struct MapCache {
+    maps: HashMap<(Vec<u32>, usize), Vec<f32>>,
+}
+
+/// [`maps_28`] through `cache`: rows whose (pixels, class) it holds take that map, the
+/// others are explained (together, `batch` at a time) and added to it.
+pub fn maps_28_cached(
+    method: &dyn Explainer,
+    images: &Tensor,
+    classes: &[usize],
+    batch: usize,
+    cache: &mut MapCache,
+) -> Result<Tensor> {
+    let n = images.dim(0)?;
+    let keys: Vec<(Vec<u32>, usize)> = rows(images)?
+        .iter()
+        .zip(classes)
+        .map(|(p, &c)| (p.iter().map(|v| v.to_bits()).collect(), c))
+        .collect();
+    let missing: Vec<usize> = (0..n)
+        .filter(|&r| !cache.maps.contains_key(&keys[r]))
+        .collect();
+    if !missing.is_empty() {
+        let idx: Vec<u32> = missing.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::from_vec(idx, missing.len(), images.device())?;
+        let picked: Vec<usize> = missing.iter().map(|&r| classes[r]).collect();
+        let computed = rows(&maps_28(
+            method,
+            &images.index_select(&idx, 0)?,
+            &picked,
+            batch,
+        )?)?;
+        for (&r, map) in missing.iter().zip(computed) {
+            cache.maps.insert(keys[r].clone(), map);
+        }
+    }
+    let maps: Vec<f32> = keys
+        .iter()
+        .flat_map(|k| cache.maps[k].iter().copied())
+        .collect();
+    Ok(Tensor::from_vec(maps, (n, 28, 28), images.device())?)
+}
+
 /// The first row of each distinct (pixels, class) pair, in row order, and each row's
 /// place among them. Pixels compare by their bits.
 fn distinct_rows(pixels: &[Vec<f32>], classes: &[usize]) -> (Vec<usize>, Vec<usize>) {
@@ -395,6 +445,39 @@ mod tests {
         let distinct = Tensor::from_vec([a, b].concat(), (2, 1, 28, 28), &dev).unwrap();
         maps_28(&counted, &distinct, &[0, 0], 2).unwrap();
         assert_eq!(counted.explained.get(), 2);
+    }
+
+    #[test]
+    fn a_cached_map_is_the_map_and_is_not_explained_again() {
+        let dev = Device::Cpu;
+        let model = Linear {
+            w: Tensor::new(weights().as_slice(), &dev).unwrap(),
+            bias: 0.0,
+        };
+        let pixels = images(3);
+        let (a, b, c) = (&pixels[..784], &pixels[784..1568], &pixels[1568..]);
+        let counted = Counted {
+            inner: GradientTimesInput::new(&model),
+            explained: std::cell::Cell::new(0),
+        };
+        let mut cache = MapCache::default();
+        let first = Tensor::from_vec([a, b].concat(), (2, 1, 28, 28), &dev).unwrap();
+        let got = rows(&maps_28_cached(&counted, &first, &[0, 0], 2, &mut cache).unwrap()).unwrap();
+        assert_eq!((counted.explained.get(), cache.maps.len()), (2, 2));
+        assert_eq!(
+            got,
+            rows(&maps_28(&counted, &first, &[0, 0], 2).unwrap()).unwrap()
+        );
+        // A later unit: b and a again (taken from the cache), c and a for another class
+        // (explained).
+        counted.explained.set(0);
+        let later = Tensor::from_vec([b, c, a, a].concat(), (4, 1, 28, 28), &dev).unwrap();
+        let classes = [0usize, 0, 0, 1];
+        let got =
+            rows(&maps_28_cached(&counted, &later, &classes, 2, &mut cache).unwrap()).unwrap();
+        assert_eq!((counted.explained.get(), cache.maps.len()), (2, 4));
+        let want = rows(&maps_28(&counted, &later, &classes, 2).unwrap()).unwrap();
+        assert_eq!(got, want);
     }
 
     #[test]

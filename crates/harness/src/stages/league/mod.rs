@@ -36,7 +36,8 @@ pub mod drivers;
 pub mod verdict;
 
 use drivers::{
-    change_figures, change_scores, maps_28, noise_robustness, pixel_curve_aucs, predict_in_batches,
+    change_figures, change_scores, maps_28, maps_28_cached, noise_robustness, pixel_curve_aucs,
+    predict_in_batches, MapCache,
 };
 pub use verdict::{Ranked, Verdict};
 
@@ -335,10 +336,16 @@ impl LeagueUnit {
 
 /// The figures of a Type I population: map(x) vs map(G(z*)), map(G(mu(x))) vs
 /// map(G(z*)), and each against its noise control.
-fn type1_figures(m: &dyn Explainer, p: &Population, batch: usize) -> Result<Vec<Vec<PairFigures>>> {
+fn type1_figures(
+    m: &dyn Explainer,
+    p: &Population,
+    batch: usize,
+    clean_maps: &mut MapCache,
+) -> Result<Vec<Vec<PairFigures>>> {
     let keep = &p.clean_classes;
     let map = |t: &Tensor| maps_28(m, t, keep, batch);
-    let (m_x, m_adv) = (map(&p.clean)?, map(&p.adversarial)?);
+    let m_x = maps_28_cached(m, &p.clean, keep, batch, clean_maps)?;
+    let m_adv = map(&p.adversarial)?;
     let m_rec = match &p.reconstruction {
         Some(r) => map(r)?,
         None => m_x.clone(),
@@ -357,8 +364,13 @@ fn type1_figures(m: &dyn Explainer, p: &Population, batch: usize) -> Result<Vec<
 }
 
 /// The figures of a Type II population: map(x) vs map(x'), and vs its noise control.
-fn type2_figures(m: &dyn Explainer, p: &Population, batch: usize) -> Result<Vec<Vec<PairFigures>>> {
-    let m_x = maps_28(m, &p.clean, &p.clean_classes, batch)?;
+fn type2_figures(
+    m: &dyn Explainer,
+    p: &Population,
+    batch: usize,
+    clean_maps: &mut MapCache,
+) -> Result<Vec<Vec<PairFigures>>> {
+    let m_x = maps_28_cached(m, &p.clean, &p.clean_classes, batch, clean_maps)?;
     Ok(vec![
         change_figures(
             &m_x,
@@ -368,11 +380,14 @@ fn type2_figures(m: &dyn Explainer, p: &Population, batch: usize) -> Result<Vec<
     ])
 }
 
-/// The league unit of a population of kept examples (empty: no examples).
+/// The league unit of a population of kept examples (empty: no examples); the maps of
+/// the clean images through `clean_maps` (one cache per method).
+#[allow(clippy::too_many_arguments)]
 fn population_unit(
     kept: &[KeptExample],
     stream: &str,
     methods: &[Box<dyn Explainer + '_>],
+    clean_maps: &mut [MapCache],
     models: &Models,
     test: &Dataset,
     config: &ExperimentConfig,
@@ -387,12 +402,12 @@ fn population_unit(
         cells: Vec::new(),
         seconds: Vec::new(),
     };
-    for m in methods {
+    for (m, cache) in methods.iter().zip(clean_maps.iter_mut()) {
         let t0 = Instant::now();
         let figures = if p.reconstruction.is_some() {
-            type1_figures(m.as_ref(), &p, batch)?
+            type1_figures(m.as_ref(), &p, batch, cache)?
         } else {
-            type2_figures(m.as_ref(), &p, batch)?
+            type2_figures(m.as_ref(), &p, batch, cache)?
         };
         unit.cells.push(
             figures
@@ -406,10 +421,12 @@ fn population_unit(
 }
 
 /// The league unit of clean test images `start..end`.
+#[allow(clippy::too_many_arguments)]
 fn clean_unit(
     start: usize,
     end: usize,
     methods: &[Box<dyn Explainer + '_>],
+    clean_maps: &mut [MapCache],
     models: &Models,
     test: &Dataset,
     config: &ExperimentConfig,
@@ -430,9 +447,9 @@ fn clean_unit(
         cells: Vec::new(),
         seconds: Vec::new(),
     };
-    for m in methods {
+    for (m, cache) in methods.iter().zip(clean_maps.iter_mut()) {
         let t0 = Instant::now();
-        let base = rows(&maps_28(m.as_ref(), &clean, &classes, batch)?)?;
+        let base = rows(&maps_28_cached(m.as_ref(), &clean, &classes, batch, cache)?)?;
         let (sensitivity, lipschitz) = noise_robustness(
             m.as_ref(),
             &models.gapcnn,
@@ -641,6 +658,8 @@ pub(crate) fn run_league(
         (type2_counts.iter().sum::<usize>() + type1_count + clean_n.div_ceil(batch)) as u64,
         "units",
     );
+    // The clean test images' maps, per method, shared by every unit this process runs.
+    let mut clean_maps: Vec<MapCache> = methods.iter().map(|_| MapCache::default()).collect();
     // Type II: one unit per batch of the attack.
     let mut type2_units = Vec::new();
     for (name, &count) in attacks.iter().zip(&type2_counts) {
@@ -663,7 +682,16 @@ pub(crate) fn run_league(
         }
         let r = units.run_owned_as(&format!("league_{name}"), &owner, count, |b| {
             let kept = by_batch.get(&b).map_or(&[][..], Vec::as_slice);
-            let u = population_unit(kept, name, &methods, models, test, config, device)?;
+            let u = population_unit(
+                kept,
+                name,
+                &methods,
+                &mut clean_maps,
+                models,
+                test,
+                config,
+                device,
+            )?;
             progress.advance(1);
             Ok(u)
         })?;
@@ -672,14 +700,32 @@ pub(crate) fn run_league(
     let type1_units =
         units.run_owned_as("league_type1", "type1_constrained", type1_count, |b| {
             let kept = type1_by_batch.get(&b).map_or(&[][..], Vec::as_slice);
-            let u = population_unit(kept, "type1", &methods, models, test, config, device)?;
+            let u = population_unit(
+                kept,
+                "type1",
+                &methods,
+                &mut clean_maps,
+                models,
+                test,
+                config,
+                device,
+            )?;
             progress.advance(1);
             Ok(u)
         })?;
     // Clean images: one unit per batch of the first `league_images`.
     let clean_units = units.run("league_clean", clean_n.div_ceil(batch), |b| {
         let (start, end) = (b * batch, ((b + 1) * batch).min(clean_n));
-        let u = clean_unit(start, end, &methods, models, test, config, device)?;
+        let u = clean_unit(
+            start,
+            end,
+            &methods,
+            &mut clean_maps,
+            models,
+            test,
+            config,
+            device,
+        )?;
         progress.advance(1);
         Ok(u)
     })?;
