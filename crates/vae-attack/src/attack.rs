@@ -221,8 +221,7 @@ impl Judge<'_> {
     /// Success per row of `terms`, from the terms at its current z. The oracle is asked
     /// about every row when `last` or `every_row` (a trajectory point records its
     /// answer), otherwise only about the rows that every other condition already calls
-    /// a success: its answer cannot change another row's verdict, and most rows of a
-    /// long run fail on f1 (or f2) alone.
+    /// a success: its answer cannot change another row's verdict.
     fn verdict(&self, terms: &Iterate, last: bool, every_row: bool) -> Result<Verdict> {
         let rows = &terms.rows;
         let f2_pred = argmax_rows(&terms.f2_logits)?;

@@ -112,6 +112,12 @@ impl Classifier for RowCounting<'_> {
     }
 }
 
+/// The gradient of `sum(total)` with respect to `z`, row by row.
+fn gradient(total: &Tensor, z: &Var) -> Vec<Vec<f64>> {
+    let grads = total.sum_all().unwrap().backward().unwrap();
+    grads.get(z.as_tensor()).unwrap().to_vec2().unwrap()
+}
+
 /// f1's hinge goes through f1 with a graph only for the rows where it is active, and
 /// the objective's value and gradient are those of the plain formula (every row through
 /// f1 with its graph): checked with kappa at the median margin, half the rows on each
@@ -172,16 +178,7 @@ fn the_hinge_differentiates_only_the_rows_where_it_is_active() {
         "only the active rows with a graph"
     );
     let got_total: Vec<f64> = got.total.to_vec1().unwrap();
-    let got_grad: Vec<Vec<f64>> = got
-        .total
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap()
-        .get(z.as_tensor())
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let got_grad = gradient(&got.total, &z);
     // The plain formula.
     let z = Var::from_tensor(&z0).unwrap();
     let without = latent_objective(&svae, None, z.as_tensor(), &t, &y, &lambda, &config).unwrap();
@@ -193,15 +190,7 @@ fn the_hinge_differentiates_only_the_rows_where_it_is_active() {
     let hinge = (margin.affine(-1.0, kappa).unwrap().relu().unwrap() * &lambda).unwrap();
     let want = (without.total + hinge).unwrap();
     let want_total: Vec<f64> = want.to_vec1().unwrap();
-    let want_grad: Vec<Vec<f64>> = want
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap()
-        .get(z.as_tensor())
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let want_grad = gradient(&want, &z);
     for i in 0..n {
         assert!((got_total[i] - want_total[i]).abs() < 1e-12, "row {i}");
         for k in 0..32 {
@@ -216,16 +205,7 @@ fn the_hinge_differentiates_only_the_rows_where_it_is_active() {
     // a row left out, or one too many, shows above).
     let z = Var::from_tensor(&z0).unwrap();
     let without = latent_objective(&svae, None, z.as_tensor(), &t, &y, &lambda, &config).unwrap();
-    let without_grad: Vec<Vec<f64>> = without
-        .total
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap()
-        .get(z.as_tensor())
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let without_grad = gradient(&without.total, &z);
     for i in 0..n {
         let change = (0..32)
             .map(|k| (want_grad[i][k] - without_grad[i][k]).abs())

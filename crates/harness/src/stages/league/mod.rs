@@ -660,6 +660,10 @@ pub(crate) fn run_league(
     );
     // The clean test images' maps, per method, shared by every unit this process runs.
     let mut clean_maps: Vec<MapCache> = methods.iter().map(|_| MapCache::default()).collect();
+    let mut explain_population = |kept: &[KeptExample], stream: &str| {
+        let maps = &mut clean_maps;
+        population_unit(kept, stream, &methods, maps, models, test, config, device)
+    };
     // Type II: one unit per batch of the attack.
     let mut type2_units = Vec::new();
     for (name, &count) in attacks.iter().zip(&type2_counts) {
@@ -682,16 +686,7 @@ pub(crate) fn run_league(
         }
         let r = units.run_owned_as(&format!("league_{name}"), &owner, count, |b| {
             let kept = by_batch.get(&b).map_or(&[][..], Vec::as_slice);
-            let u = population_unit(
-                kept,
-                name,
-                &methods,
-                &mut clean_maps,
-                models,
-                test,
-                config,
-                device,
-            )?;
+            let u = explain_population(kept, name)?;
             progress.advance(1);
             Ok(u)
         })?;
@@ -700,16 +695,7 @@ pub(crate) fn run_league(
     let type1_units =
         units.run_owned_as("league_type1", "type1_constrained", type1_count, |b| {
             let kept = type1_by_batch.get(&b).map_or(&[][..], Vec::as_slice);
-            let u = population_unit(
-                kept,
-                "type1",
-                &methods,
-                &mut clean_maps,
-                models,
-                test,
-                config,
-                device,
-            )?;
+            let u = explain_population(kept, "type1")?;
             progress.advance(1);
             Ok(u)
         })?;
