@@ -78,7 +78,14 @@ pub fn maps_28(
 /// (`league_successes`, `league_images`), whatever the dataset.
 #[derive(Debug, Default)]
 pub struct MapCache {
-    maps: HashMap<(Vec<u32>, usize), Vec<f32>>,
+    maps: HashMap<RowKey, Vec<f32>>,
+}
+
+/// An image's pixels, by their bits, and the class explained.
+type RowKey = (Vec<u32>, usize);
+
+fn row_key(pixels: &[f32], class: usize) -> RowKey {
+    (pixels.iter().map(|v| v.to_bits()).collect(), class)
 }
 
 /// [`maps_28`] through `cache`: rows whose (pixels, class) it holds take that map, the
@@ -91,10 +98,10 @@ pub fn maps_28_cached(
     cache: &mut MapCache,
 ) -> Result<Tensor> {
     let n = images.dim(0)?;
-    let keys: Vec<(Vec<u32>, usize)> = rows(images)?
+    let keys: Vec<RowKey> = rows(images)?
         .iter()
         .zip(classes)
-        .map(|(p, &c)| (p.iter().map(|v| v.to_bits()).collect(), c))
+        .map(|(p, &c)| row_key(p, c))
         .collect();
     let missing: Vec<usize> = (0..n)
         .filter(|&r| !cache.maps.contains_key(&keys[r]))
@@ -123,15 +130,14 @@ pub fn maps_28_cached(
 /// The first row of each distinct (pixels, class) pair, in row order, and each row's
 /// place among them. Pixels compare by their bits.
 fn distinct_rows(pixels: &[Vec<f32>], classes: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    let mut seen: HashMap<(Vec<u32>, usize), usize> = HashMap::new();
+    let mut seen: HashMap<RowKey, usize> = HashMap::new();
     let mut distinct = Vec::new();
     let place = pixels
         .iter()
         .zip(classes)
         .enumerate()
         .map(|(r, (p, &c))| {
-            let key = (p.iter().map(|v| v.to_bits()).collect(), c);
-            *seen.entry(key).or_insert_with(|| {
+            *seen.entry(row_key(p, c)).or_insert_with(|| {
                 distinct.push(r);
                 distinct.len() - 1
             })

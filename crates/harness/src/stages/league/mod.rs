@@ -9,8 +9,9 @@
 //! controls share the CAM stages' streams, so CAM's row repeats their noise). The league
 //! runs in units ([`crate::shard`]): the kept successes of one attack batch, the consensus
 //! successes of one constrained Type I batch, one batch of clean images; a shard and the
-//! single run compute every map in the same batch (a model's rows do not depend on their
-//! batch, but nothing needs to rely on it).
+//! single run compute every map in the same batch. A model's rows do not depend on their
+//! batch, which is what lets a clean image's map, computed in one unit, serve the next
+//! ([`drivers::MapCache`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
