@@ -4,14 +4,19 @@
 //! two AVX builds run the same fused multiply-adds in the same order, so they agree to
 //! the bit; the baseline rounds each multiply-add twice, so it agrees to f32 rounding.
 //! All three stay within Winograd's 1e-5 (of the output's scale) of the f64 result.
-//! Its own test binary: the path limit is process-wide.
+//! The same for the direct kernels of a one-channel layer on a channels-last batch.
+//! Its own test binary: the path limit is process-wide, and its tests take turns
+//! ([`PATH_LIMIT`]).
 
 use candle_core::{DType, Device, Tensor, Var};
 use fastconv::{
-    conv2d, conv2d_relu_pool, cpu_simd_path, limit_simd_path, simd_path, Activation, ConvOptions,
-    SimdPath,
+    conv2d, conv2d_nhwc, conv2d_relu_pool, cpu_simd_path, limit_simd_path, simd_path, Activation,
+    ConvOptions, SimdPath,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// Held by each test while it moves the process-wide path limit.
+static PATH_LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn uniform(rng: &mut StdRng, shape: (usize, usize, usize, usize)) -> Tensor {
     let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -74,6 +79,7 @@ fn worst_relative(got: &[f64], exact: &[f64]) -> f64 {
 
 #[test]
 fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
+    let _turn = PATH_LIMIT.lock().unwrap_or_else(|e| e.into_inner());
     let best = cpu_simd_path();
     let paths: Vec<SimdPath> = [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
         .into_iter()
@@ -134,6 +140,91 @@ fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
                     "pool {pool}: the baseline did not run its own code"
                 );
             }
+        }
+    }
+}
+
+/// Value, weight gradient and bias gradient of `sum(relu(conv(x) + b) * r)` on a
+/// channels-last batch `x`, flattened, in `x`'s dtype.
+fn nhwc_conv_and_grads(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    r: &Tensor,
+    o: ConvOptions,
+) -> [Vec<f64>; 3] {
+    let wv = Var::from_tensor(w).unwrap();
+    let bv = Var::from_tensor(b).unwrap();
+    let y = conv2d_nhwc(x, wv.as_tensor(), bv.as_tensor(), o, Activation::Relu).unwrap();
+    let r = r.to_dtype(y.dtype()).unwrap();
+    let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    [
+        flat(&y),
+        flat(grads.get(&wv).unwrap()),
+        flat(grads.get(&bv).unwrap()),
+    ]
+}
+
+#[test]
+fn every_simd_path_this_cpu_runs_gives_the_same_one_channel_layer() {
+    let _turn = PATH_LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let best = cpu_simd_path();
+    let paths: Vec<SimdPath> = [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
+        .into_iter()
+        .filter(|&p| p <= best)
+        .collect();
+    let mut rng = StdRng::seed_from_u64(8);
+    // GapCnn's conv1 (32 channels: sixteen lanes in the AVX-512 build, eight in the
+    // AVX2 one) and a 5x5 stride-2 layer of 24 (eight lanes in both).
+    for (co, k, stride, pad) in [(32, 3, 1, 1), (24, 5, 2, 2)] {
+        let x = (uniform(&mut rng, (3, 13, 12, 1)) + 1.0).unwrap();
+        let w = (uniform(&mut rng, (co, 1, k, k)) * 0.4).unwrap();
+        let b = (uniform(&mut rng, (co, 1, 1, 1)) * 0.2)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let o = ConvOptions::new(stride, pad);
+        let (ho, wo) = (
+            (13 + 2 * pad - k) / stride + 1,
+            (12 + 2 * pad - k) / stride + 1,
+        );
+        let r = uniform(&mut rng, (3, ho, wo, co));
+        let exact = nhwc_conv_and_grads(&x, &w, &b, &r, o);
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let mut by_path = Vec::new();
+        for &p in &paths {
+            limit_simd_path(Some(p));
+            let got = nhwc_conv_and_grads(&f32s(&x), &f32s(&w), &f32s(&b), &r, o);
+            for (what, (g, e)) in ["value", "weight gradient", "bias gradient"]
+                .iter()
+                .zip(got.iter().zip(&exact))
+            {
+                let err = worst_relative(g, e);
+                assert!(
+                    err < 1e-5,
+                    "1->{co} k {k} {p}: {what} off by {err:e} of its scale"
+                );
+            }
+            by_path.push((p, got));
+        }
+        limit_simd_path(None);
+        let find = |path| by_path.iter().find(|(p, _)| *p == path).map(|(_, v)| v);
+        if let (Some(avx2), Some(avx512)) = (find(SimdPath::Avx2), find(SimdPath::Avx512)) {
+            assert!(avx2 == avx512, "1->{co} k {k}: AVX2 and AVX-512 differ");
+        }
+        if let (Some(base), Some(avx2)) = (find(SimdPath::Baseline), find(SimdPath::Avx2)) {
+            assert!(
+                base != avx2,
+                "1->{co} k {k}: the baseline did not run its own code"
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::max_pool;
-use super::{channels_first, chunk, dense, inner_parallelism};
+use super::{channels_first, chunk, dense, inner_parallelism, one_channel};
 use crate::gemm_paths::{im2col, matmul_unwritten, shifted, Mat};
 use crate::kernels::{assume_written, unwritten, zeros, Elem, Geometry};
 use crate::options::{Activation, BatchLayout};
@@ -45,6 +45,14 @@ pub(crate) fn forward<T: Elem>(
         let x = dense(x, layout);
         winograd_forward(g, x, (w, bias, activation), out_pool, per, par);
         // SAFETY: the Winograd forward pass writes every output value.
+        return unsafe { assume_written(out) };
+    }
+    if one_channel::applies(g, layout) && activation != Activation::Elu {
+        let mut out = unwritten(g.n * g.out_len());
+        out.par_chunks_mut(per * g.out_len())
+            .zip(x.par_chunks(per * g.in_len()))
+            .for_each(|(out, x)| one_channel::forward(g, x, (w, bias), activation, out));
+        // SAFETY: the direct pass writes every output value of its images.
         return unsafe { assume_written(out) };
     }
     let shape = (g.c_out, g.out_hw());

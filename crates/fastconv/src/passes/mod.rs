@@ -11,6 +11,7 @@
 pub(crate) mod forward;
 pub(crate) mod input_grad;
 pub(crate) mod max_pool;
+pub(crate) mod one_channel;
 pub(crate) mod weight_grad;
 
 use gemm::Parallelism;

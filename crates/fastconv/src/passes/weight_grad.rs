@@ -2,7 +2,9 @@
 //! transposed transforms, `dW = Gᵀ [Σ (A dY Aᵀ) ⊙ (Bᵀ x B)] G`), the shifted taps, or
 //! im2col, each thread summing its images and the threads' sums added at the end.
 
-use super::{channels_first, dense, gradient_rows, inner_parallelism, summed_over_threads};
+use super::{
+    channels_first, dense, gradient_rows, inner_parallelism, one_channel, summed_over_threads,
+};
 use crate::gemm_paths::{im2col, matmul, shifted, Mat};
 use crate::kernels::{relu_grad, sum, Elem, Geometry};
 use crate::options::BatchLayout;
@@ -97,6 +99,20 @@ pub(crate) fn backward_weight<T: Elem>(
     };
     if g.n == 0 {
         return vec![T::ZERO; wlen + g.c_out];
+    }
+    if one_channel::applies(g, layout) {
+        return summed_over_threads(g.n, |images| {
+            let x = &x[images.start * g.in_len()..images.end * g.in_len()];
+            let range = images.start * g.out_len()..images.end * g.out_len();
+            let mut acc = vec![T::ZERO; wlen + g.c_out];
+            one_channel::weight_grad(
+                g,
+                x,
+                (&grad[range.clone()], mask.map(|y| &y[range])),
+                &mut acc,
+            );
+            acc
+        });
     }
     if use_winograd(g) {
         let grad = match mask {

@@ -38,8 +38,9 @@ fn run_layout(case: &Case, pool: usize, channels_last: bool, dtype: DType) -> [V
 
 #[test]
 fn channels_last_ops_match_channels_first() {
-    // Winograd (cropped tiles, padding 0-2, pooled by 2 and 4), the im2col path with
-    // one input channel (GapCnn's conv1) and with several (5x5, stride 2, a count
+    // Winograd (cropped tiles, padding 0-2, pooled by 2 and 4), one input channel
+    // (GapCnn's conv1; channels-last the direct kernels of `passes::one_channel`,
+    // channels-first im2col), im2col with several (5x5, stride 2, a count
     // that is not a multiple of 8), the shapes the shifted path takes channels-first,
     // and a pooled layer outside Winograd (which permutes around the
     // channels-first op).
@@ -51,6 +52,8 @@ fn channels_last_ops_match_channels_first() {
         (3, 16, 8, 14, 14, 3, 1, 1, true, 2),
         (2, 8, 16, 8, 12, 3, 1, 1, true, 4),
         (3, 1, 8, 10, 12, 3, 1, 1, true, 0),
+        (2, 1, 32, 12, 11, 5, 2, 2, true, 0),
+        (2, 1, 16, 9, 9, 3, 1, 0, false, 0),
         (2, 3, 5, 12, 12, 5, 1, 2, true, 0),
         (2, 4, 6, 11, 11, 3, 2, 1, false, 0),
         (2, 16, 5, 9, 14, 3, 1, 0, true, 0),

@@ -1,0 +1,791 @@
+//! A layer with one input channel on a channels-last batch (GapCnn's conv1; the oracle
+//! and the SVAE run channels-first), directly: the forward pass and the weight
+//! gradient, the output channels in registers.
+//!
+//! im2col and a GEMM per image is a poor fit for such a layer: its products are
+//! `Ho*Wo x k² x C_out` with `k² = 9` on one side, and the weight gradient's
+//! `C_out x Ho*Wo` by `Ho*Wo x k²` writes a 9-column result, where the GEMM kernels run
+//! a fraction of their rate (about 5 % of GapCnn's training step went there). Here each
+//! output pixel's `C_out` values are eight or sixteen lanes at a time: the forward pass
+//! sums `k²` taps of the zero-padded image, broadcast, times the kernel's lanes; the
+//! weight gradient keeps `k² + 1` accumulators (the taps and the bias) in registers over
+//! the whole image and adds them to the caller's sums once per image.
+//!
+//! f32 runs on AVX-512 or AVX2+FMA registers where the CPU has them (`vector`), f64 and
+//! the baseline on generic code. Each value is the same chain of operations on every
+//! instruction set with FMA (multiply-adds with one rounding, in the same order), so
+//! those agree to the bit; the baseline rounds each multiply-add twice.
+
+use std::mem::MaybeUninit;
+
+use crate::kernels::{relu_grad, Elem, Geometry};
+use crate::options::{Activation, BatchLayout};
+
+/// Whether the direct path runs `g` on a batch in `layout`: channels-last, one input
+/// channel, a square kernel of 1 to 5 taps a side, and output channels in whole groups
+/// of eight lanes.
+pub(crate) fn applies(g: &Geometry, layout: BatchLayout) -> bool {
+    layout.is_channels_last()
+        && g.c_in == 1
+        && (1..=MAX_K).contains(&g.k)
+        && g.c_out > 0
+        && g.c_out.is_multiple_of(8)
+}
+
+/// The largest kernel side the direct path is built for.
+const MAX_K: usize = 5;
+
+/// The forward pass of `images` (each `H x W`, one channel) into `out` (each image
+/// `Ho*Wo x C_out`): `act(conv(x, w) + b)`, `act` ReLU or the identity; `w` is
+/// `C_out x 1 x k x k`.
+///
+/// Panics if `g` is not one [`applies`] takes, the activation is ELU, or a slice is
+/// not the length `g` says.
+pub(crate) fn forward<T: Elem>(
+    g: &Geometry,
+    images: &[T],
+    (w, bias): (&[T], Option<&[T]>),
+    activation: Activation,
+    out: &mut [MaybeUninit<T>],
+) {
+    assert!(
+        applies(g, BatchLayout::ChannelsLast) && activation != Activation::Elu,
+        "one-channel forward: not a layer of this path"
+    );
+    assert!(
+        images.len().is_multiple_of(g.in_len())
+            && out.len() == images.len() / g.in_len() * g.out_len()
+            && w.len() == g.c_out * g.k * g.k
+            && bias.is_none_or(|b| b.len() == g.c_out),
+        "one-channel forward: a slice has the wrong length"
+    );
+    let relu = activation.is_relu();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::SimdPath;
+        let path = crate::kernels::simd_path();
+        if path != SimdPath::Baseline {
+            if let (Some(images), Some(w), Some(out)) = (as_f32(images), as_f32(w), as_f32_out(out))
+            {
+                let bias = bias.map(|b| as_f32(b).expect("the bias has the input's type"));
+                let wide = path == SimdPath::Avx512 && g.c_out.is_multiple_of(16);
+                // SAFETY (both arms): `simd_path` returns a path other than the
+                // baseline only when `is_x86_feature_detected!` found AVX2 and FMA (and
+                // AVX-512 F and VL for that path) on this CPU.
+                #[allow(unsafe_code)]
+                unsafe {
+                    if wide {
+                        vector::zmm::forward(g, images, (w, bias), relu, out)
+                    } else {
+                        vector::ymm::forward(g, images, (w, bias), relu, out)
+                    }
+                };
+                return;
+            }
+            // SAFETY: as above, AVX2 and FMA are there.
+            #[allow(unsafe_code)]
+            unsafe {
+                forward_fma(g, images, (w, bias), relu, out)
+            };
+            return;
+        }
+    }
+    by_side!(forward_k, false, g.k, (g, images, (w, bias), relu, out));
+}
+
+/// Adds the weight and bias gradients of `images` (each `H x W`) to `acc`, flat
+/// `dW | db` (`C_out x 1 x k x k`, then `C_out`), from the output gradients `gy`
+/// (each image `Ho*Wo x C_out`), through ReLU's mask where `y` (the layer's output) is
+/// given.
+///
+/// Panics if `g` is not one [`applies`] takes or a slice is not the length `g` says.
+pub(crate) fn weight_grad<T: Elem>(
+    g: &Geometry,
+    images: &[T],
+    (gy, y): (&[T], Option<&[T]>),
+    acc: &mut [T],
+) {
+    assert!(
+        applies(g, BatchLayout::ChannelsLast),
+        "one-channel weight gradient: not a layer of this path"
+    );
+    let n = images.len() / g.in_len().max(1);
+    assert!(
+        images.len() == n * g.in_len()
+            && gy.len() == n * g.out_len()
+            && y.is_none_or(|y| y.len() == gy.len())
+            && acc.len() == g.c_out * g.k * g.k + g.c_out,
+        "one-channel weight gradient: a slice has the wrong length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::SimdPath;
+        let path = crate::kernels::simd_path();
+        if path != SimdPath::Baseline {
+            if let (Some(images), Some(gy), Some(acc)) =
+                (as_f32(images), as_f32(gy), as_f32_mut(acc))
+            {
+                let y = y.map(|y| as_f32(y).expect("the output has the input's type"));
+                let wide = path == SimdPath::Avx512 && g.c_out.is_multiple_of(16);
+                // SAFETY: as in `forward`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    if wide {
+                        vector::zmm::weight_grad(g, images, (gy, y), acc)
+                    } else {
+                        vector::ymm::weight_grad(g, images, (gy, y), acc)
+                    }
+                };
+                return;
+            }
+            // SAFETY: as in `forward`.
+            #[allow(unsafe_code)]
+            unsafe {
+                weight_grad_fma(g, images, (gy, y), acc)
+            };
+            return;
+        }
+    }
+    by_side!(weight_grad_k, false, g.k, (g, images, (gy, y), acc));
+}
+
+/// `s` under its own type when `T` is f32.
+#[cfg(target_arch = "x86_64")]
+fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, so this is the same slice under its own type.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len())
+        }
+    })
+}
+
+/// [`as_f32`] for a mutable slice.
+#[cfg(target_arch = "x86_64")]
+fn as_f32_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, so this is the same slice under its own type.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len())
+        }
+    })
+}
+
+/// [`as_f32`] for an output buffer.
+#[cfg(target_arch = "x86_64")]
+fn as_f32_out<T: Elem>(s: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, and `MaybeUninit<f32>` has f32's layout.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<MaybeUninit<f32>>(), s.len())
+        }
+    })
+}
+
+/// The generic forward pass with fused multiply-adds (f64 on the AVX paths).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn forward_fma<T: Elem>(
+    g: &Geometry,
+    images: &[T],
+    wb: (&[T], Option<&[T]>),
+    relu: bool,
+    out: &mut [MaybeUninit<T>],
+) {
+    by_side!(forward_k, true, g.k, (g, images, wb, relu, out));
+}
+
+/// The generic weight gradient with fused multiply-adds (f64 on the AVX paths).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn weight_grad_fma<T: Elem>(
+    g: &Geometry,
+    images: &[T],
+    gy: (&[T], Option<&[T]>),
+    acc: &mut [T],
+) {
+    by_side!(weight_grad_k, true, g.k, (g, images, gy, acc));
+}
+
+/// Calls `$f::<T, FMA, K>($args)` for the kernel side `$k` (1 to [`MAX_K`]).
+macro_rules! by_side {
+    ($f:ident, $fma:literal, $k:expr, $args:expr) => {
+        match $k {
+            1 => $f::<_, $fma, 1>($args),
+            2 => $f::<_, $fma, 2>($args),
+            3 => $f::<_, $fma, 3>($args),
+            4 => $f::<_, $fma, 4>($args),
+            _ => $f::<_, $fma, 5>($args),
+        }
+    };
+}
+use by_side;
+
+/// Lanes of the generic code: eight values, which compilers keep in vector registers.
+const L: usize = 8;
+
+/// `a * b + c`, with one rounding where the build has FMA.
+#[inline(always)]
+fn mul_add<T: Elem, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.fused_mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// One image, zero-padded by `g.pad` on every side, into `plane` (`hp x wp`).
+#[inline(always)]
+fn pad_image<T: Copy>(g: &Geometry, image: &[T], plane: &mut [T], wp: usize, zero: T) {
+    plane.fill(zero);
+    for (r, row) in image.chunks_exact(g.w).enumerate() {
+        let at = (r + g.pad) * wp + g.pad;
+        plane[at..at + g.w].copy_from_slice(row);
+    }
+}
+
+/// The padded plane's sides: `(hp, wp)`.
+fn padded(g: &Geometry) -> (usize, usize) {
+    (g.h + 2 * g.pad, g.w + 2 * g.pad)
+}
+
+type ForwardArgs<'a, T> = (
+    &'a Geometry,
+    &'a [T],
+    (&'a [T], Option<&'a [T]>),
+    bool,
+    &'a mut [MaybeUninit<T>],
+);
+
+type WeightArgs<'a, T> = (
+    &'a Geometry,
+    &'a [T],
+    (&'a [T], Option<&'a [T]>),
+    &'a mut [T],
+);
+
+// Index loops below, not iterator adaptors: those are separate generic functions
+// that the compiler may keep out of line, without the AVX features of the caller.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn forward_k<T: Elem, const FMA: bool, const K: usize>(
+    (g, images, (w, bias), relu, out): ForwardArgs<'_, T>,
+) {
+    let (hp, wp) = padded(g);
+    let mut plane = vec![T::ZERO; hp * wp];
+    let c = g.c_out;
+    for (image, out) in images
+        .chunks_exact(g.in_len())
+        .zip(out.chunks_exact_mut(g.out_len()))
+    {
+        pad_image(g, image, &mut plane, wp, T::ZERO);
+        for cb in (0..c).step_by(L) {
+            for oy in 0..g.ho {
+                let top = oy * g.stride * wp;
+                for ox in 0..g.wo {
+                    let at = top + ox * g.stride;
+                    let mut s = [T::ZERO; L];
+                    for ky in 0..K {
+                        for kx in 0..K {
+                            let x = plane[at + ky * wp + kx];
+                            for l in 0..L {
+                                let w = w[(cb + l) * K * K + ky * K + kx];
+                                s[l] = mul_add::<T, FMA>(x, w, s[l]);
+                            }
+                        }
+                    }
+                    let o = &mut out[(oy * g.wo + ox) * c + cb..][..L];
+                    for l in 0..L {
+                        let v = s[l] + bias.map_or(T::ZERO, |b| b[cb + l]);
+                        // NaN passes through (it is not <= 0), as in candle's relu.
+                        let v = if relu && v <= T::ZERO { T::ZERO } else { v };
+                        o[l] = MaybeUninit::new(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::needless_range_loop)] // index loops on purpose, see `forward_k`
+#[inline(always)]
+fn weight_grad_k<T: Elem, const FMA: bool, const K: usize>(
+    (g, images, (gy, y), acc): WeightArgs<'_, T>,
+) {
+    let (hp, wp) = padded(g);
+    let mut plane = vec![T::ZERO; hp * wp];
+    let c = g.c_out;
+    let (dw, db) = acc.split_at_mut(c * K * K);
+    for (i, image) in images.chunks_exact(g.in_len()).enumerate() {
+        pad_image(g, image, &mut plane, wp, T::ZERO);
+        let gy = &gy[i * g.out_len()..(i + 1) * g.out_len()];
+        let y = y.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
+        for cb in (0..c).step_by(L) {
+            let mut taps = [[[T::ZERO; L]; K]; K];
+            let mut sum = [T::ZERO; L];
+            for oy in 0..g.ho {
+                let top = oy * g.stride * wp;
+                for ox in 0..g.wo {
+                    let p = (oy * g.wo + ox) * c + cb;
+                    let mut d = [T::ZERO; L];
+                    d.copy_from_slice(&gy[p..p + L]);
+                    if let Some(y) = y {
+                        for l in 0..L {
+                            d[l] = relu_grad(d[l], y[p + l]);
+                        }
+                    }
+                    for l in 0..L {
+                        sum[l] += d[l];
+                    }
+                    let at = top + ox * g.stride;
+                    for ky in 0..K {
+                        for kx in 0..K {
+                            let x = plane[at + ky * wp + kx];
+                            for l in 0..L {
+                                taps[ky][kx][l] = mul_add::<T, FMA>(x, d[l], taps[ky][kx][l]);
+                            }
+                        }
+                    }
+                }
+            }
+            for l in 0..L {
+                for ky in 0..K {
+                    for kx in 0..K {
+                        dw[(cb + l) * K * K + ky * K + kx] += taps[ky][kx][l];
+                    }
+                }
+                db[cb + l] += sum[l];
+            }
+        }
+    }
+}
+
+/// The f32 kernels on AVX-512 (`zmm`, sixteen lanes) and AVX2+FMA (`ymm`, eight)
+/// registers: the generic code's operations, lane by lane, in the same order.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod vector {
+    /// `pub(super) mod $name` with `forward` and `weight_grad` on the register type
+    /// `$reg` of `$lanes` f32, compiled for `$features`, from its intrinsics.
+    macro_rules! kernels {
+        (
+            $name:ident, $features:literal, $reg:ty, $lanes:literal,
+            zero: $zero:ident, splat: $splat:ident, load: $load:ident, store: $store:ident,
+            fmadd: $fmadd:ident, add: $add:ident,
+            relu: |$rv:ident, $rz:ident| $relu:expr,
+            relu_grad: |$gd:ident, $gy:ident, $gz:ident| $relu_grad:expr
+        ) => {
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+                use std::mem::MaybeUninit;
+
+                use super::super::{pad_image, padded};
+                use crate::kernels::Geometry;
+
+                const LANES: usize = $lanes;
+
+                /// [`super::super::forward`] on f32, `C_out` a multiple of the lanes.
+                ///
+                /// # Safety
+                /// The CPU has `$features`.
+                #[target_feature(enable = $features)]
+                pub(crate) unsafe fn forward(
+                    g: &Geometry,
+                    images: &[f32],
+                    wb: (&[f32], Option<&[f32]>),
+                    relu: bool,
+                    out: &mut [MaybeUninit<f32>],
+                ) {
+                    assert!(
+                        g.c_out.is_multiple_of(LANES),
+                        "one-channel: channels not in lanes"
+                    );
+                    let args = (g, images, wb, relu, out);
+                    match g.k {
+                        1 => unsafe { forward_k::<1>(args) },
+                        2 => unsafe { forward_k::<2>(args) },
+                        3 => unsafe { forward_k::<3>(args) },
+                        4 => unsafe { forward_k::<4>(args) },
+                        _ => unsafe { forward_k::<5>(args) },
+                    }
+                }
+
+                /// [`super::super::weight_grad`] on f32, `C_out` a multiple of the
+                /// lanes.
+                ///
+                /// # Safety
+                /// The CPU has `$features`.
+                #[target_feature(enable = $features)]
+                pub(crate) unsafe fn weight_grad(
+                    g: &Geometry,
+                    images: &[f32],
+                    gy: (&[f32], Option<&[f32]>),
+                    acc: &mut [f32],
+                ) {
+                    assert!(
+                        g.c_out.is_multiple_of(LANES),
+                        "one-channel: channels not in lanes"
+                    );
+                    let args = (g, images, gy, acc);
+                    match g.k {
+                        1 => unsafe { weight_grad_k::<1>(args) },
+                        2 => unsafe { weight_grad_k::<2>(args) },
+                        3 => unsafe { weight_grad_k::<3>(args) },
+                        4 => unsafe { weight_grad_k::<4>(args) },
+                        _ => unsafe { weight_grad_k::<5>(args) },
+                    }
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn forward_k<const K: usize>(
+                    (g, images, (w, bias), relu, out): (
+                        &Geometry,
+                        &[f32],
+                        (&[f32], Option<&[f32]>),
+                        bool,
+                        &mut [MaybeUninit<f32>],
+                    ),
+                ) {
+                    let (hp, wp) = padded(g);
+                    let mut plane = vec![0f32; hp * wp];
+                    let c = g.c_out;
+                    for (image, out) in images
+                        .chunks_exact(g.in_len())
+                        .zip(out.chunks_exact_mut(g.out_len()))
+                    {
+                        pad_image(g, image, &mut plane, wp, 0.0);
+                        for cb in (0..c).step_by(LANES) {
+                            // This block's kernel lanes, tap by tap, and its bias.
+                            let mut wv = [[$zero(); K]; K];
+                            let mut lane = [0f32; LANES];
+                            for ky in 0..K {
+                                for kx in 0..K {
+                                    for (l, v) in lane.iter_mut().enumerate() {
+                                        *v = w[(cb + l) * K * K + ky * K + kx];
+                                    }
+                                    // SAFETY: `lane` holds the register's lanes.
+                                    wv[ky][kx] = unsafe { $load(lane.as_ptr()) };
+                                }
+                            }
+                            let bv = match bias {
+                                // SAFETY: `cb + LANES <= C_out`, the bias's length.
+                                Some(b) => unsafe { $load(b[cb..cb + LANES].as_ptr()) },
+                                None => $zero(),
+                            };
+                            for oy in 0..g.ho {
+                                let top = oy * g.stride * wp;
+                                let row =
+                                    &plane[top..top + (K - 1) * wp + (g.wo - 1) * g.stride + K];
+                                let orow = &mut out[oy * g.wo * c..(oy + 1) * g.wo * c];
+                                for ox in 0..g.wo {
+                                    let at = ox * g.stride;
+                                    let mut s = $zero();
+                                    for ky in 0..K {
+                                        for kx in 0..K {
+                                            let x = $splat(row[at + ky * wp + kx]);
+                                            s = $fmadd(x, wv[ky][kx], s);
+                                        }
+                                    }
+                                    let $rv = $add(s, bv);
+                                    let $rz = $zero();
+                                    let v = if relu { $relu } else { $rv };
+                                    let o = &mut orow[ox * c + cb..ox * c + cb + LANES];
+                                    // SAFETY: `o` holds the register's lanes.
+                                    unsafe { $store(o.as_mut_ptr().cast::<f32>(), v) };
+                                }
+                            }
+                        }
+                    }
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline]
+                unsafe fn weight_grad_k<const K: usize>(
+                    (g, images, (gy, y), acc): (
+                        &Geometry,
+                        &[f32],
+                        (&[f32], Option<&[f32]>),
+                        &mut [f32],
+                    ),
+                ) {
+                    let (hp, wp) = padded(g);
+                    let mut plane = vec![0f32; hp * wp];
+                    let c = g.c_out;
+                    let (dw, db) = acc.split_at_mut(c * K * K);
+                    for (i, image) in images.chunks_exact(g.in_len()).enumerate() {
+                        pad_image(g, image, &mut plane, wp, 0.0);
+                        let gy = &gy[i * g.out_len()..(i + 1) * g.out_len()];
+                        let y = y.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
+                        for cb in (0..c).step_by(LANES) {
+                            let mut taps = [[$zero(); K]; K];
+                            let mut sum = $zero();
+                            for oy in 0..g.ho {
+                                let top = oy * g.stride * wp;
+                                let row =
+                                    &plane[top..top + (K - 1) * wp + (g.wo - 1) * g.stride + K];
+                                for ox in 0..g.wo {
+                                    let p = (oy * g.wo + ox) * c + cb;
+                                    // SAFETY: `p + LANES <= Ho*Wo*C_out`, the image's
+                                    // gradient (and output) length.
+                                    let $gd = unsafe { $load(gy[p..p + LANES].as_ptr()) };
+                                    let d = match y {
+                                        Some(y) => {
+                                            // SAFETY: as above.
+                                            let $gy = unsafe { $load(y[p..p + LANES].as_ptr()) };
+                                            let $gz = $zero();
+                                            $relu_grad
+                                        }
+                                        None => $gd,
+                                    };
+                                    sum = $add(sum, d);
+                                    let at = ox * g.stride;
+                                    for ky in 0..K {
+                                        for kx in 0..K {
+                                            let x = $splat(row[at + ky * wp + kx]);
+                                            taps[ky][kx] = $fmadd(x, d, taps[ky][kx]);
+                                        }
+                                    }
+                                }
+                            }
+                            let mut lane = [0f32; LANES];
+                            for ky in 0..K {
+                                for kx in 0..K {
+                                    // SAFETY: `lane` holds the register's lanes.
+                                    unsafe { $store(lane.as_mut_ptr(), taps[ky][kx]) };
+                                    for (l, &v) in lane.iter().enumerate() {
+                                        dw[(cb + l) * K * K + ky * K + kx] += v;
+                                    }
+                                }
+                            }
+                            // SAFETY: as above.
+                            unsafe { $store(lane.as_mut_ptr(), sum) };
+                            for (d, &v) in db[cb..cb + LANES].iter_mut().zip(&lane) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    kernels!(
+        zmm, "avx512f,avx512vl,avx2,fma", __m512, 16,
+        zero: _mm512_setzero_ps, splat: _mm512_set1_ps, load: _mm512_loadu_ps,
+        store: _mm512_storeu_ps, fmadd: _mm512_fmadd_ps, add: _mm512_add_ps,
+        // Zero where `v <= 0` (ordered: NaN passes through, as in candle's relu).
+        relu: |v, z| _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, z), z),
+        // `d` where `y > 0` (ordered: not where `y` is NaN), zero elsewhere.
+        relu_grad: |d, y, z| _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, z), d)
+    );
+
+    kernels!(
+        ymm, "avx2,fma", __m256, 8,
+        zero: _mm256_setzero_ps, splat: _mm256_set1_ps, load: _mm256_loadu_ps,
+        store: _mm256_storeu_ps, fmadd: _mm256_fmadd_ps, add: _mm256_add_ps,
+        relu: |v, z| _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(v, z), v),
+        relu_grad: |d, y, z| _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(y, z), d)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// The pre-activation output `conv(x, w) + b`, channels-last, summed tap by tap in
+    /// f64 with the padding read as zeros.
+    fn direct(g: &Geometry, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; g.n * g.out_len()];
+        for i in 0..g.n {
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    for co in 0..g.c_out {
+                        let mut s = b[co];
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let (r, c) = (oy * g.stride + ky, ox * g.stride + kx);
+                                if r < g.pad || c < g.pad || r - g.pad >= g.h || c - g.pad >= g.w {
+                                    continue;
+                                }
+                                let xv = x[i * g.in_len() + (r - g.pad) * g.w + c - g.pad];
+                                s += w[co * g.k * g.k + ky * g.k + kx] * xv;
+                            }
+                        }
+                        y[i * g.out_len() + (oy * g.wo + ox) * g.c_out + co] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// `dW | db` of `sum(gy * conv(x, w) + b)`: each weight's gradient by the linear
+    /// map's own definition, the sum over every output of its gradient times the input
+    /// value under that tap.
+    fn direct_weight_grad(g: &Geometry, x: &[f64], gy: &[f64]) -> Vec<f64> {
+        let kk = g.k * g.k;
+        let mut acc = vec![0.0; g.c_out * kk + g.c_out];
+        for i in 0..g.n {
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    for co in 0..g.c_out {
+                        let d = gy[i * g.out_len() + (oy * g.wo + ox) * g.c_out + co];
+                        acc[g.c_out * kk + co] += d;
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let (r, c) = (oy * g.stride + ky, ox * g.stride + kx);
+                                if r < g.pad || c < g.pad || r - g.pad >= g.h || c - g.pad >= g.w {
+                                    continue;
+                                }
+                                let xv = x[i * g.in_len() + (r - g.pad) * g.w + c - g.pad];
+                                acc[co * kk + ky * g.k + kx] += d * xv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    fn worst_relative(got: &[f64], exact: &[f64]) -> f64 {
+        assert_eq!(got.len(), exact.len());
+        let scale = exact.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(exact)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        err / scale
+    }
+
+    /// Every geometry the path takes up to a 5x5 kernel (strides 1-3, padding 0 to
+    /// past the kernel, 8 to 32 channels, the AVX-512 build's sixteen lanes and eight),
+    /// on small odd-sized batches.
+    fn geometries() -> Vec<Geometry> {
+        let mut out = Vec::new();
+        for k in 1..=MAX_K {
+            for stride in 1..=3 {
+                for pad in 0..=k {
+                    for (i, c_out) in [8, 16, 24, 32].into_iter().enumerate() {
+                        let (h, w) = (5 + (k + i) % 4, 6 + (stride + pad) % 5);
+                        let g = Geometry::new((2, 1, h, w), (c_out, 1, k, k), stride, pad).unwrap();
+                        assert!(applies(&g, BatchLayout::ChannelsLast));
+                        out.push(g);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+    }
+
+    fn forward_as<T: Elem>(
+        g: &Geometry,
+        x: &[f64],
+        wb: (&[f64], &[f64]),
+        act: Activation,
+    ) -> Vec<f64>
+    where
+        f64: From<T>,
+    {
+        let t = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
+        let (x, w, b) = (t(x), t(wb.0), t(wb.1));
+        let mut out = vec![MaybeUninit::new(T::ZERO); g.n * g.out_len()];
+        forward(g, &x, (&w, Some(&b)), act, &mut out);
+        // SAFETY: the buffer was written with zeros before the pass.
+        #[allow(unsafe_code)]
+        out.iter()
+            .map(|v| f64::from(unsafe { v.assume_init() }))
+            .collect()
+    }
+
+    fn weight_grad_as<T: Elem>(g: &Geometry, x: &[f64], gy: &[f64], y: Option<&[f64]>) -> Vec<f64>
+    where
+        f64: From<T>,
+    {
+        let t = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
+        let (x, gy, y) = (t(x), t(gy), y.map(t));
+        let mut acc = vec![T::ZERO; g.c_out * g.k * g.k + g.c_out];
+        weight_grad(g, &x, (&gy, y.as_deref()), &mut acc);
+        acc.into_iter().map(f64::from).collect()
+    }
+
+    #[test]
+    fn the_forward_pass_is_the_direct_sum_on_every_geometry() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for g in geometries() {
+            let x = uniform(&mut rng, g.n * g.in_len(), 1.0);
+            let w = uniform(&mut rng, g.c_out * g.k * g.k, 0.5);
+            let b = uniform(&mut rng, g.c_out, 0.3);
+            let exact = direct(&g, &x, &w, &b);
+            let relu: Vec<f64> = exact.iter().map(|&v| v.max(0.0)).collect();
+            assert!(relu.contains(&0.0) && relu.iter().any(|&v| v > 0.0));
+            for (act, exact) in [(Activation::Identity, &exact), (Activation::Relu, &relu)] {
+                let label = format!("{g:?} {act:?}");
+                let got = forward_as::<f64>(&g, &x, (&w, &b), act);
+                let e64 = worst_relative(&got, exact);
+                assert!(e64 < 1e-14, "{label} f64: off by {e64:e} of the scale");
+                let got = forward_as::<f32>(&g, &x, (&w, &b), act);
+                let e32 = worst_relative(&got, exact);
+                assert!(e32 < 2e-6, "{label} f32: off by {e32:e} of the scale");
+            }
+        }
+    }
+
+    #[test]
+    fn the_weight_gradient_is_the_direct_sum_on_every_geometry() {
+        let mut rng = StdRng::seed_from_u64(4);
+        for g in geometries() {
+            let x = uniform(&mut rng, g.n * g.in_len(), 1.0);
+            let gy = uniform(&mut rng, g.n * g.out_len(), 1.0);
+            // A layer output with zeros, as ReLU leaves them, and a few exact ties.
+            let y: Vec<f64> = uniform(&mut rng, gy.len(), 1.0)
+                .into_iter()
+                .map(|v| if v.abs() < 0.05 { 0.0 } else { v.max(0.0) })
+                .collect();
+            let masked: Vec<f64> = gy
+                .iter()
+                .zip(&y)
+                .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
+                .collect();
+            for (mask, through) in [(None, &gy), (Some(&y[..]), &masked)] {
+                let exact = direct_weight_grad(&g, &x, through);
+                let label = format!("{g:?} masked {}", mask.is_some());
+                let got = weight_grad_as::<f64>(&g, &x, &gy, mask);
+                let e64 = worst_relative(&got, &exact);
+                assert!(e64 < 1e-13, "{label} f64: off by {e64:e} of the scale");
+                let got = weight_grad_as::<f32>(&g, &x, &gy, mask);
+                let e32 = worst_relative(&got, &exact);
+                assert!(e32 < 1e-5, "{label} f32: off by {e32:e} of the scale");
+            }
+            // The caller's sums are added to, not replaced.
+            let once = weight_grad_as::<f64>(&g, &x, &gy, None);
+            let mut acc = vec![1.0; once.len()];
+            weight_grad(&g, &x, (&gy, None), &mut acc);
+            assert!(acc
+                .iter()
+                .zip(&once)
+                .all(|(a, o)| (a - 1.0 - o).abs() < 1e-12));
+        }
+    }
+
+    #[test]
+    fn other_layers_are_not_taken() {
+        let g = |c_in, c_out, k| Geometry::new((1, c_in, 8, 8), (c_out, c_in, k, k), 1, 1).unwrap();
+        assert!(applies(&g(1, 32, 3), BatchLayout::ChannelsLast));
+        assert!(!applies(&g(1, 32, 3), BatchLayout::ChannelsFirst));
+        assert!(!applies(&g(2, 32, 3), BatchLayout::ChannelsLast));
+        assert!(!applies(&g(1, 12, 3), BatchLayout::ChannelsLast));
+        assert!(!applies(&g(1, 32, 7), BatchLayout::ChannelsLast));
+    }
+}
