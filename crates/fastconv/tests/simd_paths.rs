@@ -144,18 +144,26 @@ fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
     }
 }
 
-/// Value, weight gradient and bias gradient of `sum(relu(conv(x) + b) * r)` on a
-/// channels-last batch `x`, flattened, in `x`'s dtype.
+/// Value, input gradient, weight gradient and bias gradient of
+/// `sum(relu(conv(x) + b) * r)` on a channels-last batch `x`, flattened, in `x`'s dtype.
 fn nhwc_conv_and_grads(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     r: &Tensor,
     o: ConvOptions,
-) -> [Vec<f64>; 3] {
+) -> [Vec<f64>; 4] {
+    let xv = Var::from_tensor(x).unwrap();
     let wv = Var::from_tensor(w).unwrap();
     let bv = Var::from_tensor(b).unwrap();
-    let y = conv2d_nhwc(x, wv.as_tensor(), bv.as_tensor(), o, Activation::Relu).unwrap();
+    let y = conv2d_nhwc(
+        xv.as_tensor(),
+        wv.as_tensor(),
+        bv.as_tensor(),
+        o,
+        Activation::Relu,
+    )
+    .unwrap();
     let r = r.to_dtype(y.dtype()).unwrap();
     let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
     let flat = |t: &Tensor| -> Vec<f64> {
@@ -166,11 +174,8 @@ fn nhwc_conv_and_grads(
             .to_vec1()
             .unwrap()
     };
-    [
-        flat(&y),
-        flat(grads.get(&wv).unwrap()),
-        flat(grads.get(&bv).unwrap()),
-    ]
+    let grad = |v: &Var| flat(grads.get(v).unwrap());
+    [flat(&y), grad(&xv), grad(&wv), grad(&bv)]
 }
 
 #[test]
@@ -183,7 +188,8 @@ fn every_simd_path_this_cpu_runs_gives_the_same_one_channel_layer() {
         .collect();
     let mut rng = StdRng::seed_from_u64(8);
     // GapCnn's conv1 (32 channels: sixteen lanes in the AVX-512 build, eight in the
-    // AVX2 one) and a 5x5 stride-2 layer of 24 (eight lanes in both).
+    // AVX2 one) and a 5x5 stride-2 layer of 24 (eight lanes in both; its input
+    // gradient runs col2im, at stride 2).
     for (co, k, stride, pad) in [(32, 3, 1, 1), (24, 5, 2, 2)] {
         let x = (uniform(&mut rng, (3, 13, 12, 1)) + 1.0).unwrap();
         let w = (uniform(&mut rng, (co, 1, k, k)) * 0.4).unwrap();
@@ -203,10 +209,13 @@ fn every_simd_path_this_cpu_runs_gives_the_same_one_channel_layer() {
         for &p in &paths {
             limit_simd_path(Some(p));
             let got = nhwc_conv_and_grads(&f32s(&x), &f32s(&w), &f32s(&b), &r, o);
-            for (what, (g, e)) in ["value", "weight gradient", "bias gradient"]
-                .iter()
-                .zip(got.iter().zip(&exact))
-            {
+            let whats = [
+                "value",
+                "input gradient",
+                "weight gradient",
+                "bias gradient",
+            ];
+            for (what, (g, e)) in whats.iter().zip(got.iter().zip(&exact)) {
                 let err = worst_relative(g, e);
                 assert!(
                     err < 1e-5,

@@ -1,14 +1,15 @@
 //! The input gradient: at stride 1 (with 8+ input channels) the forward convolution of
 //! the output gradient with the kernel flipped in space and transposed in channels, so
-//! it runs Winograd or the shifted taps like a forward pass; otherwise `col2im(Wᵀ g)`
+//! it runs Winograd or the shifted taps like a forward pass; with one input channel on a
+//! channels-last batch, the direct kernels of `one_channel`; otherwise `col2im(Wᵀ g)`
 //! image by image.
 
 use rayon::prelude::*;
 
 use super::forward::forward;
-use super::{chunk, gradient_rows, inner_parallelism};
+use super::{chunk, gradient_rows, inner_parallelism, one_channel};
 use crate::gemm_paths::{col2im, matmul, Mat};
-use crate::kernels::{transpose, zeros, Elem, Geometry};
+use crate::kernels::{assume_written, transpose, unwritten, zeros, Elem, Geometry};
 use crate::options::{Activation, BatchLayout};
 use crate::switch::use_winograd;
 
@@ -55,6 +56,7 @@ pub(crate) fn backward_reads_pooled(g: &Geometry) -> bool {
 
 /// Gradient with respect to the input, `N x C_in x H x W` (or `N x H x W x C_in`,
 /// from a channels-last output gradient).
+#[allow(unsafe_code)]
 pub(crate) fn backward_data<T: Elem>(
     g: &Geometry,
     grad: &[T],
@@ -67,11 +69,19 @@ pub(crate) fn backward_data<T: Elem>(
         let (back, flipped) = flipped(g, w);
         return forward(&back, grad, &flipped, None, Activation::Identity, layout);
     }
+    let per = chunk(g.n);
+    if one_channel::applies_input_grad(g, layout) && g.n * g.in_len() > 0 {
+        let mut dx = unwritten(g.n * g.in_len());
+        dx.par_chunks_mut(per * g.in_len())
+            .zip(grad.par_chunks(per * g.out_len()))
+            .for_each(|(dx, gy)| one_channel::input_grad(g, gy, w, dx));
+        // SAFETY: the direct pass writes every input pixel of its images.
+        return unsafe { assume_written(dx) };
+    }
     let mut dx = zeros(g.n * g.in_len(), T::ZERO);
     if dx.is_empty() {
         return dx;
     }
-    let per = chunk(g.n);
     let par = inner_parallelism(g.n);
     dx.par_chunks_mut(per * g.in_len())
         .zip(grad.par_chunks(per * g.out_len()))

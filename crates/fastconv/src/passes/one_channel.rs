@@ -149,6 +149,148 @@ pub(crate) fn weight_grad<T: Elem>(
     by_side!(weight_grad_k, false, g.k, (g, images, (gy, y), acc));
 }
 
+/// Whether [`input_grad`] runs `g` on a batch in `layout`: a layer [`applies`] takes,
+/// at stride 1 with less padding than the kernel side (the input gradient is then the
+/// convolution of the output gradient with the flipped kernel).
+pub(crate) fn applies_input_grad(g: &Geometry, layout: BatchLayout) -> bool {
+    applies(g, layout) && g.stride == 1 && g.pad < g.k
+}
+
+/// The input gradient of `gy` (each image `Ho*Wo x C_out`) into `dx` (each image
+/// `H x W`): `dx[i, j] = Σ_taps Σ_c w[c, k-1-ky, k-1-kx] gy[i + ky - q, j + kx - q, c]`
+/// with `q = k - 1 - pad` and the gradient zero outside its image.
+///
+/// Each pixel's sum runs in a fixed order on every path: per group of eight channels
+/// a multiply-add chain over the taps (row by row), the groups added in turn, then
+/// the eight lanes as `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
+///
+/// Panics if `g` is not one [`applies_input_grad`] takes or a slice is not the length
+/// `g` says.
+pub(crate) fn input_grad<T: Elem>(g: &Geometry, gy: &[T], w: &[T], dx: &mut [MaybeUninit<T>]) {
+    assert!(
+        applies_input_grad(g, BatchLayout::ChannelsLast),
+        "one-channel input gradient: not a layer of this path"
+    );
+    let n = dx.len() / g.in_len().max(1);
+    assert!(
+        dx.len() == n * g.in_len() && gy.len() == n * g.out_len() && w.len() == g.c_out * g.k * g.k,
+        "one-channel input gradient: a slice has the wrong length"
+    );
+    let flipped = flipped_taps(g, w);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::SimdPath;
+        let path = crate::kernels::simd_path();
+        if path != SimdPath::Baseline {
+            if let (Some(gy), Some(wf), Some(dx)) = (as_f32(gy), as_f32(&flipped), as_f32_out(dx)) {
+                let wide = path == SimdPath::Avx512 && g.c_out.is_multiple_of(16);
+                // SAFETY: as in `forward`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    if wide {
+                        vector::input_grad_zmm(g, gy, wf, dx)
+                    } else {
+                        vector::input_grad_ymm(g, gy, wf, dx)
+                    }
+                };
+                return;
+            }
+            // SAFETY: as in `forward`.
+            #[allow(unsafe_code)]
+            unsafe {
+                input_grad_fma(g, gy, &flipped, dx)
+            };
+            return;
+        }
+    }
+    input_grad_any::<T, false>(g, gy, &flipped, dx);
+}
+
+/// The kernel flipped in space, tap-major: `C_out` values for tap `(ky, kx)` at
+/// `(ky * k + kx) * C_out`, from `w[c, k-1-ky, k-1-kx]`.
+fn flipped_taps<T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let (k, c) = (g.k, g.c_out);
+    let mut out = vec![T::ZERO; k * k * c];
+    for co in 0..c {
+        for t in 0..k * k {
+            out[(k * k - 1 - t) * c + co] = w[co * k * k + t];
+        }
+    }
+    out
+}
+
+/// One image's output gradient, channels-last, zero-padded by `q` on every side into
+/// `plane` (`(Ho + 2q) x (Wo + 2q) x C_out`); returns the padded row length in pixels.
+#[inline(always)]
+fn pad_gradient<T: Copy>(g: &Geometry, gy: &[T], plane: &mut Vec<T>, zero: T) -> usize {
+    let q = g.k - 1 - g.pad;
+    let (hp, wp, c) = (g.ho + 2 * q, g.wo + 2 * q, g.c_out);
+    plane.clear();
+    plane.resize(hp * wp * c, zero);
+    for (r, row) in gy.chunks_exact(g.wo * c).enumerate() {
+        let at = ((r + q) * wp + q) * c;
+        plane[at..at + g.wo * c].copy_from_slice(row);
+    }
+    wp
+}
+
+/// The eight lanes' sum in [`input_grad`]'s order.
+#[inline(always)]
+fn sum8<T: Elem>(v: [T; 8]) -> T {
+    let a = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
+    let b = [a[0] + a[2], a[1] + a[3]];
+    b[0] + b[1]
+}
+
+/// The generic input gradient with fused multiply-adds (f64 on the AVX paths).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn input_grad_fma<T: Elem>(g: &Geometry, gy: &[T], wf: &[T], dx: &mut [MaybeUninit<T>]) {
+    input_grad_any::<T, true>(g, gy, wf, dx);
+}
+
+#[allow(clippy::needless_range_loop)] // index loops on purpose, see `forward_k`
+#[inline(always)]
+fn input_grad_any<T: Elem, const FMA: bool>(
+    g: &Geometry,
+    gy: &[T],
+    wf: &[T],
+    dx: &mut [MaybeUninit<T>],
+) {
+    let (k, c) = (g.k, g.c_out);
+    let mut plane = Vec::new();
+    for (gy, dx) in gy
+        .chunks_exact(g.out_len())
+        .zip(dx.chunks_exact_mut(g.in_len()))
+    {
+        let wp = pad_gradient(g, gy, &mut plane, T::ZERO);
+        for i in 0..g.h {
+            for j in 0..g.w {
+                let mut total = [T::ZERO; L];
+                for cb in (0..c).step_by(L) {
+                    let mut acc = [T::ZERO; L];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let d = &plane[((i + ky) * wp + j + kx) * c + cb..][..L];
+                            let w = &wf[(ky * k + kx) * c + cb..][..L];
+                            for l in 0..L {
+                                acc[l] = mul_add::<T, FMA>(w[l], d[l], acc[l]);
+                            }
+                        }
+                    }
+                    for l in 0..L {
+                        total[l] = if cb == 0 { acc[l] } else { total[l] + acc[l] };
+                    }
+                }
+                dx[i * g.w + j] = MaybeUninit::new(sum8([
+                    total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7],
+                ]));
+            }
+        }
+    }
+}
+
 /// `s` under its own type when `T` is f32.
 #[cfg(target_arch = "x86_64")]
 fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
@@ -592,6 +734,153 @@ mod vector {
         relu: |v, z| _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(v, z), v),
         relu_grad: |d, y, z| _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(y, z), d)
     );
+
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::pad_gradient;
+    use crate::kernels::Geometry;
+
+    /// The lanes' sum of an eight-lane register in [`super::input_grad`]'s order.
+    ///
+    /// # Safety
+    /// The CPU has AVX.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn sum8(v: __m256) -> f32 {
+        // (l0 + l4, l1 + l5, l2 + l6, l3 + l7)
+        let a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        // (a0 + a2, a1 + a3, ..)
+        let b = _mm_add_ps(a, _mm_movehl_ps(a, a));
+        _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps::<1>(b, b)))
+    }
+
+    /// Pixels of a row whose sums run side by side (independent multiply-add chains).
+    const PIXELS: usize = 4;
+
+    /// `$name(g, gy, wf, dx)`: [`super::input_grad`] on f32 in registers of `$lanes`
+    /// lanes, compiled for `$features`; `$group(acc) -> __m256` gives a register's
+    /// groups of eight channels summed in turn onto a running total (`None` at the
+    /// first group), as the eight-lane build adds them, so every build gives the same
+    /// bits.
+    macro_rules! input_grad_kernel {
+        (
+            $name:ident, $inner:ident, $pixels:ident, $features:literal, $reg:ty, $lanes:literal,
+            zero: $zero:ident, load: $load:ident, fmadd: $fmadd:ident,
+            groups: |$acc:ident, $total:ident| $groups:expr
+        ) => {
+            /// See [`input_grad_kernel`].
+            ///
+            /// # Safety
+            /// The CPU has the features this is compiled for.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                g: &Geometry,
+                gy: &[f32],
+                wf: &[f32],
+                dx: &mut [MaybeUninit<f32>],
+            ) {
+                assert!(g.c_out.is_multiple_of($lanes) && wf.len() == g.k * g.k * g.c_out);
+                let args = (g, gy, wf, dx);
+                match g.k {
+                    1 => unsafe { $inner::<1>(args) },
+                    2 => unsafe { $inner::<2>(args) },
+                    3 => unsafe { $inner::<3>(args) },
+                    4 => unsafe { $inner::<4>(args) },
+                    _ => unsafe { $inner::<5>(args) },
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $inner<const K: usize>(
+                (g, gy, wf, dx): (&Geometry, &[f32], &[f32], &mut [MaybeUninit<f32>]),
+            ) {
+                let mut plane = Vec::new();
+                for (gy, dx) in gy
+                    .chunks_exact(g.out_len())
+                    .zip(dx.chunks_exact_mut(g.in_len()))
+                {
+                    let wp = pad_gradient(g, gy, &mut plane, 0.0);
+                    for i in 0..g.h {
+                        // PIXELS at a time, then one at a time at the row's end.
+                        let mut j = 0;
+                        while j + PIXELS <= g.w {
+                            unsafe { $pixels::<K, PIXELS>(g, (&plane, wp), wf, (i, j), dx) };
+                            j += PIXELS;
+                        }
+                        while j < g.w {
+                            unsafe { $pixels::<K, 1>(g, (&plane, wp), wf, (i, j), dx) };
+                            j += 1;
+                        }
+                    }
+                }
+            }
+
+            /// Input pixels `(i, j..j + P)` of one image from its padded gradient
+            /// `plane` (rows of `wp` pixels).
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $pixels<const K: usize, const P: usize>(
+                g: &Geometry,
+                (plane, wp): (&[f32], usize),
+                wf: &[f32],
+                (i, j): (usize, usize),
+                dx: &mut [MaybeUninit<f32>],
+            ) {
+                let c = g.c_out;
+                let mut totals = [_mm256_setzero_ps(); P];
+                for cb in (0..c).step_by($lanes) {
+                    let mut accs = [$zero(); P];
+                    for ky in 0..K {
+                        let row = &plane[((i + ky) * wp + j) * c..][..(P + K - 1) * c];
+                        let wrow = &wf[ky * K * c..][..K * c];
+                        for kx in 0..K {
+                            let at = kx * c + cb;
+                            // SAFETY: `at + lanes <= K * C_out`.
+                            let w = unsafe { $load(wrow[at..at + $lanes].as_ptr()) };
+                            for (q, acc) in accs.iter_mut().enumerate() {
+                                let d = &row[q * c + at..q * c + at + $lanes];
+                                // SAFETY: `d` holds the register's lanes.
+                                *acc = $fmadd(w, unsafe { $load(d.as_ptr()) }, *acc);
+                            }
+                        }
+                    }
+                    for (total, &$acc) in totals.iter_mut().zip(&accs) {
+                        let $total = (cb > 0).then_some(*total);
+                        *total = $groups;
+                    }
+                }
+                for (q, &total) in totals.iter().enumerate() {
+                    dx[i * g.w + j + q] = MaybeUninit::new(sum8(total));
+                }
+            }
+        };
+    }
+
+    input_grad_kernel!(
+        input_grad_ymm, input_grad_ymm_k, input_grad_ymm_pixels, "avx2,fma", __m256, 8,
+        zero: _mm256_setzero_ps, load: _mm256_loadu_ps, fmadd: _mm256_fmadd_ps,
+        groups: |acc, total| match total {
+            None => acc,
+            Some(t) => _mm256_add_ps(t, acc),
+        }
+    );
+
+    input_grad_kernel!(
+        input_grad_zmm, input_grad_zmm_k, input_grad_zmm_pixels, "avx512f,avx512vl,avx2,fma", __m512, 16,
+        zero: _mm512_setzero_ps, load: _mm512_loadu_ps, fmadd: _mm512_fmadd_ps,
+        // The low eight channels, then the high eight.
+        groups: |acc, total| {
+            let lo = _mm512_castps512_ps256(acc);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+            let t = match total {
+                None => lo,
+                Some(t) => _mm256_add_ps(t, lo),
+            };
+            _mm256_add_ps(t, hi)
+        }
+    );
 }
 
 #[cfg(test)]
@@ -779,6 +1068,70 @@ mod tests {
         }
     }
 
+    /// The input gradient of `sum(gy * conv(x, w))`: every output's gradient times
+    /// each tap's weight, added to the input pixel under that tap.
+    fn direct_input_grad(g: &Geometry, gy: &[f64], w: &[f64]) -> Vec<f64> {
+        let mut dx = vec![0.0; g.n * g.in_len()];
+        for i in 0..g.n {
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    for co in 0..g.c_out {
+                        let d = gy[i * g.out_len() + (oy * g.wo + ox) * g.c_out + co];
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let (r, c) = (oy * g.stride + ky, ox * g.stride + kx);
+                                if r < g.pad || c < g.pad || r - g.pad >= g.h || c - g.pad >= g.w {
+                                    continue;
+                                }
+                                dx[i * g.in_len() + (r - g.pad) * g.w + c - g.pad] +=
+                                    d * w[co * g.k * g.k + ky * g.k + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    fn input_grad_as<T: Elem>(g: &Geometry, gy: &[f64], w: &[f64]) -> Vec<f64>
+    where
+        f64: From<T>,
+    {
+        let t = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
+        let (gy, w) = (t(gy), t(w));
+        let mut dx = vec![MaybeUninit::new(T::ZERO); g.n * g.in_len()];
+        input_grad(g, &gy, &w, &mut dx);
+        // SAFETY: the buffer was written with zeros before the pass.
+        #[allow(unsafe_code)]
+        dx.iter()
+            .map(|v| f64::from(unsafe { v.assume_init() }))
+            .collect()
+    }
+
+    #[test]
+    fn the_input_gradient_is_the_direct_sum_on_every_stride_1_geometry() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut ran = 0;
+        for g in geometries() {
+            if !applies_input_grad(&g, BatchLayout::ChannelsLast) {
+                assert!(g.stride > 1 || g.pad >= g.k);
+                continue;
+            }
+            let gy = uniform(&mut rng, g.n * g.out_len(), 1.0);
+            let w = uniform(&mut rng, g.c_out * g.k * g.k, 0.5);
+            let exact = direct_input_grad(&g, &gy, &w);
+            let got = input_grad_as::<f64>(&g, &gy, &w);
+            let e64 = worst_relative(&got, &exact);
+            assert!(e64 < 1e-14, "{g:?} f64: off by {e64:e} of the scale");
+            let got = input_grad_as::<f32>(&g, &gy, &w);
+            let e32 = worst_relative(&got, &exact);
+            assert!(e32 < 2e-6, "{g:?} f32: off by {e32:e} of the scale");
+            ran += 1;
+        }
+        assert_eq!(ran, 60, "stride 1, padding 0 to k - 1, four channel counts");
+    }
+
     #[test]
     fn other_layers_are_not_taken() {
         let g = |c_in, c_out, k| Geometry::new((1, c_in, 8, 8), (c_out, c_in, k, k), 1, 1).unwrap();
@@ -787,5 +1140,8 @@ mod tests {
         assert!(!applies(&g(2, 32, 3), BatchLayout::ChannelsLast));
         assert!(!applies(&g(1, 12, 3), BatchLayout::ChannelsLast));
         assert!(!applies(&g(1, 32, 7), BatchLayout::ChannelsLast));
+        let strided = Geometry::new((1, 1, 8, 8), (16, 1, 3, 3), 2, 1).unwrap();
+        assert!(applies(&strided, BatchLayout::ChannelsLast));
+        assert!(!applies_input_grad(&strided, BatchLayout::ChannelsLast));
     }
 }
