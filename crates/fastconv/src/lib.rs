@@ -53,11 +53,14 @@
 //! | forward | Winograd F(3x3, 5x5) | Winograd applies to a 5x5 kernel, unpooled (the oracle's layers: 49 multiplies per 9 outputs instead of 225) |
 //! | | Winograd F(5x5, 3x3) | Winograd applies (below) and it needs fewer multiplies for the output size (a 14x14 output: 9 tiles of 49 instead of 16 of 36; ties go to F(4x4)), unpooled |
 //! | | Winograd F(4x4, 3x3) | Winograd applies, otherwise; always when pooling (the 2x2 and 4x4 windows divide its tiles) |
+//! | | direct, the output channels in registers (`passes::one_channel`) | channels-last, one input channel, kernel up to 5x5, output channels a multiple of 8 (GapCnn's conv1) |
 //! | | one GEMM per kernel tap (`gemm_paths::shifted`) | channels-first, stride 1, 16+ input channels, kernel up to 3x3, 12+ output columns |
 //! | | im2col + one GEMM per image | everything else |
 //! | input gradient | the forward pass of the flipped, transposed kernel (so Winograd or the taps, as above) | stride 1, padding below the kernel size, 8+ input channels |
+//! | | direct (`passes::one_channel`) | the direct forward's layers at stride 1, padding below the kernel size |
 //! | | `col2im(Wᵀ · g)` | otherwise |
 //! | weight + bias gradient | Winograd, `dW = Gᵀ [Σ (A dY Aᵀ) ⊙ (Bᵀ x B)] G` | Winograd applies |
+//! | | direct (`passes::one_channel`) | as for the forward pass |
 //! | | one GEMM per tap, else im2col, `Σ_n g_n · im2col(x_n)ᵀ` | as for the forward pass |
 //! | max-pool after a convolution | in Winograd's output transform | Winograd applies to a 3x3 kernel and the window divides 4 (the convolution then runs F(4x4)) |
 //! | | the pooling record from the convolution's output | otherwise (channels-first only) |
