@@ -53,19 +53,44 @@ fn conv_and_grads(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor, pool: bool) ->
         .unwrap()
         .backward()
         .unwrap();
-    let flat = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
     [
         flat(&y),
         flat(grads.get(&xv).unwrap()),
         flat(grads.get(&wv).unwrap()),
     ]
+}
+
+/// `t`'s values in f64, flattened.
+fn flat(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// The two AVX builds give the same bits, and the baseline (unfused multiply-adds)
+/// other ones, where this CPU runs them: `by_path` holds each path's results.
+fn assert_paths_agree<R: PartialEq>(by_path: &[(SimdPath, R)], label: &str) {
+    let find = |path| by_path.iter().find(|(p, _)| *p == path).map(|(_, v)| v);
+    if let (Some(avx2), Some(avx512)) = (find(SimdPath::Avx2), find(SimdPath::Avx512)) {
+        assert!(avx2 == avx512, "{label}: AVX2 and AVX-512 differ");
+    }
+    if let (Some(base), Some(avx2)) = (find(SimdPath::Baseline), find(SimdPath::Avx2)) {
+        assert!(
+            base != avx2,
+            "{label}: the baseline did not run its own code"
+        );
+    }
+}
+
+/// The paths this CPU runs, from the baseline up.
+fn paths() -> Vec<SimdPath> {
+    [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
+        .into_iter()
+        .filter(|&p| p <= cpu_simd_path())
+        .collect()
 }
 
 fn worst_relative(got: &[f64], exact: &[f64]) -> f64 {
@@ -80,11 +105,7 @@ fn worst_relative(got: &[f64], exact: &[f64]) -> f64 {
 #[test]
 fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
     let _turn = PATH_LIMIT.lock().unwrap_or_else(|e| e.into_inner());
-    let best = cpu_simd_path();
-    let paths: Vec<SimdPath> = [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
-        .into_iter()
-        .filter(|&p| p <= best)
-        .collect();
+    let (best, paths) = (cpu_simd_path(), paths());
     println!("this CPU runs the Winograd rounds on: {paths:?}");
     let mut rng = StdRng::seed_from_u64(7);
     // 12 x 12 maps, a batch of 3: Winograd's shape (both channel counts multiples of
@@ -121,25 +142,8 @@ fn every_simd_path_this_cpu_runs_gives_the_same_convolution() {
             }
             limit_simd_path(None);
             assert_eq!(simd_path(), best);
-            if let (Some(avx2), Some(avx512)) = (
-                by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
-                by_path.iter().find(|(p, _)| *p == SimdPath::Avx512),
-            ) {
-                assert!(
-                    avx2.1 == avx512.1,
-                    "{ci}->{co} pool {pool}: AVX2 and AVX-512 differ"
-                );
-            }
-            if let (Some(base), Some(avx2)) = (
-                by_path.iter().find(|(p, _)| *p == SimdPath::Baseline),
-                by_path.iter().find(|(p, _)| *p == SimdPath::Avx2),
-            ) {
-                // Fused and unfused multiply-adds: the same sums, rounded differently.
-                assert!(
-                    base.1 != avx2.1,
-                    "pool {pool}: the baseline did not run its own code"
-                );
-            }
+            // Fused and unfused multiply-adds: the same sums, rounded differently.
+            assert_paths_agree(&by_path, &format!("{ci}->{co} pool {pool}"));
         }
     }
 }
@@ -166,14 +170,6 @@ fn nhwc_conv_and_grads(
     .unwrap();
     let r = r.to_dtype(y.dtype()).unwrap();
     let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
-    let flat = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
     let grad = |v: &Var| flat(grads.get(v).unwrap());
     [flat(&y), grad(&xv), grad(&wv), grad(&bv)]
 }
@@ -181,11 +177,7 @@ fn nhwc_conv_and_grads(
 #[test]
 fn every_simd_path_this_cpu_runs_gives_the_same_one_channel_layer() {
     let _turn = PATH_LIMIT.lock().unwrap_or_else(|e| e.into_inner());
-    let best = cpu_simd_path();
-    let paths: Vec<SimdPath> = [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
-        .into_iter()
-        .filter(|&p| p <= best)
-        .collect();
+    let paths = paths();
     let mut rng = StdRng::seed_from_u64(8);
     // GapCnn's conv1 (32 channels: sixteen lanes in the AVX-512 build, eight in the
     // AVX2 one) and a 5x5 stride-2 layer of 24 (eight lanes in both; its input
@@ -225,15 +217,6 @@ fn every_simd_path_this_cpu_runs_gives_the_same_one_channel_layer() {
             by_path.push((p, got));
         }
         limit_simd_path(None);
-        let find = |path| by_path.iter().find(|(p, _)| *p == path).map(|(_, v)| v);
-        if let (Some(avx2), Some(avx512)) = (find(SimdPath::Avx2), find(SimdPath::Avx512)) {
-            assert!(avx2 == avx512, "1->{co} k {k}: AVX2 and AVX-512 differ");
-        }
-        if let (Some(base), Some(avx2)) = (find(SimdPath::Baseline), find(SimdPath::Avx2)) {
-            assert!(
-                base != avx2,
-                "1->{co} k {k}: the baseline did not run its own code"
-            );
-        }
+        assert_paths_agree(&by_path, &format!("1->{co} k {k}"));
     }
 }

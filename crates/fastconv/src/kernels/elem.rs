@@ -266,6 +266,32 @@ pub(crate) fn relu_grad<T: Elem>(g: T, y: T) -> T {
     }
 }
 
+/// `s` as f32, when `T` is f32.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, so this is the same slice under its own type.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len())
+        }
+    })
+}
+
+/// [`as_f32`] for a mutable slice.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn as_f32_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
+        // SAFETY: `T` is f32, so this is the same slice under its own type.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len())
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

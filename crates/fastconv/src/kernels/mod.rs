@@ -12,7 +12,9 @@ mod geometry;
 mod isa;
 mod memory;
 
-pub(crate) use elem::{elu_grad, relu_grad, sum, transpose, transpose_into, Elem};
+pub(crate) use elem::{
+    as_f32, as_f32_mut, elu_grad, relu_grad, sum, transpose, transpose_into, Elem,
+};
 pub(crate) use geometry::Geometry;
 pub use isa::{cpu_simd_path, limit_simd_path, simd_path, SimdPath};
 pub(crate) use memory::{as_unwritten, assume_written, unwritten, zeros};

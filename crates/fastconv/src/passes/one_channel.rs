@@ -18,6 +18,8 @@
 
 use std::mem::MaybeUninit;
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::{as_f32, as_f32_mut};
 use crate::kernels::{relu_grad, Elem, Geometry};
 use crate::options::{Activation, BatchLayout};
 
@@ -291,31 +293,7 @@ fn input_grad_any<T: Elem, const FMA: bool>(
     }
 }
 
-/// `s` under its own type when `T` is f32.
-#[cfg(target_arch = "x86_64")]
-fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
-        // SAFETY: `T` is f32, so this is the same slice under its own type.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len())
-        }
-    })
-}
-
-/// [`as_f32`] for a mutable slice.
-#[cfg(target_arch = "x86_64")]
-fn as_f32_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
-        // SAFETY: `T` is f32, so this is the same slice under its own type.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len())
-        }
-    })
-}
-
-/// [`as_f32`] for an output buffer.
+/// [`as_f32`](crate::kernels::as_f32) for an output buffer.
 #[cfg(target_arch = "x86_64")]
 fn as_f32_out<T: Elem>(s: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
@@ -512,6 +490,19 @@ fn weight_grad_k<T: Elem, const FMA: bool, const K: usize>(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod vector {
+    /// Calls `$f::<K>($args)` (an unsafe function) for the kernel side `$k` (1 to
+    /// [`super::MAX_K`]).
+    macro_rules! by_k {
+        ($f:ident, $k:expr, $args:expr) => {
+            match $k {
+                1 => unsafe { $f::<1>($args) },
+                2 => unsafe { $f::<2>($args) },
+                3 => unsafe { $f::<3>($args) },
+                4 => unsafe { $f::<4>($args) },
+                _ => unsafe { $f::<5>($args) },
+            }
+        };
+    }
     /// `pub(super) mod $name` with `forward` and `weight_grad` on the register type
     /// `$reg` of `$lanes` f32, compiled for `$features`, from its intrinsics.
     macro_rules! kernels {
@@ -548,13 +539,7 @@ mod vector {
                         "one-channel: channels not in lanes"
                     );
                     let args = (g, images, wb, relu, out);
-                    match g.k {
-                        1 => unsafe { forward_k::<1>(args) },
-                        2 => unsafe { forward_k::<2>(args) },
-                        3 => unsafe { forward_k::<3>(args) },
-                        4 => unsafe { forward_k::<4>(args) },
-                        _ => unsafe { forward_k::<5>(args) },
-                    }
+                    by_k!(forward_k, g.k, args)
                 }
 
                 /// [`super::super::weight_grad`] on f32, `C_out` a multiple of the
@@ -574,13 +559,7 @@ mod vector {
                         "one-channel: channels not in lanes"
                     );
                     let args = (g, images, gy, acc);
-                    match g.k {
-                        1 => unsafe { weight_grad_k::<1>(args) },
-                        2 => unsafe { weight_grad_k::<2>(args) },
-                        3 => unsafe { weight_grad_k::<3>(args) },
-                        4 => unsafe { weight_grad_k::<4>(args) },
-                        _ => unsafe { weight_grad_k::<5>(args) },
-                    }
+                    by_k!(weight_grad_k, g.k, args)
                 }
 
                 #[target_feature(enable = $features)]
@@ -782,13 +761,7 @@ mod vector {
             ) {
                 assert!(g.c_out.is_multiple_of($lanes) && wf.len() == g.k * g.k * g.c_out);
                 let args = (g, gy, wf, dx);
-                match g.k {
-                    1 => unsafe { $inner::<1>(args) },
-                    2 => unsafe { $inner::<2>(args) },
-                    3 => unsafe { $inner::<3>(args) },
-                    4 => unsafe { $inner::<4>(args) },
-                    _ => unsafe { $inner::<5>(args) },
-                }
+                by_k!($inner, g.k, args)
             }
 
             #[target_feature(enable = $features)]
@@ -888,30 +861,41 @@ mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
-    /// The pre-activation output `conv(x, w) + b`, channels-last, summed tap by tap in
-    /// f64 with the padding read as zeros.
-    fn direct(g: &Geometry, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
-        let mut y = vec![0.0; g.n * g.out_len()];
+    /// Calls `f(o, t, x)` for every output value `o` (its index in a channels-last
+    /// batch), every tap `t` of its channel's kernel (its index in `C_out x k x k`), in
+    /// order, and the input value under that tap (its index in the batch; `None` in the
+    /// zero padding).
+    fn each_tap(g: &Geometry, mut f: impl FnMut(usize, usize, Option<usize>)) {
         for i in 0..g.n {
             for oy in 0..g.ho {
                 for ox in 0..g.wo {
                     for co in 0..g.c_out {
-                        let mut s = b[co];
+                        let o = i * g.out_len() + (oy * g.wo + ox) * g.c_out + co;
                         for ky in 0..g.k {
                             for kx in 0..g.k {
                                 let (r, c) = (oy * g.stride + ky, ox * g.stride + kx);
-                                if r < g.pad || c < g.pad || r - g.pad >= g.h || c - g.pad >= g.w {
-                                    continue;
-                                }
-                                let xv = x[i * g.in_len() + (r - g.pad) * g.w + c - g.pad];
-                                s += w[co * g.k * g.k + ky * g.k + kx] * xv;
+                                let inside =
+                                    r >= g.pad && c >= g.pad && r - g.pad < g.h && c - g.pad < g.w;
+                                let x =
+                                    inside.then(|| i * g.in_len() + (r - g.pad) * g.w + c - g.pad);
+                                f(o, co * g.k * g.k + ky * g.k + kx, x);
                             }
                         }
-                        y[i * g.out_len() + (oy * g.wo + ox) * g.c_out + co] = s;
                     }
                 }
             }
         }
+    }
+
+    /// The pre-activation output `conv(x, w) + b`, channels-last, summed tap by tap in
+    /// f64.
+    fn direct(g: &Geometry, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut y: Vec<f64> = (0..g.n * g.out_len()).map(|o| b[o % g.c_out]).collect();
+        each_tap(g, |o, t, xi| {
+            if let Some(xi) = xi {
+                y[o] += w[t] * x[xi];
+            }
+        });
         y
     }
 
@@ -919,28 +903,16 @@ mod tests {
     /// map's own definition, the sum over every output of its gradient times the input
     /// value under that tap.
     fn direct_weight_grad(g: &Geometry, x: &[f64], gy: &[f64]) -> Vec<f64> {
-        let kk = g.k * g.k;
-        let mut acc = vec![0.0; g.c_out * kk + g.c_out];
-        for i in 0..g.n {
-            for oy in 0..g.ho {
-                for ox in 0..g.wo {
-                    for co in 0..g.c_out {
-                        let d = gy[i * g.out_len() + (oy * g.wo + ox) * g.c_out + co];
-                        acc[g.c_out * kk + co] += d;
-                        for ky in 0..g.k {
-                            for kx in 0..g.k {
-                                let (r, c) = (oy * g.stride + ky, ox * g.stride + kx);
-                                if r < g.pad || c < g.pad || r - g.pad >= g.h || c - g.pad >= g.w {
-                                    continue;
-                                }
-                                let xv = x[i * g.in_len() + (r - g.pad) * g.w + c - g.pad];
-                                acc[co * kk + ky * g.k + kx] += d * xv;
-                            }
-                        }
-                    }
-                }
-            }
+        let wlen = g.c_out * g.k * g.k;
+        let mut acc = vec![0.0; wlen + g.c_out];
+        for (o, &d) in gy.iter().enumerate() {
+            acc[wlen + o % g.c_out] += d;
         }
+        each_tap(g, |o, t, xi| {
+            if let Some(xi) = xi {
+                acc[t] += gy[o] * x[xi];
+            }
+        });
         acc
     }
 
@@ -1072,25 +1044,11 @@ mod tests {
     /// each tap's weight, added to the input pixel under that tap.
     fn direct_input_grad(g: &Geometry, gy: &[f64], w: &[f64]) -> Vec<f64> {
         let mut dx = vec![0.0; g.n * g.in_len()];
-        for i in 0..g.n {
-            for oy in 0..g.ho {
-                for ox in 0..g.wo {
-                    for co in 0..g.c_out {
-                        let d = gy[i * g.out_len() + (oy * g.wo + ox) * g.c_out + co];
-                        for ky in 0..g.k {
-                            for kx in 0..g.k {
-                                let (r, c) = (oy * g.stride + ky, ox * g.stride + kx);
-                                if r < g.pad || c < g.pad || r - g.pad >= g.h || c - g.pad >= g.w {
-                                    continue;
-                                }
-                                dx[i * g.in_len() + (r - g.pad) * g.w + c - g.pad] +=
-                                    d * w[co * g.k * g.k + ky * g.k + kx];
-                            }
-                        }
-                    }
-                }
+        each_tap(g, |o, t, xi| {
+            if let Some(xi) = xi {
+                dx[xi] += gy[o] * w[t];
             }
-        }
+        });
         dx
     }
 

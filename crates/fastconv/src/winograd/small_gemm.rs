@@ -4,6 +4,8 @@ use gemm::Parallelism;
 
 use super::lanes::{load, store, Lanes, LANES};
 use crate::kernels::Elem;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::{as_f32, as_f32_mut};
 
 /// `C (+)= A · B` for the rounds' `a²` small products (`m x k` by `k x n`), with
 /// `A(r, p) = a[r * ars + p * aks]`, `B(p, j) = b[p * ldb + j]`,
@@ -64,32 +66,6 @@ pub(super) fn small_gemm<T: Elem, const FMA: bool, const WIDE: bool>(
             }
         }
     }
-}
-
-/// `s` as f32, when `T` is f32.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
-        // SAFETY: `T` is f32, so this is the same slice under its own type.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len())
-        }
-    })
-}
-
-/// [`as_f32`] for a mutable slice.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn as_f32_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()).then(|| {
-        // SAFETY: `T` is f32, so this is the same slice under its own type.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len())
-        }
-    })
 }
 
 /// `f(k, plane k)` for every `len`-long plane of `planes`, spread over rayon's threads
