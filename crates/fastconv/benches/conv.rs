@@ -1,7 +1,9 @@
 //! Each convolution shape of GapCnn, the oracle and the SVAE, through candle's conv2d
 //! and through the fast op with Winograd off ("gemm") and on ("winograd", the 3x3 and 5x5
 //! stride-1 layers with 8+ input channels; on an AVX-512 CPU also "winograd-avx2", its
-//! AVX2+FMA build): forward, and forward + both gradients.
+//! AVX2+FMA build; for a one-input-channel layer also "direct-nhwc", the channels-last
+//! batch GapCnn runs, through the direct kernels): forward, and forward + both
+//! gradients.
 //! Throughput is in images; `conv2d_flops` gives each shape's work for GFLOP/s.
 //! `matmul/2048` is a 2048 x 2048 f32 product through candle (the `gemm` crate), in
 //! elements of FLOPs: the machine's own GEMM rate in the same run, the scale that each
@@ -12,8 +14,8 @@
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fastconv::{
-    conv2d, conv2d_flops, cpu_simd_path, limit_simd_path, reference_conv2d, set_winograd,
-    Activation, ConvOptions, SimdPath,
+    conv2d, conv2d_flops, conv2d_nhwc, cpu_simd_path, limit_simd_path, reference_conv2d,
+    set_winograd, Activation, ConvOptions, SimdPath,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -134,6 +136,43 @@ fn conv_layers(c: &mut Criterion) {
                     .expect("bwd")
                 })
             });
+        }
+        if c_in == 1 {
+            // The channels-last batch (one channel: the same values), as GapCnn's conv1
+            // runs it: the direct kernels of a one-channel layer.
+            set_winograd(true);
+            limit_simd_path(None);
+            let x = x
+                .permute((0, 2, 3, 1))
+                .and_then(|x| x.contiguous())
+                .expect("nhwc");
+            g.bench_function(BenchmarkId::new("forward", "direct-nhwc"), |bench| {
+                bench.iter(|| conv2d_nhwc(&x, &w, &b, options, Activation::Relu).expect("fwd"))
+            });
+            let (xv, wv, bv) = (
+                Var::from_tensor(&x).expect("var"),
+                Var::from_tensor(&w).expect("var"),
+                Var::from_tensor(&b).expect("var"),
+            );
+            g.bench_function(
+                BenchmarkId::new("forward_backward", "direct-nhwc"),
+                |bench| {
+                    bench.iter(|| {
+                        let y = conv2d_nhwc(
+                            xv.as_tensor(),
+                            wv.as_tensor(),
+                            bv.as_tensor(),
+                            options,
+                            Activation::Relu,
+                        );
+                        y.expect("fwd")
+                            .sum_all()
+                            .expect("sum")
+                            .backward()
+                            .expect("bwd")
+                    })
+                },
+            );
         }
         g.finish();
     }
