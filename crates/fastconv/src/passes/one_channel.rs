@@ -223,12 +223,16 @@ fn flipped_taps<T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
 
 /// One image's output gradient, channels-last, zero-padded by `q` on every side into
 /// `plane` (`(Ho + 2q) x (Wo + 2q) x C_out`); returns the padded row length in pixels.
+/// The plane is zeroed when it is first sized; after that only its interior is
+/// written, so the border stays zero from image to image.
 #[inline(always)]
 fn pad_gradient<T: Copy>(g: &Geometry, gy: &[T], plane: &mut Vec<T>, zero: T) -> usize {
     let q = g.k - 1 - g.pad;
     let (hp, wp, c) = (g.ho + 2 * q, g.wo + 2 * q, g.c_out);
-    plane.clear();
-    plane.resize(hp * wp * c, zero);
+    if plane.len() != hp * wp * c {
+        plane.clear();
+        plane.resize(hp * wp * c, zero);
+    }
     for (r, row) in gy.chunks_exact(g.wo * c).enumerate() {
         let at = ((r + q) * wp + q) * c;
         plane[at..at + g.wo * c].copy_from_slice(row);
@@ -359,10 +363,11 @@ fn mul_add<T: Elem, const FMA: bool>(a: T, b: T, c: T) -> T {
     }
 }
 
-/// One image, zero-padded by `g.pad` on every side, into `plane` (`hp x wp`).
+/// One image into the interior of `plane` (`hp x wp`, zero-padded by `g.pad` on every
+/// side). Only the interior is written, so a plane that starts zeroed keeps its
+/// border from image to image.
 #[inline(always)]
-fn pad_image<T: Copy>(g: &Geometry, image: &[T], plane: &mut [T], wp: usize, zero: T) {
-    plane.fill(zero);
+fn pad_image<T: Copy>(g: &Geometry, image: &[T], plane: &mut [T], wp: usize) {
     for (r, row) in image.chunks_exact(g.w).enumerate() {
         let at = (r + g.pad) * wp + g.pad;
         plane[at..at + g.w].copy_from_slice(row);
@@ -403,7 +408,7 @@ fn forward_k<T: Elem, const FMA: bool, const K: usize>(
         .chunks_exact(g.in_len())
         .zip(out.chunks_exact_mut(g.out_len()))
     {
-        pad_image(g, image, &mut plane, wp, T::ZERO);
+        pad_image(g, image, &mut plane, wp);
         for cb in (0..c).step_by(L) {
             for oy in 0..g.ho {
                 let top = oy * g.stride * wp;
@@ -442,7 +447,7 @@ fn weight_grad_k<T: Elem, const FMA: bool, const K: usize>(
     let c = g.c_out;
     let (dw, db) = acc.split_at_mut(c * K * K);
     for (i, image) in images.chunks_exact(g.in_len()).enumerate() {
-        pad_image(g, image, &mut plane, wp, T::ZERO);
+        pad_image(g, image, &mut plane, wp);
         let gy = &gy[i * g.out_len()..(i + 1) * g.out_len()];
         let y = y.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
         for cb in (0..c).step_by(L) {
@@ -580,7 +585,7 @@ mod vector {
                         .chunks_exact(g.in_len())
                         .zip(out.chunks_exact_mut(g.out_len()))
                     {
-                        pad_image(g, image, &mut plane, wp, 0.0);
+                        pad_image(g, image, &mut plane, wp);
                         for cb in (0..c).step_by(LANES) {
                             // This block's kernel lanes, tap by tap, and its bias.
                             let mut wv = [[$zero(); K]; K];
@@ -640,7 +645,7 @@ mod vector {
                     let c = g.c_out;
                     let (dw, db) = acc.split_at_mut(c * K * K);
                     for (i, image) in images.chunks_exact(g.in_len()).enumerate() {
-                        pad_image(g, image, &mut plane, wp, 0.0);
+                        pad_image(g, image, &mut plane, wp);
                         let gy = &gy[i * g.out_len()..(i + 1) * g.out_len()];
                         let y = y.map(|y| &y[i * g.out_len()..(i + 1) * g.out_len()]);
                         for cb in (0..c).step_by(LANES) {
