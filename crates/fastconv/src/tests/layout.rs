@@ -59,6 +59,8 @@ fn channels_last_ops_match_channels_first() {
         (2, 16, 5, 9, 14, 3, 1, 0, true, 0),
         (2, 3, 5, 12, 12, 5, 1, 2, true, 3),
         (2, 12, 8, 12, 12, 3, 1, 1, true, 2),
+        // GapCnn's pooled layers: 32 channels, unpooled on sixteen lanes by AVX-512.
+        (2, 8, 32, 12, 12, 3, 1, 1, true, 2),
     ];
     for (n, c_in, c_out, h, w, k, stride, pad, relu, pool) in cases {
         let case = Case {

@@ -135,7 +135,16 @@ pub(super) fn transform_inputs<V: Variant, T: Elem, const WIDE: bool>(
     for i in 0..images {
         // Only the interior is written, so the borders stay zero.
         let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
-        x.fill(i, (c, g.h, g.w), wp, (g.pad, g.pad), scratch, &mut s.padded);
+        let wide = wide_lanes::<T>(WIDE, c);
+        x.fill(
+            i,
+            (c, g.h, g.w),
+            wp,
+            (g.pad, g.pad),
+            scratch,
+            &mut s.padded,
+            wide,
+        );
         // Bᵀ down the patch's columns, then across its rows into V.
         let (ab, v) = ((s.padded.as_slice(), wp, V::A), &mut s.v);
         // While this image's tiles are transformed, the next image's values are

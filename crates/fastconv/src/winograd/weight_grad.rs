@@ -43,7 +43,8 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
     // here, and the forward pass, which writes whole tiles, uses its own scratch.
     for i in 0..images {
         let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
-        gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), scratch, &mut s.grad);
+        let wide = wide_lanes::<T>(WIDE, c);
+        gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), scratch, &mut s.grad, wide);
         // The bias gradient from the filled gradient while it is in cache (the columns
         // past the output add zeros).
         let db = &mut du[a2 * g.c_out * g.c_in..][..c];
