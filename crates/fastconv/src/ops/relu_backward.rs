@@ -12,7 +12,7 @@ use crate::kernels::{assume_written, unwritten, Geometry};
 use crate::options::{Activation, BatchLayout, ConvOptions};
 use crate::passes::forward::winograd_forward;
 use crate::passes::input_grad::flipped;
-use crate::passes::weight_grad::winograd_weight_grad;
+use crate::passes::weight_grad::{winograd_backward_both, winograd_weight_grad};
 use crate::passes::{chunk, inner_parallelism};
 use crate::winograd;
 
@@ -52,6 +52,19 @@ pub(crate) struct BackwardDataRelu {
 /// gradient, output): flat `dW | db`.
 pub(crate) struct BackwardWeightRelu {
     kernel: Dims4,
+    padding: usize,
+    k: usize,
+    codes: std::sync::Arc<Vec<u8>>,
+    layout: BatchLayout,
+}
+
+/// Both gradients of `max_pool(relu(conv(x, w) + b), k)` (of `relu(conv(x, w) + b)`
+/// when `k == 1`) in one sweep over the output gradient
+/// ([`winograd::backward`]), from (output gradient, output, kernel) and the input `x`
+/// the op holds: flat `dx | dW | db`, the same values as [`BackwardDataRelu`] and
+/// [`BackwardWeightRelu`].
+pub(crate) struct BackwardBothRelu {
+    x: Tensor,
     padding: usize,
     k: usize,
     codes: std::sync::Arc<Vec<u8>>,
@@ -194,6 +207,67 @@ impl CustomOp3 for BackwardWeightRelu {
     }
 }
 
+impl CustomOp3 for BackwardBothRelu {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-backward-both"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xs, xl) = self.x.storage_and_layout();
+        let candle_core::Storage::Cpu(xs) = &*xs else {
+            candle_core::bail!("fast conv2d backward: the input is not on the CPU");
+        };
+        let input = nchw(dims4(xl, "input")?, self.layout);
+        let options = ConvOptions::new(1, self.padding);
+        let g = geometry_of(input, dims4(l3, "kernel")?, options)?;
+        check_pooled(&g, self.layout, self.k, &self.codes, l1, l2)?;
+        if !winograd::backward::applies(&g) {
+            candle_core::bail!("fast conv2d backward: the fused passes do not apply");
+        }
+        #[allow(unsafe_code)]
+        fn run<T: Same>(
+            op: &BackwardBothRelu,
+            g: &Geometry,
+            grad: &[T],
+            (xs, xl): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> Result<Vec<T>> {
+            let x = T::same(xs, xl, "input")?;
+            let source = winograd::Source::ThroughRelu {
+                grad,
+                y: T::same(s2, l2, "pooled output")?,
+                codes: &op.codes,
+                k: op.k,
+                layout: op.layout,
+            };
+            let w = T::same(s3, l3, "kernel")?;
+            let mut out = unwritten(g.n * g.in_len() + g.c_out * g.ckk() + g.c_out);
+            winograd_backward_both(g, x, source, w, op.layout, &mut out);
+            // SAFETY: `winograd_backward_both` writes every value of its output.
+            Ok(unsafe { assume_written(out) })
+        }
+        let out = with_dtype!("fast conv2d backward", s1, |gy| run(
+            self,
+            &g,
+            slice(gy, l1, "gradient")?,
+            (xs, xl),
+            (s2, l2),
+            (s3, l3)
+        )?);
+        let len = g.n * g.in_len() + g.c_out * g.ckk() + g.c_out;
+        Ok((out, Shape::from(len)))
+    }
+}
+
 /// The gradients of `max_pool(relu(conv(x, w) + b), k)` at stride 1 (with
 /// [`Pooling::none`], of `relu(conv(x, w) + b)`) that `want` asks for, through
 /// Winograd, from the output `y` and its gradient (all channels-last when `layout`
@@ -207,6 +281,22 @@ pub(crate) fn backward_through_relu(
     Pooling { k, codes }: Pooling,
     want: Wanted,
 ) -> Result<Gradients> {
+    let input = nchw(x.dims4()?, layout);
+    let g = geometry_of(input, w.dims4()?, ConvOptions::new(1, padding))?;
+    if want.input && want.weights && winograd::backward::applies(&g) {
+        let op = BackwardBothRelu {
+            x: x.clone(),
+            padding,
+            k,
+            codes,
+            layout,
+        };
+        let flat = grad.apply_op3_no_bwd(y, w, &op)?;
+        let len = x.elem_count();
+        let dx = flat.narrow(0, 0, len)?.reshape(x.shape())?;
+        let dw = flat.narrow(0, len, flat.elem_count() - len)?;
+        return Ok((Some(dx), Some(dw)));
+    }
     let dx = if want.input {
         let op = BackwardDataRelu {
             input: nchw(x.dims4()?, layout),

@@ -87,6 +87,12 @@ pub(crate) fn summed_over_threads<T: Elem>(
         .map(|p| p * per..((p + 1) * per).min(n))
         .map(partial)
         .collect();
+    summed_in_order(parts)
+}
+
+/// The sum of equal-length `parts`, added in their order (the first plus the second,
+/// plus the third...), whatever thread computed each.
+pub(crate) fn summed_in_order<T: Elem>(parts: Vec<Vec<T>>) -> Vec<T> {
     let mut parts = parts.into_iter();
     let mut total = parts.next().unwrap_or_default();
     // Added on all threads: a transformed weight gradient is up to 2 MB.

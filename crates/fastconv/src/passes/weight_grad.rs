@@ -2,8 +2,12 @@
 //! transposed transforms, `dW = Gᵀ [Σ (A dY Aᵀ) ⊙ (Bᵀ x B)] G`), the shifted taps, or
 //! im2col, each thread summing its images and the threads' sums added at the end.
 
+use std::mem::MaybeUninit;
+
+use super::input_grad::flipped;
 use super::{
-    channels_first, dense, gradient_rows, inner_parallelism, one_channel, summed_over_threads,
+    channels_first, chunk, dense, gradient_rows, inner_parallelism, one_channel, summed_in_order,
+    summed_over_threads,
 };
 use crate::gemm_paths::{im2col, matmul, shifted, Mat};
 use crate::kernels::{relu_grad, sum, Elem, Geometry};
@@ -162,6 +166,64 @@ pub(crate) fn winograd_weight_grad_with<V: winograd::Variant, T: Elem>(
         let gy = grad.images(g.out_len(), images.start, images.len());
         winograd::weight_grad_transformed::<V, T>(g, x, gy, par)
     });
+    let (du, db) = sum.split_at(sum.len() - g.c_out);
+    let wlen = g.c_out * g.ckk();
+    let mut total = vec![T::ZERO; wlen + g.c_out];
+    winograd::untransform_weight_grad::<V, T>(g, du, &mut total[..wlen]);
+    total[wlen..].copy_from_slice(db);
+    total
+}
+
+/// The input gradient and the flat `dW | db` of a layer that
+/// [`winograd::backward::applies`] to, both through Winograd in one sweep over the
+/// output gradient `grad` (the same values as [`super::input_grad`]'s flipped
+/// convolution and [`winograd_weight_grad`]), into `out`: `dx` (`N` images of `g`'s
+/// input, laid out as `layout`), then `dW | db`. Every value of `out` is written.
+pub(crate) fn winograd_backward_both<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: winograd::Source<'_, T>,
+    w: &[T],
+    layout: BatchLayout,
+    out: &mut [MaybeUninit<T>],
+) {
+    let wlen = g.c_out * g.ckk();
+    let (dx, flat) = out.split_at_mut(g.n * g.in_len());
+    assert_eq!(
+        flat.len(),
+        wlen + g.c_out,
+        "fused backward: output too short"
+    );
+    let total = if g.n == 0 {
+        vec![T::ZERO; wlen + g.c_out]
+    } else if g.k == 5 {
+        backward_both_with::<winograd::F3R5, T>(g, x, grad, w, (dx, layout))
+    } else if winograd::prefers_f5(g.ho, g.wo) {
+        backward_both_with::<winograd::F5, T>(g, x, grad, w, (dx, layout))
+    } else {
+        backward_both_with::<winograd::F4, T>(g, x, grad, w, (dx, layout))
+    };
+    for (o, v) in flat.iter_mut().zip(total) {
+        o.write(v);
+    }
+}
+
+/// [`winograd_backward_both`] through `V` (the variant both separate passes pick for
+/// such a layer): writes `dx`, returns `dW | db`.
+fn backward_both_with<V: winograd::Variant, T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    grad: winograd::Source<'_, T>,
+    w: &[T],
+    (dx, layout): (&mut [MaybeUninit<T>], BatchLayout),
+) -> Vec<T> {
+    let (back, flipped) = flipped(g, w);
+    let (per, par) = (chunk(g.n), inner_parallelism(g.n));
+    let x = dense(x, layout);
+    let geometries = (g, &back);
+    let parts =
+        winograd::backward::backward::<V, T>(geometries, x, grad, &flipped, (dx, layout), per, par);
+    let sum = summed_in_order(parts);
     let (du, db) = sum.split_at(sum.len() - g.c_out);
     let wlen = g.c_out * g.ckk();
     let mut total = vec![T::ZERO; wlen + g.c_out];

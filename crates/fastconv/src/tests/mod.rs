@@ -7,6 +7,7 @@
 //! global average pooling; `layout`: channels-last against channels-first; `pair`: two
 //! layers as one op.
 
+mod backward;
 mod conv;
 mod layout;
 mod pair;

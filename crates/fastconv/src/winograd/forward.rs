@@ -118,10 +118,31 @@ pub(super) fn forward_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bo
     (out, codes, layout): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], BatchLayout),
     par: Parallelism,
 ) {
+    transform_inputs::<V, T, WIDE>(g, t, s, x, images);
+    let output = (out, codes, layout);
+    products_and_output::<V, T, FMA, WIDE>(g, t, s, u, images, bias, activation, pool, output, par);
+}
+
+/// The rest of a forward round once its tiles are transformed (in `s.v`): the `a²`
+/// products with the transformed kernels `u`, then the output transform with bias, the
+/// activation and the pool.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn products_and_output<V: Variant, T: Elem, const FMA: bool, const WIDE: bool>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    u: &[T],
+    images: usize,
+    bias: &[T],
+    activation: Activation,
+    pool: usize,
+    (out, codes, layout): (&mut [MaybeUninit<T>], &mut [MaybeUninit<u8>], BatchLayout),
+    par: Parallelism,
+) {
     let relu = activation.is_relu();
     let a2 = V::A * V::A;
     let tiles = images * t.per_image();
-    transform_inputs::<V, T, WIDE>(g, t, s, x, images);
     let (v_k, m_k, u_k) = (
         plane(tiles, g.c_in),
         plane(tiles, g.c_out),

@@ -35,6 +35,20 @@ pub(super) type WeightArgs<'a, T> = (
     usize,
 );
 
+/// `backward_round`'s inputs, less the outputs.
+pub(super) type BackwardArgs<'a, T> = (
+    &'a Geometry,
+    &'a Geometry,
+    &'a Tiling,
+    &'a mut Scratch<T>,
+    &'a mut Scratch<T>,
+    &'a [T],
+    Source<'a, T>,
+    Source<'a, T>,
+    usize,
+    &'a [T],
+);
+
 /// `pub(super) fn $name(args, out, par)`, which runs `$body` compiled for AVX-512 (in
 /// `$avx512`) or AVX2+FMA (in `$avx`) when [`crate::kernels::simd_path`] says the CPU
 /// has them (and no limit forbids them), and for the build's baseline otherwise. The
@@ -117,5 +131,25 @@ dispatched!(
     WeightArgs,
     |a, du: &mut [T], par| {
         super::weight_grad::weight_round::<V, T, FMA, WIDE>(a.0, a.1, a.2, a.3, a.4, a.5, du, par)
+    }
+);
+
+dispatched!(
+    backward_round,
+    backward_avx2,
+    backward_avx512,
+    BackwardArgs,
+    |a, out: (&mut [MaybeUninit<T>], &mut [T], BatchLayout), par| {
+        super::backward::backward_round::<V, T, FMA, WIDE>(
+            (a.0, a.1),
+            a.2,
+            (a.3, a.4),
+            a.5,
+            (a.6, a.7),
+            a.8,
+            a.9,
+            out,
+            par,
+        )
     }
 );

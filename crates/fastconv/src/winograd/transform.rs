@@ -117,10 +117,6 @@ pub(super) use transform_tiles;
 /// Fills `V` for `x` (`images` consecutive images): `V[k][tile][ci]`, where a round's
 /// tiles are numbered image by image, row by row.
 #[inline(always)]
-// Tiles are read down their columns, which the range loops index.
-#[allow(clippy::needless_range_loop)]
-// transform_tiles! reads and writes without per-access bounds checks.
-#[allow(unsafe_code)]
 pub(super) fn transform_inputs<V: Variant, T: Elem, const WIDE: bool>(
     g: &Geometry,
     t: &Tiling,
@@ -145,26 +141,44 @@ pub(super) fn transform_inputs<V: Variant, T: Elem, const WIDE: bool>(
             &mut s.padded,
             wide,
         );
-        // Bᵀ down the patch's columns, then across its rows into V.
-        let (ab, v) = ((s.padded.as_slice(), wp, V::A), &mut s.v);
-        // While this image's tiles are transformed, the next image's values are
-        // fetched into cache, a share per tile (see `Source::prefetch`).
-        // (Past the last image there is nothing to fetch.)
-        let ahead = |tile: usize| x.prefetch(i + 1, g.in_len(), (tile, t.per_image()));
-        if wide_lanes::<T>(WIDE, c) {
-            transform_tiles!(
-                V,
-                (T, WIDE_LANES),
-                t,
-                i,
-                c,
-                ab,
-                V::input,
-                (v, stride_k),
-                ahead
-            );
-        } else {
-            transform_tiles!(V, (T, LANES), t, i, c, ab, V::input, (v, stride_k), ahead);
-        }
+        input_tiles::<V, T, WIDE>(g, t, i, &s.padded, (&mut s.v, stride_k), x);
+    }
+}
+
+/// Image `i`'s tiles, `Bᵀ d B` of its patches in the zero-padded plane `padded` (`hp x
+/// wp x C_in`), into `v` (planes `stride_k` apart), fetching image `i + 1` of `x`
+/// into cache meanwhile, a share per tile (see `Source::prefetch`; past the last
+/// image there is nothing to fetch).
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+// transform_tiles! reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
+pub(super) fn input_tiles<V: Variant, T: Elem, const WIDE: bool>(
+    g: &Geometry,
+    t: &Tiling,
+    i: usize,
+    padded: &[T],
+    (v, stride_k): (&mut [T], usize),
+    x: Source<'_, T>,
+) {
+    let c = g.c_in;
+    // Bᵀ down the patch's columns, then across its rows into V.
+    let ab = (padded, t.wp, V::A);
+    let ahead = |tile: usize| x.prefetch(i + 1, g.in_len(), (tile, t.per_image()));
+    if wide_lanes::<T>(WIDE, c) {
+        transform_tiles!(
+            V,
+            (T, WIDE_LANES),
+            t,
+            i,
+            c,
+            ab,
+            V::input,
+            (v, stride_k),
+            ahead
+        );
+    } else {
+        transform_tiles!(V, (T, LANES), t, i, c, ab, V::input, (v, stride_k), ahead);
     }
 }

@@ -9,7 +9,7 @@ use super::small_gemm::{each_plane, small_gemm};
 use super::source::Source;
 use super::transform::{transform_inputs, transform_tiles};
 use super::variant::{both, Variant, MAX_A};
-use super::{images_per_round, simd, Tiling};
+use super::{images_per_backward_round, simd, Tiling};
 use crate::kernels::{Elem, Geometry};
 
 /// Adds the weight gradient of `x` (`images` images) and their output gradient `gy`
@@ -17,10 +17,6 @@ use crate::kernels::{Elem, Geometry};
 /// gradient summed per channel) into the `C_out` values after it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-// Tiles are read down their columns, which the range loops index.
-#[allow(clippy::needless_range_loop)]
-// transform_tiles! reads and writes without per-access bounds checks.
-#[allow(unsafe_code)]
 pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: bool>(
     g: &Geometry,
     t: &Tiling,
@@ -33,7 +29,6 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
 ) {
     let a2 = V::A * V::A;
     let tiles = images * t.per_image();
-    transform_inputs::<V, T, WIDE>(g, t, s, x, images);
     let c = g.c_out;
     let m_k = plane(tiles, c);
     // The output gradient, channels-last and zero past the output's last row and
@@ -45,32 +40,73 @@ pub(super) fn weight_round<V: Variant, T: Elem, const FMA: bool, const WIDE: boo
         let scratch = (&mut s.compact[..], &mut s.masked[..], &mut s.codes[..]);
         let wide = wide_lanes::<T>(WIDE, c);
         gy.fill(i, (c, g.ho, g.wo), wm, (0, 0), scratch, &mut s.grad, wide);
-        // The bias gradient from the filled gradient while it is in cache (the columns
-        // past the output add zeros).
         let db = &mut du[a2 * g.c_out * g.c_in..][..c];
-        for pixel in s.grad[..g.ho * wm * c].chunks_exact(c) {
+        gradient_tiles::<V, T, WIDE>(g, t, i, (&s.grad, wm, 0), db, (&mut s.m, m_k));
+    }
+    inputs_and_products::<V, T, FMA, WIDE>(g, t, s, x, images, du, par);
+}
+
+/// Image `i`'s output gradient, channels-last in `plane` (rows `width` pixels wide,
+/// the output's corner at `at`, zeros past the output over whole tiles): its bias
+/// gradient (the gradient summed per channel, the columns past the output adding
+/// zeros) added into `db` while it is in cache, and its tiles' `A dY Aᵀ` (down the
+/// columns, then across the rows) into `dm` (planes `m_k` apart).
+#[inline(always)]
+// Tiles are read down their columns, which the range loops index.
+#[allow(clippy::needless_range_loop)]
+// transform_tiles! reads and writes without per-access bounds checks.
+#[allow(unsafe_code)]
+pub(super) fn gradient_tiles<V: Variant, T: Elem, const WIDE: bool>(
+    g: &Geometry,
+    t: &Tiling,
+    i: usize,
+    (plane, width, at): (&[T], usize, usize),
+    db: &mut [T],
+    (dm, m_k): (&mut [T], usize),
+) {
+    let c = g.c_out;
+    let wm = t.tw * V::M;
+    for y in 0..g.ho {
+        for pixel in plane[at + y * width * c..][..wm * c].chunks_exact(c) {
             for (d, &v) in db.iter_mut().zip(pixel) {
                 *d += v;
             }
         }
-        // A down the columns of each gradient tile, then across its rows into M.
-        let (dy, dm) = ((s.grad.as_slice(), wm, V::M), &mut s.m);
-        if wide_lanes::<T>(WIDE, c) {
-            transform_tiles!(
-                V,
-                (T, WIDE_LANES),
-                t,
-                i,
-                c,
-                dy,
-                V::output_t,
-                (dm, m_k),
-                |_| ()
-            );
-        } else {
-            transform_tiles!(V, (T, LANES), t, i, c, dy, V::output_t, (dm, m_k), |_| ());
-        }
     }
+    let dy = (&plane[at..], width, V::M);
+    if wide_lanes::<T>(WIDE, c) {
+        transform_tiles!(
+            V,
+            (T, WIDE_LANES),
+            t,
+            i,
+            c,
+            dy,
+            V::output_t,
+            (dm, m_k),
+            |_| ()
+        );
+    } else {
+        transform_tiles!(V, (T, LANES), t, i, c, dy, V::output_t, (dm, m_k), |_| ());
+    }
+}
+
+/// The rest of a weight round once its output gradient is transformed (in `s.m`):
+/// the input tiles' transforms, then `dU[k] += dM[k]ᵀ V[k]` into `du`.
+#[inline(always)]
+pub(super) fn inputs_and_products<V: Variant, T: Elem, const FMA: bool, const WIDE: bool>(
+    g: &Geometry,
+    t: &Tiling,
+    s: &mut Scratch<T>,
+    x: Source<'_, T>,
+    images: usize,
+    du: &mut [T],
+    par: Parallelism,
+) {
+    let a2 = V::A * V::A;
+    let tiles = images * t.per_image();
+    transform_inputs::<V, T, WIDE>(g, t, s, x, images);
+    let m_k = plane(tiles, g.c_out);
     let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
     // dU[k] (C_out x C_in) += dM[k]ᵀ (C_out x tiles) · V[k] (tiles x C_in).
     let product = |(k, du): (usize, &mut [T])| {
@@ -97,7 +133,7 @@ pub(crate) fn weight_grad_transformed<V: Variant, T: Elem>(
     let t = Tiling::new::<V>(g);
     let a2 = V::A * V::A;
     let mut du = vec![T::ZERO; a2 * g.c_out * g.c_in + g.c_out];
-    let round = images_per_round(t.per_image());
+    let round = images_per_backward_round(t.per_image());
     let mut s = Scratch::take::<V>(g, &t, round);
     for from in (0..x.count(g.in_len())).step_by(round) {
         let x = x.images(g.in_len(), from, round);
