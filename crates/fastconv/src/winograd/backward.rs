@@ -31,7 +31,7 @@ pub(crate) fn applies(g: &Geometry) -> bool {
 
 /// The input gradient of `x` (`images` of `g`) into `dx` (laid out as `layout`), from
 /// the output gradient `gy` and the flipped kernel of `back` (`g`'s backward geometry:
-/// [`crate::passes::input_grad::back_geometry`]), and each thread's transformed weight
+/// `C_out -> C_in` at stride 1, padding `k - 1 - pad`), and each thread's transformed weight
 /// gradient and bias gradient (as [`super::weight_grad_transformed`] returns them),
 /// `per_thread` images a thread, in order.
 #[allow(clippy::too_many_arguments)]
