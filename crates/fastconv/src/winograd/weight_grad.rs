@@ -3,7 +3,9 @@
 
 use gemm::Parallelism;
 
-use super::lanes::{load, load_unchecked, store_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES};
+use super::lanes::{
+    load, load_unchecked, store, store_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES,
+};
 use super::scratch::{plane, Scratch};
 use super::small_gemm::{each_plane, small_gemm};
 use super::source::Source;
@@ -66,12 +68,10 @@ pub(super) fn gradient_tiles<V: Variant, T: Elem, const WIDE: bool>(
 ) {
     let c = g.c_out;
     let wm = t.tw * V::M;
-    for y in 0..g.ho {
-        for pixel in plane[at + y * width * c..][..wm * c].chunks_exact(c) {
-            for (d, &v) in db.iter_mut().zip(pixel) {
-                *d += v;
-            }
-        }
+    if wide_lanes::<T>(WIDE, c) {
+        bias_sum::<T, WIDE_LANES>((g.ho, wm, c), (plane, width, at), db);
+    } else {
+        bias_sum::<T, LANES>((g.ho, wm, c), (plane, width, at), db);
     }
     let dy = (&plane[at..], width, V::M);
     if wide_lanes::<T>(WIDE, c) {
@@ -88,6 +88,28 @@ pub(super) fn gradient_tiles<V: Variant, T: Elem, const WIDE: bool>(
         );
     } else {
         transform_tiles!(V, (T, LANES), t, i, c, dy, V::output_t, (dm, m_k), |_| ());
+    }
+}
+
+/// Adds the `rows x cols` pixels of `c` channels in `plane` (rows `width` pixels wide,
+/// the first at `at`) into `db`, pixel after pixel, `L` channels at a time in a
+/// register (a loop over whole pixels kept `db` in memory, every addition a load and a
+/// store).
+#[inline(always)]
+fn bias_sum<T: Elem, const L: usize>(
+    (rows, cols, c): (usize, usize, usize),
+    (plane, width, at): (&[T], usize, usize),
+    db: &mut [T],
+) {
+    for c0 in (0..c).step_by(L) {
+        let mut acc: Lanes<T, L> = load(db, c0);
+        for y in 0..rows {
+            let row = &plane[at + y * width * c..][..cols * c];
+            for x in 0..cols {
+                acc += load(row, x * c + c0);
+            }
+        }
+        store(acc, db, c0);
     }
 }
 
