@@ -1,16 +1,20 @@
 //! The transforms into the Winograd domain: the kernels' (`G g Gᵀ`, once per call) and
 //! the tiles' (`Bᵀ d B` of input patches, `A dY Aᵀ` of gradient tiles, per round).
 
-use super::lanes::{load_unchecked, store, store_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES};
+use super::lanes::{
+    load_unchecked, store_into, store_unchecked, wide_lanes, Lanes, LANES, WIDE_LANES,
+};
 use super::scratch::{plane, Scratch};
 use super::source::Source;
 use super::variant::{both, Variant, MAX_A};
 use super::Tiling;
-use crate::kernels::{transpose, Elem, Geometry};
+use crate::kernels::{assume_written, transpose_into, unwritten, Elem, Geometry};
 
 /// `U[k][ci][co]`: the transformed kernels, `a² x C_in x C_out`, computed eight
 /// channel pairs at a time (the pair count is a multiple of 64 wherever Winograd
-/// applies), on all of rayon's threads.
+/// applies), on all of rayon's threads. Neither buffer is zeroed first: every value
+/// of both is written (`perf` had the zeroing at a fifth of this function's time).
+#[allow(unsafe_code)]
 pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> Vec<T> {
     use rayon::prelude::*;
     let a2 = V::A * V::A;
@@ -21,7 +25,7 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
         "Winograd needs channel counts divisible by 8"
     );
     // Every eight pairs' a² transformed taps, `[pairs / 8][k][8]`.
-    let mut by_pairs = vec![T::ZERO; a2 * block];
+    let mut by_pairs = unwritten::<T>(a2 * block);
     by_pairs
         .par_chunks_mut(a2 * LANES)
         .zip(w.par_chunks_exact(V::R * V::R * LANES))
@@ -38,20 +42,26 @@ pub(super) fn transform_kernels<V: Variant, T: Elem>(g: &Geometry, w: &[T]) -> V
             let t = both(&src, r_, V::A, V::kernel);
             for ky in 0..V::A {
                 for kx in 0..V::A {
-                    store(t[ky * MAX_A + kx], out, (ky * V::A + kx) * LANES);
+                    store_into(t[ky * MAX_A + kx], out, (ky * V::A + kx) * LANES);
                 }
             }
         });
+    // SAFETY: the chunks cover `by_pairs`, and each chunk's a² x 8 values are stored.
+    let by_pairs = unsafe { assume_written(by_pairs) };
     // Plane by plane: gathered `[co][ci]`, then transposed.
-    let mut u = vec![T::ZERO; a2 * block];
-    u.par_chunks_mut(block).enumerate().for_each(|(k, plane)| {
-        let mut pairs = vec![T::ZERO; block];
-        for (p, dst) in pairs.chunks_exact_mut(LANES).enumerate() {
-            dst.copy_from_slice(&by_pairs[(p * a2 + k) * LANES..][..LANES]);
-        }
-        transpose(&pairs, (g.c_out, g.c_in, g.c_in), plane, g.c_out);
-    });
-    u
+    let mut u = unwritten::<T>(a2 * block);
+    u.par_chunks_mut(block).enumerate().for_each_init(
+        || Vec::with_capacity(block),
+        |pairs, (k, plane)| {
+            pairs.clear();
+            for p in 0..block / LANES {
+                pairs.extend_from_slice(&by_pairs[(p * a2 + k) * LANES..][..LANES]);
+            }
+            transpose_into(pairs, (g.c_out, g.c_in, g.c_in), plane, g.c_out);
+        },
+    );
+    // SAFETY: each plane is the whole `C_out x C_in` transpose of its gathered pairs.
+    unsafe { assume_written(u) }
 }
 
 /// Transforms the tiles of image `$i` of a round, channels-last in `$src` (rows `$w`
