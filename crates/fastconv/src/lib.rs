@@ -62,6 +62,7 @@
 //! | weight + bias gradient | Winograd, `dW = Gᵀ [Σ (A dY Aᵀ) ⊙ (Bᵀ x B)] G` | Winograd applies |
 //! | | direct (`passes::one_channel`) | as for the forward pass |
 //! | | one GEMM per tap, else im2col, `Σ_n g_n · im2col(x_n)ᵀ` | as for the forward pass |
+//! | input + weight gradients of a layer with ReLU | one Winograd sweep (`winograd::backward`): each image's output gradient filled once, for the flipped convolution's tiles and the weight gradient's | both wanted, Winograd applies to both passes, the output as large as the input (GapCnn's layers) |
 //! | max-pool after a convolution | in Winograd's output transform | Winograd applies to a 3x3 kernel and the window divides 4 (the convolution then runs F(4x4)) |
 //! | | the pooling record from the convolution's output | otherwise (channels-first only) |
 //!

@@ -149,16 +149,33 @@ pub(super) fn products_and_output<V: Variant, T: Elem, const FMA: bool, const WI
         g.c_out * g.c_in,
     );
     // M[k] (tiles x C_out) = V[k] (tiles x C_in) · U[k] (C_in x C_out).
-    let product = |(k, m): (usize, &mut [T])| {
+    // M[k] (tiles x C_out) = V[k] (tiles x C_in) · U[k] (C_in x C_out).
+    #[inline(always)]
+    fn product<T: Elem, const FMA: bool, const WIDE: bool>(
+        (g, tiles, v, u): (&Geometry, usize, &[T], &[T]),
+        (v_k, u_k): (usize, usize),
+        (k, m): (usize, &mut [T]),
+    ) {
         small_gemm::<T, FMA, WIDE>(
             (tiles, g.c_out, g.c_in),
-            (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in, 1),
+            (&v[k * v_k..k * v_k + tiles * g.c_in], g.c_in, 1),
             (&u[k * u_k..(k + 1) * u_k], g.c_out),
             (&mut m[..tiles * g.c_out], g.c_out),
             false,
         )
-    };
-    each_plane(&mut s.m[..a2 * m_k], m_k, par, product);
+    }
+    let operands = (g, tiles, &s.v[..], u);
+    let planes = &mut s.m[..a2 * m_k];
+    if matches!(par, Parallelism::None) {
+        // A loop, not `each_plane`'s closure: see `each_plane`.
+        for (k, m) in planes.chunks_mut(m_k).enumerate() {
+            product::<T, FMA, WIDE>(operands, (v_k, u_k), (k, m));
+        }
+    } else {
+        each_plane(planes, m_k, par, |km| {
+            product::<T, FMA, WIDE>(operands, (v_k, u_k), km)
+        });
+    }
     let output = (out, codes, layout);
     if wide_lanes::<T>(WIDE, g.c_out) {
         output_transform::<V, T, WIDE_LANES>(g, t, s, images, bias, relu, pool, output);

@@ -33,7 +33,8 @@
 //! (eight or sixteen channels as one value), `transform` (kernel and tile transforms), `small_gemm`
 //! (the `a²` products; `wide` their sixteen-lane AVX-512 f32 kernel), `scratch` (per-thread buffers kept between calls), `source`
 //! (where a pass reads images or gradients from, unpooling on the fly), `forward` and
-//! `weight_grad` (the passes' rounds), `simd` (their AVX2+FMA builds).
+//! `weight_grad` (the passes' rounds), [`backward`] (both backward passes in one sweep
+//! over the output gradient), `simd` (their AVX2+FMA and AVX-512 builds).
 
 pub(crate) mod backward;
 mod forward;

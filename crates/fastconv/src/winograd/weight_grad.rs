@@ -131,16 +131,32 @@ pub(super) fn inputs_and_products<V: Variant, T: Elem, const FMA: bool, const WI
     let m_k = plane(tiles, g.c_out);
     let (v_k, u_k) = (plane(tiles, g.c_in), g.c_out * g.c_in);
     // dU[k] (C_out x C_in) += dM[k]ᵀ (C_out x tiles) · V[k] (tiles x C_in).
-    let product = |(k, du): (usize, &mut [T])| {
+    #[inline(always)]
+    fn product<T: Elem, const FMA: bool, const WIDE: bool>(
+        (g, tiles, m, v): (&Geometry, usize, &[T], &[T]),
+        (m_k, v_k): (usize, usize),
+        (k, du): (usize, &mut [T]),
+    ) {
         small_gemm::<T, FMA, WIDE>(
             (g.c_out, g.c_in, tiles),
-            (&s.m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
-            (&s.v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
+            (&m[k * m_k..k * m_k + tiles * g.c_out], 1, g.c_out),
+            (&v[k * v_k..k * v_k + tiles * g.c_in], g.c_in),
             (du, g.c_in),
             true,
         )
-    };
-    each_plane(&mut du[..a2 * u_k], u_k, par, product);
+    }
+    let operands = (g, tiles, &s.m[..], &s.v[..]);
+    let planes = &mut du[..a2 * u_k];
+    if matches!(par, Parallelism::None) {
+        // A loop, not `each_plane`'s closure: see `each_plane`.
+        for (k, du) in planes.chunks_mut(u_k).enumerate() {
+            product::<T, FMA, WIDE>(operands, (m_k, v_k), (k, du));
+        }
+    } else {
+        each_plane(planes, u_k, par, |kd| {
+            product::<T, FMA, WIDE>(operands, (m_k, v_k), kd)
+        });
+    }
 }
 
 /// The transformed weight gradient of the images in `x` with output gradient `grad`
