@@ -166,12 +166,7 @@ pub(crate) fn winograd_weight_grad_with<V: winograd::Variant, T: Elem>(
         let gy = grad.images(g.out_len(), images.start, images.len());
         winograd::weight_grad_transformed::<V, T>(g, x, gy, par)
     });
-    let (du, db) = sum.split_at(sum.len() - g.c_out);
-    let wlen = g.c_out * g.ckk();
-    let mut total = vec![T::ZERO; wlen + g.c_out];
-    winograd::untransform_weight_grad::<V, T>(g, du, &mut total[..wlen]);
-    total[wlen..].copy_from_slice(db);
-    total
+    untransformed::<V, T>(g, &sum)
 }
 
 /// The input gradient and the flat `dW | db` of a layer that
@@ -224,6 +219,12 @@ fn backward_both_with<V: winograd::Variant, T: Elem>(
     let parts =
         winograd::backward::backward::<V, T>(geometries, x, grad, &flipped, (dx, layout), per, par);
     let sum = summed_in_order(parts);
+    untransformed::<V, T>(g, &sum)
+}
+
+/// Flat `dW | db` from the summed transformed weight gradient and bias gradient
+/// (`a² x C_out x C_in`, then `C_out`).
+fn untransformed<V: winograd::Variant, T: Elem>(g: &Geometry, sum: &[T]) -> Vec<T> {
     let (du, db) = sum.split_at(sum.len() - g.c_out);
     let wlen = g.c_out * g.ckk();
     let mut total = vec![T::ZERO; wlen + g.c_out];
