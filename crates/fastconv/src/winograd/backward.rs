@@ -1,12 +1,13 @@
 //! Both backward passes of a layer in one sweep over its output gradient: the input
 //! gradient (the forward pass of the flipped kernel over the zero-padded gradient) and
 //! the weight gradient (`A dY Aᵀ` of the gradient's tiles against `Bᵀ x B` of the
-//! input's) read the same gradient, which a separate pass each filled twice (through
-//! ReLU's mask and the pooling record: ~10 % of a training step before the unpooling
-//! was vectorised). Here each image's gradient is filled once into the padded plane the
-//! input gradient reads, and the weight gradient's tiles are read from that plane's
-//! interior. Same values, in the same order, as the two passes: each thread takes the
-//! same images and rounds as they do.
+//! input's) read the same gradient, which the two separate passes each filled (through
+//! ReLU's mask and the pooling record: ~10 % of a training step, both fills together,
+//! before the unpooling was vectorised). Here each image's gradient is filled once into
+//! the padded plane the input gradient reads, and the weight gradient's tiles are read
+//! from that plane's interior. Same values as the two passes: each thread takes the
+//! same images, the weight gradient sums over the weight pass's rounds, and the input
+//! gradient's tiles do not depend on how rounds are cut.
 
 use gemm::Parallelism;
 use std::mem::MaybeUninit;
