@@ -149,7 +149,6 @@ pub(super) fn products_and_output<V: Variant, T: Elem, const FMA: bool, const WI
         g.c_out * g.c_in,
     );
     // M[k] (tiles x C_out) = V[k] (tiles x C_in) · U[k] (C_in x C_out).
-    // M[k] (tiles x C_out) = V[k] (tiles x C_in) · U[k] (C_in x C_out).
     #[inline(always)]
     fn product<T: Elem, const FMA: bool, const WIDE: bool>(
         (g, tiles, v, u): (&Geometry, usize, &[T], &[T]),
